@@ -1,0 +1,40 @@
+"""Breaks each kernel on purpose, one small edit at a time, and checks that the kernel tests
+fail for every edit (a test suite that cannot fail proves nothing).
+
+Run from the repository root: python3 scripts/check_tests_catch_kernel_bugs.py
+Each edit is undone afterwards; takes a few minutes (one rebuild per edit).
+"""
+import pathlib
+import subprocess
+import sys
+muts = [
+ ("shaders/matmul.wgsl", "for (var kk = 0u; kk < p.k; kk++)", "for (var kk = 0u; kk + 1u < p.k; kk++)"),
+ ("shaders/matmul_vec4.wgsl", "b_cols[1u * tn4 + j / 4u][j % 4u] = v.y;", "b_cols[1u * tn4 + j / 4u][j % 4u] = v.z;"),
+ ("shaders/softmax.wgsl", "(dy[base + c] - dot)", "(dy[base + c] + dot)"),
+ ("shaders/layernorm.wgsl", "reduce_sum(lid, q) / f32(p.d) + p.eps", "reduce_sum(lid, q) / f32(p.d) + p.eps * 10.0"),
+ ("shaders/layernorm.wgsl", "dx[base + j] = r * (g - sums.x - xhat * sums.y);", "dx[base + j] = r * (g - sums.x);"),
+ ("shaders/activation.wgsl", "out[i] = dy[i] * (cdf + v * pdf);", "out[i] = dy[i] * cdf;"),
+ ("shaders/gate.wgsl", "da[i] = acc * s * (1.0 - s);", "da[i] = acc * s;"),
+ ("shaders/embedding.wgsl", "dtable[row] = dtable[row] + acc;", "dtable[row] = acc;"),
+ ("shaders/reduce.wgsl", "for (var r = start; r < end; r++)", "for (var r = start; r + 1u < end; r++)"),
+ ("shaders/loss.wgsl", "(p.weight_total * prob - wc)", "(prob - wc)"),
+ ("shaders/adamw.wgsl", "sqrt(vi) / sqrt(p.bc2) + p.eps", "sqrt(vi) + p.eps"),
+ ("shaders/elementwise.wgsl", "out[i] = out[i] + p.alpha * a[i];", "out[i] = p.alpha * a[i];"),
+ ("shaders/reduce.wgsl", "i += p.threads", "i += p.threads + 1u"),
+ ("shaders/loss.wgsl", "acc += max(v, 0.0) - v * t + softplus_neg_abs(v);", "acc += max(v, 0.0) - v * t;"),
+]
+missed = 0
+for path, old, new in muts:
+    p = pathlib.Path(path); orig = p.read_text()
+    assert old in orig, (path, old)
+    p.write_text(orig.replace(old, new, 1))
+    try:
+        r = subprocess.run(["cargo", "test", "-q", "--test", "kernels"], capture_output=True, text=True)
+        out = r.stdout + r.stderr
+        names = [l.strip() for l in out.splitlines() if l.startswith("    ") and "::" in l]
+        caught = r.returncode != 0 and names
+        print(f"{'caught' if caught else 'MISSED'}: {path}: {new[:50]!r} -> {names[:6]}", flush=True)
+        missed += not caught
+    finally:
+        p.write_text(orig)
+sys.exit(1 if missed else 0)

@@ -1,0 +1,72 @@
+// AdamW on flat f32 parameter buffers, with global gradient-norm clipping.
+//   clip_coefficient (one invocation): from sumsq = sum of squared gradients (reduce.wgsl),
+//     clip = [norm, coef, skip] with norm = sqrt(sumsq), coef = min(1, max_norm / (norm + 1e-6))
+//     (1 when max_norm <= 0), and skip = 1 when norm is NaN or Inf: the step is then skipped.
+//   adamw, for i in [offset, offset + n) (one parameter group):
+//     if skip: nothing;  g = grad[i] * coef
+//     param *= 1 - lr * weight_decay                        (decoupled weight decay)
+//     m = beta1 * m + (1 - beta1) * g;  v = beta2 * v + (1 - beta2) * g^2
+//     param -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps)  with bc = 1 - beta^step
+//   as torch.optim.AdamW after torch.nn.utils.clip_grad_norm_.
+// Bindings: 0 params, 1 sumsq, 2 clip (3 floats), 3 param, 4 grad, 5 m, 6 v.
+// Dispatch: clip_coefficient (1, 1, 1); adamw ceil(n / WG) workgroups folded into x * y.
+
+struct Params {
+    n: u32,
+    offset: u32,
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    weight_decay: f32,
+    bc1: f32,
+    bc2: f32,
+    max_norm: f32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> sumsq: array<f32>;
+@group(0) @binding(2) var<storage, read_write> clip: array<f32>;
+@group(0) @binding(3) var<storage, read_write> param: array<f32>;
+@group(0) @binding(4) var<storage, read> grad: array<f32>;
+@group(0) @binding(5) var<storage, read_write> m: array<f32>;
+@group(0) @binding(6) var<storage, read_write> v: array<f32>;
+
+override WG: u32 = 256;
+
+fn is_finite(value: f32) -> bool {
+    return (bitcast<u32>(value) & 0x7f800000u) != 0x7f800000u;
+}
+
+@compute @workgroup_size(1)
+fn clip_coefficient() {
+    let norm = sqrt(sumsq[0]);
+    var coef = 1.0;
+    if (p.max_norm > 0.0) {
+        coef = min(1.0, p.max_norm / (norm + 1e-6));
+    }
+    let finite = is_finite(norm);
+    clip[0] = norm;
+    clip[1] = select(0.0, coef, finite);
+    clip[2] = select(1.0, 0.0, finite);
+}
+
+@compute @workgroup_size(WG)
+fn adamw(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) lid: u32) {
+    let k = (wid.y * nwg.x + wid.x) * WG + lid;
+    if (k >= p.n || clip[2] != 0.0) {
+        return;
+    }
+    let i = p.offset + k;
+    let g = grad[i] * clip[1];
+    let w = param[i] * (1.0 - p.lr * p.weight_decay);
+    let mi = p.beta1 * m[i] + (1.0 - p.beta1) * g;
+    let vi = p.beta2 * v[i] + (1.0 - p.beta2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    let denom = sqrt(vi) / sqrt(p.bc2) + p.eps;
+    param[i] = w - (p.lr / p.bc1) * mi / denom;
+}

@@ -1,0 +1,62 @@
+// Elementwise kernels over flat f32 buffers of `n` elements.
+//   axpby:      out[i] = alpha * a[i] + beta * b[i]   (add, residual add, difference)
+//   scale:      out[i] = alpha * a[i]
+//   accumulate: out[i] = out[i] + alpha * a[i]        (gradient accumulation)
+//   fill:       out[i] = alpha
+// Bindings: 0 params, 1 a, 2 b, 3 out; each entry uses its subset, in that order.
+// Dispatch: ceil(n / WG) workgroups of WG invocations, folded into x * y when large; the
+// linear workgroup index is wid.y * num_workgroups.x + wid.x.
+
+struct Params {
+    n: u32,
+    alpha: f32,
+    beta: f32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+override WG: u32 = 256;
+
+fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wid.y * nwg.x + wid.x) * WG + lid;
+}
+
+@compute @workgroup_size(WG)
+fn axpby(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wid, nwg, lid);
+    if (i < p.n) {
+        out[i] = p.alpha * a[i] + p.beta * b[i];
+    }
+}
+
+@compute @workgroup_size(WG)
+fn scale(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wid, nwg, lid);
+    if (i < p.n) {
+        out[i] = p.alpha * a[i];
+    }
+}
+
+@compute @workgroup_size(WG)
+fn accumulate(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wid, nwg, lid);
+    if (i < p.n) {
+        out[i] = out[i] + p.alpha * a[i];
+    }
+}
+
+@compute @workgroup_size(WG)
+fn fill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wid, nwg, lid);
+    if (i < p.n) {
+        out[i] = p.alpha;
+    }
+}

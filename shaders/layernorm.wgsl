@@ -1,0 +1,142 @@
+// LayerNorm over the last dimension and its backward.
+//   layernorm_forward:  mean = sum(x) / d;  var = sum((x - mean)^2) / d   (two passes, biased
+//                       variance as PyTorch); rstd = 1 / sqrt(var + eps);
+//                       y = (x - mean) * rstd * gamma + beta; mean and rstd saved per row.
+//   layernorm_backward_input: with xhat = (x - mean) * rstd and g = dy * gamma,
+//                       dx = rstd * (g - mean(g) - xhat * mean(g * xhat))
+//   layernorm_backward_params: partial column sums over a chunk of chunk_rows rows,
+//                       pgamma[c, j] = sum dy * xhat, pbeta[c, j] = sum dy; the host sums
+//                       the chunks with the column-sum kernel.
+// Bindings: 0 params, 1 x, 2 gamma, 3 beta, 4 y, 5 mean, 6 rstd, 7 dy, 8 dx, 9 pgamma,
+// 10 pbeta; each entry uses its subset in that order.
+// Dispatch: forward and backward_input run one workgroup of WG invocations (a power of two)
+// per row (rows folded into x * y); backward_params runs (ceil(d / WG), chunks) workgroups,
+// one invocation per column and chunk.
+
+struct Params {
+    rows: u32,
+    d: u32,
+    eps: f32,
+    chunk_rows: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> gamma: array<f32>;
+@group(0) @binding(3) var<storage, read> beta: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(5) var<storage, read_write> mean: array<f32>;
+@group(0) @binding(6) var<storage, read_write> rstd: array<f32>;
+@group(0) @binding(7) var<storage, read> dy: array<f32>;
+@group(0) @binding(8) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(9) var<storage, read_write> pgamma: array<f32>;
+@group(0) @binding(10) var<storage, read_write> pbeta: array<f32>;
+
+override WG: u32 = 128;
+
+var<workgroup> red: array<f32, WG>;
+var<workgroup> red2: array<f32, WG>;
+
+fn reduce_sum(lid: u32, v: f32) -> f32 {
+    red[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+            red[lid] = red[lid] + red[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+}
+
+fn reduce_sum2(lid: u32, v: vec2<f32>) -> vec2<f32> {
+    red[lid] = v.x;
+    red2[lid] = v.y;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+            red[lid] = red[lid] + red[lid + s];
+            red2[lid] = red2[lid] + red2[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let r = vec2<f32>(red[0], red2[0]);
+    workgroupBarrier();
+    return r;
+}
+
+@compute @workgroup_size(WG)
+fn layernorm_forward(@builtin(workgroup_id) wid: vec3<u32>,
+                     @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_index) lid: u32) {
+    let row = wid.y * nwg.x + wid.x;
+    if (row >= p.rows) {
+        return;
+    }
+    let base = row * p.d;
+    var s = 0.0;
+    for (var j = lid; j < p.d; j += WG) {
+        s += x[base + j];
+    }
+    let mu = reduce_sum(lid, s) / f32(p.d);
+    var q = 0.0;
+    for (var j = lid; j < p.d; j += WG) {
+        let c = x[base + j] - mu;
+        q += c * c;
+    }
+    let r = inverseSqrt(reduce_sum(lid, q) / f32(p.d) + p.eps);
+    for (var j = lid; j < p.d; j += WG) {
+        y[base + j] = (x[base + j] - mu) * r * gamma[j] + beta[j];
+    }
+    if (lid == 0u) {
+        mean[row] = mu;
+        rstd[row] = r;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn layernorm_backward_input(@builtin(workgroup_id) wid: vec3<u32>,
+                            @builtin(num_workgroups) nwg: vec3<u32>,
+                            @builtin(local_invocation_index) lid: u32) {
+    let row = wid.y * nwg.x + wid.x;
+    if (row >= p.rows) {
+        return;
+    }
+    let base = row * p.d;
+    let mu = mean[row];
+    let r = rstd[row];
+    var acc = vec2<f32>(0.0, 0.0);
+    for (var j = lid; j < p.d; j += WG) {
+        let g = dy[base + j] * gamma[j];
+        let xhat = (x[base + j] - mu) * r;
+        acc += vec2<f32>(g, g * xhat);
+    }
+    let sums = reduce_sum2(lid, acc) / f32(p.d);
+    for (var j = lid; j < p.d; j += WG) {
+        let g = dy[base + j] * gamma[j];
+        let xhat = (x[base + j] - mu) * r;
+        dx[base + j] = r * (g - sums.x - xhat * sums.y);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn layernorm_backward_params(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let j = gid.x;
+    let chunk = gid.y;
+    if (j >= p.d) {
+        return;
+    }
+    let start = chunk * p.chunk_rows;
+    let end = min(start + p.chunk_rows, p.rows);
+    var sg = 0.0;
+    var sb = 0.0;
+    for (var row = start; row < end; row++) {
+        let g = dy[row * p.d + j];
+        sg += g * (x[row * p.d + j] - mean[row]) * rstd[row];
+        sb += g;
+    }
+    pgamma[chunk * p.d + j] = sg;
+    pbeta[chunk * p.d + j] = sb;
+}

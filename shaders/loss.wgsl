@@ -1,0 +1,171 @@
+// Fused losses: one pass writes each row's loss contribution and d(logits).
+// The host computes the normalizer (PyTorch's "mean" reduction) and passes inv_norm = 1/N:
+//   cross_entropy: N = sum over labelled rows of w[target] (w = 1 without class weights);
+//   bce_with_logits: N = labelled rows * classes; mse: N = labelled rows * outputs.
+// grad_scale multiplies d(logits) (the task weight lambda times the upstream gradient).
+// Summing row_loss (reduce.wgsl) gives the loss.
+//
+// cross_entropy (workgroup per row, targets i32, `ignore_index` rows contribute nothing):
+//   lp = log_softmax(x_r);  e = smoothing;  C = classes;  W = sum_c w[c]
+//   row_loss = inv_norm * ((1 - e) * w[t] * -lp[t] + (e / C) * sum_c w[c] * -lp[c])
+//   dx[c]    = grad_scale * inv_norm * ((1 - e) * w[t] * (p[c] - [c == t])
+//                                       + (e / C) * (W * p[c] - w[c]))
+//   (this is PyTorch's cross_entropy with weight and label_smoothing).
+// bce_with_logits (invocation per row; m = row_mask[r], a 0/1 or fractional row weight):
+//   row_loss = inv_norm * m * sum_c (max(x, 0) - x * t + log1p(exp(-|x|)))
+//   dx[c]    = grad_scale * inv_norm * m * (sigmoid(x) - t)
+// mse (invocation per row):
+//   row_loss = inv_norm * m * sum_c (x - t)^2;   dx[c] = grad_scale * inv_norm * m * 2 (x - t)
+// Bindings: 0 params, 1 logits, 2 targets (i32), 3 class_weights, 4 row_loss, 5 dlogits,
+// 6 ftargets (f32, shape of logits), 7 row_mask (f32 per row).
+// cross_entropy uses 1-5; bce_with_logits and mse use 1, 4, 5, 6, 7.
+// Dispatch: cross_entropy one workgroup of WG (a power of two) per row, rows folded into
+// x * y; the others ceil(rows / WG) workgroups folded likewise.
+
+struct Params {
+    rows: u32,
+    classes: u32,
+    ignore_index: i32,
+    smoothing: f32,
+    inv_norm: f32,
+    grad_scale: f32,
+    weight_total: f32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> logits: array<f32>;
+@group(0) @binding(2) var<storage, read> targets: array<i32>;
+@group(0) @binding(3) var<storage, read> class_weights: array<f32>;
+@group(0) @binding(4) var<storage, read_write> row_loss: array<f32>;
+@group(0) @binding(5) var<storage, read_write> dlogits: array<f32>;
+@group(0) @binding(6) var<storage, read> ftargets: array<f32>;
+@group(0) @binding(7) var<storage, read> row_mask: array<f32>;
+
+override WG: u32 = 64;
+override HAS_WEIGHTS: bool = false;
+
+var<workgroup> red: array<f32, WG>;
+
+fn reduce(lid: u32, v: f32, take_max: bool) -> f32 {
+    red[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+            red[lid] = select(red[lid] + red[lid + s], max(red[lid], red[lid + s]), take_max);
+        }
+        workgroupBarrier();
+    }
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+}
+
+fn weight(c: u32) -> f32 {
+    if (HAS_WEIGHTS) {
+        return class_weights[c];
+    }
+    return 1.0;
+}
+
+@compute @workgroup_size(WG)
+fn cross_entropy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let row = wid.y * nwg.x + wid.x;
+    if (row >= p.rows) {
+        return;
+    }
+    let base = row * p.classes;
+    let label = targets[row];
+    if (label == p.ignore_index || label < 0 || u32(label) >= p.classes) {
+        for (var c = lid; c < p.classes; c += WG) {
+            dlogits[base + c] = 0.0;
+        }
+        if (lid == 0u) {
+            row_loss[row] = 0.0;
+        }
+        return;
+    }
+    let t = u32(label);
+    var m = -3.0e38;
+    for (var c = lid; c < p.classes; c += WG) {
+        m = max(m, logits[base + c]);
+    }
+    m = reduce(lid, m, true);
+    var s = 0.0;
+    for (var c = lid; c < p.classes; c += WG) {
+        s += exp(logits[base + c] - m);
+    }
+    // log p[c] = (x[c] - m) - log(s): never add the small log(s) to a large m.
+    let log_s = log(reduce(lid, s, false));
+    let e = p.smoothing;
+    let inv_c = 1.0 / f32(p.classes);
+    let wt = weight(t);
+    var smooth_sum = 0.0;
+    for (var c = lid; c < p.classes; c += WG) {
+        let lp = (logits[base + c] - m) - log_s;
+        let prob = exp(lp);
+        let wc = weight(c);
+        smooth_sum += wc * lp;
+        let onehot = select(0.0, 1.0, c == t);
+        let g = (1.0 - e) * wt * (prob - onehot) + e * inv_c * (p.weight_total * prob - wc);
+        dlogits[base + c] = p.grad_scale * p.inv_norm * g;
+    }
+    smooth_sum = reduce(lid, smooth_sum, false);
+    if (lid == 0u) {
+        let nll = -((logits[base + t] - m) - log_s);
+        row_loss[row] = p.inv_norm * ((1.0 - e) * wt * nll - e * inv_c * smooth_sum);
+    }
+}
+
+fn softplus_neg_abs(v: f32) -> f32 {
+    // log1p(exp(-|v|)) without losing the small values when exp(-|v|) << 1.
+    let z = exp(-abs(v));
+    if (z < 1e-4) {
+        return z * (1.0 - 0.5 * z);
+    }
+    return log(1.0 + z);
+}
+
+@compute @workgroup_size(WG)
+fn bce_with_logits(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    let row = (wid.y * nwg.x + wid.x) * WG + lid;
+    if (row >= p.rows) {
+        return;
+    }
+    let mk = row_mask[row];
+    let scale = p.grad_scale * p.inv_norm * mk;
+    var acc = 0.0;
+    for (var c = 0u; c < p.classes; c++) {
+        let i = row * p.classes + c;
+        let v = logits[i];
+        let t = ftargets[i];
+        if (mk != 0.0) {
+            acc += max(v, 0.0) - v * t + softplus_neg_abs(v);
+        }
+        dlogits[i] = scale * (1.0 / (1.0 + exp(-v)) - t);
+    }
+    row_loss[row] = p.inv_norm * mk * acc;
+}
+
+@compute @workgroup_size(WG)
+fn mse(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+       @builtin(local_invocation_index) lid: u32) {
+    let row = (wid.y * nwg.x + wid.x) * WG + lid;
+    if (row >= p.rows) {
+        return;
+    }
+    let mk = row_mask[row];
+    let scale = p.grad_scale * p.inv_norm * mk;
+    var acc = 0.0;
+    for (var c = 0u; c < p.classes; c++) {
+        let i = row * p.classes + c;
+        let diff = logits[i] - ftargets[i];
+        if (mk != 0.0) {
+            acc += diff * diff;
+        }
+        dlogits[i] = scale * 2.0 * diff;
+    }
+    row_loss[row] = p.inv_norm * mk * acc;
+}

@@ -1,0 +1,116 @@
+// Batched matrix multiply, general layout (scalar loads; any M, N, K and strides).
+//   C[z] = alpha * op(A[z]) * op(B[z]) (+ beta * C[z] when ACCUMULATE) (+ bias, per column)
+// op(A) is M x K: A stored row-major M x K (leading dimension lda), or K x M when TRANS_A.
+// op(B) is K x N: B stored K x N (ldb), or N x K when TRANS_B. C is M x N (ldc).
+// Batch z = outer * batch_inner + inner; operand X starts at outer * x_outer + inner * x_inner
+// (elements), which covers plain batches and attention heads interleaved in [B, T, H, dh].
+// Register tiling: each invocation accumulates a TM x TN block in f32 (TM, TN <= 8); a
+// workgroup of WG_X x WG_Y invocations covers a (WG_Y * TM) x (WG_X * TN) tile of C. Edge
+// rows and columns are clamped for loads and skipped for stores, so no shape is excluded.
+// matmul_vec4.wgsl is the faster variant for operands whose contiguous axis allows vec4.
+// Bindings: 0 params, 1 a, 2 b, 3 bias (read only when HAS_BIAS; pass any buffer), 4 c.
+// Dispatch: (ceil(N / (WG_X * TN)), ceil(M / (WG_Y * TM)), batch) workgroups.
+
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    batch_inner: u32,
+    lda: u32,
+    ldb: u32,
+    ldc: u32,
+    _pad0: u32,
+    a_outer: u32,
+    a_inner: u32,
+    b_outer: u32,
+    b_inner: u32,
+    c_outer: u32,
+    c_inner: u32,
+    alpha: f32,
+    beta: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> c: array<f32>;
+
+override WG_X: u32 = 8;
+override WG_Y: u32 = 8;
+override TM: u32 = 4;
+override TN: u32 = 4;
+override TRANS_A: bool = false;
+override TRANS_B: bool = false;
+override HAS_BIAS: bool = false;
+override ACCUMULATE: bool = false;
+
+@compute @workgroup_size(WG_X, WG_Y, 1)
+fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let row0 = (wid.y * WG_Y + lid.y) * TM;
+    let col0 = (wid.x * WG_X + lid.x) * TN;
+    if (row0 >= p.m || col0 >= p.n) {
+        return;
+    }
+    let outer = wid.z / p.batch_inner;
+    let inner = wid.z % p.batch_inner;
+    let a_base = outer * p.a_outer + inner * p.a_inner;
+    let b_base = outer * p.b_outer + inner * p.b_inner;
+    let c_base = outer * p.c_outer + inner * p.c_inner;
+
+    var rows: array<u32, 8>;
+    var cols: array<u32, 8>;
+    for (var r = 0u; r < TM; r++) {
+        rows[r] = min(row0 + r, p.m - 1u);
+    }
+    for (var j = 0u; j < TN; j++) {
+        cols[j] = min(col0 + j, p.n - 1u);
+    }
+
+    var acc: array<f32, 64>;
+    for (var kk = 0u; kk < p.k; kk++) {
+        var av: array<f32, 8>;
+        var bv: array<f32, 8>;
+        for (var r = 0u; r < TM; r++) {
+            if (TRANS_A) {
+                av[r] = a[a_base + kk * p.lda + rows[r]];
+            } else {
+                av[r] = a[a_base + rows[r] * p.lda + kk];
+            }
+        }
+        for (var j = 0u; j < TN; j++) {
+            if (TRANS_B) {
+                bv[j] = b[b_base + cols[j] * p.ldb + kk];
+            } else {
+                bv[j] = b[b_base + kk * p.ldb + cols[j]];
+            }
+        }
+        for (var r = 0u; r < TM; r++) {
+            for (var j = 0u; j < TN; j++) {
+                acc[r * TN + j] = fma(av[r], bv[j], acc[r * TN + j]);
+            }
+        }
+    }
+
+    for (var r = 0u; r < TM; r++) {
+        let row = row0 + r;
+        if (row >= p.m) {
+            break;
+        }
+        for (var j = 0u; j < TN; j++) {
+            let col = col0 + j;
+            if (col >= p.n) {
+                break;
+            }
+            let o = c_base + row * p.ldc + col;
+            var v = p.alpha * acc[r * TN + j];
+            if (HAS_BIAS) {
+                v += bias[col];
+            }
+            if (ACCUMULATE) {
+                v += p.beta * c[o];
+            }
+            c[o] = v;
+        }
+    }
+}

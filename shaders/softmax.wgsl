@@ -1,0 +1,114 @@
+// Row softmax with an optional additive mask, and its backward.
+//   softmax_forward:  y[r, c] = softmax_c(scale * x[r, c] + mask[r / rows_per_mask, c])
+//   softmax_backward: dx[r, c] = scale * y[r, c] * (dy[r, c] - sum_k dy[r, k] * y[r, k])
+// Numerically stable: the row maximum is subtracted before exp. A row whose every entry is
+// -inf (or below -3e38) yields zeros instead of NaN. For attention scores laid out
+// [batch, heads, queries, keys] with a key-padding mask [batch, keys], rows_per_mask is
+// heads * queries; with HAS_MASK = false the mask binding is not read.
+// Bindings: 0 params, 1 x, 2 mask, 3 y, 4 dy, 5 dx; forward uses 1-3, backward 3-5.
+// Dispatch: one workgroup of WG invocations (a power of two) per row, rows folded into
+// x * y when many; the workgroup reduces max and sum through workgroup memory.
+
+struct Params {
+    rows: u32,
+    cols: u32,
+    rows_per_mask: u32,
+    scale: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> mask: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read> dy: array<f32>;
+@group(0) @binding(5) var<storage, read_write> dx: array<f32>;
+
+override WG: u32 = 128;
+override HAS_MASK: bool = false;
+
+var<workgroup> red: array<f32, WG>;
+
+const NEG_HUGE: f32 = -3.0e38;
+
+fn reduce_max(lid: u32, v: f32) -> f32 {
+    red[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+            red[lid] = max(red[lid], red[lid + s]);
+        }
+        workgroupBarrier();
+    }
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+}
+
+fn reduce_sum(lid: u32, v: f32) -> f32 {
+    red[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+            red[lid] = red[lid] + red[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+}
+
+fn logit(row: u32, c: u32) -> f32 {
+    var v = p.scale * x[row * p.cols + c];
+    if (HAS_MASK) {
+        v += mask[(row / p.rows_per_mask) * p.cols + c];
+    }
+    return v;
+}
+
+@compute @workgroup_size(WG)
+fn softmax_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    let row = wid.y * nwg.x + wid.x;
+    if (row >= p.rows) {
+        return;
+    }
+    var m = NEG_HUGE;
+    for (var c = lid; c < p.cols; c += WG) {
+        m = max(m, logit(row, c));
+    }
+    m = reduce_max(lid, m);
+    var s = 0.0;
+    if (m > NEG_HUGE) {
+        for (var c = lid; c < p.cols; c += WG) {
+            s += exp(logit(row, c) - m);
+        }
+    }
+    s = reduce_sum(lid, s);
+    let inv = select(0.0, 1.0 / s, s > 0.0);
+    for (var c = lid; c < p.cols; c += WG) {
+        var v = 0.0;
+        if (m > NEG_HUGE) {
+            v = exp(logit(row, c) - m) * inv;
+        }
+        y[row * p.cols + c] = v;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn softmax_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    let row = wid.y * nwg.x + wid.x;
+    if (row >= p.rows) {
+        return;
+    }
+    let base = row * p.cols;
+    var dot = 0.0;
+    for (var c = lid; c < p.cols; c += WG) {
+        dot += dy[base + c] * y[base + c];
+    }
+    dot = reduce_sum(lid, dot);
+    for (var c = lid; c < p.cols; c += WG) {
+        dx[base + c] = p.scale * y[base + c] * (dy[base + c] - dot);
+    }
+}

@@ -1,0 +1,17 @@
+//! GPU runtime: adapter choice, device, buffer pool, pipeline cache, the dispatch helper and
+//! readback. Everything above this module talks to the GPU through [`Gpu`] and [`Tensor`].
+
+pub mod adapter;
+mod context;
+mod dispatch;
+pub mod pipeline;
+pub mod pool;
+mod readback;
+mod tensor;
+
+pub use adapter::{AdapterRequest, AdapterSummary};
+pub use context::{ComputeLimits, DeviceReport, Gpu, list_adapters, wanted_features};
+pub use dispatch::{Dispatch, grid_1d};
+pub use pool::PoolStats;
+pub use readback::PendingRead;
+pub use tensor::{DType, Element, Tensor};

@@ -1,0 +1,203 @@
+//! Pipeline cache and shader reflection.
+//!
+//! Each WGSL source is parsed and validated by naga once; from naga's analysis we learn, per
+//! entry point, which bindings it really uses and whether each storage binding is writable.
+//! Compute pipelines are created once per (shader, entry point, override constants) and kept.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result, anyhow, bail};
+
+use crate::shaders::ShaderSource;
+
+/// How a kernel binding is declared in WGSL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BindingKind {
+    Uniform,
+    StorageRead,
+    StorageReadWrite,
+}
+
+/// One `@group(0) @binding(n)` declaration.
+#[derive(Clone, Debug)]
+pub struct BindingInfo {
+    pub binding: u32,
+    pub name: String,
+    pub kind: BindingKind,
+}
+
+/// What an entry point needs bound.
+#[derive(Clone, Debug)]
+pub struct EntryReflection {
+    /// Every declared binding of group 0, sorted by binding number.
+    pub declared: Vec<BindingInfo>,
+    /// Binding numbers this entry point statically uses.
+    pub used: Vec<u32>,
+}
+
+/// Parses and validates WGSL with naga, returning the module and its analysis.
+pub fn validate_wgsl(name: &str, source: &str) -> Result<(naga::Module, naga::valid::ModuleInfo)> {
+    let module = naga::front::wgsl::parse_str(source).map_err(|e| {
+        anyhow!(
+            "shader {name} does not parse:\n{}",
+            e.emit_to_string(source)
+        )
+    })?;
+    let mut validator = naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::empty(),
+    );
+    let info = validator.validate(&module).map_err(|e| {
+        anyhow!(
+            "shader {name} fails validation:\n{}",
+            e.emit_to_string(source)
+        )
+    })?;
+    Ok((module, info))
+}
+
+/// Reflects the bindings of `entry` in a validated module.
+pub fn reflect_entry(
+    module: &naga::Module,
+    info: &naga::valid::ModuleInfo,
+    entry: &str,
+) -> Result<EntryReflection> {
+    let index = module
+        .entry_points
+        .iter()
+        .position(|ep| ep.name == entry)
+        .ok_or_else(|| anyhow!("entry point {entry} not found"))?;
+    let function_info = info.get_entry_point(index);
+    let mut declared = Vec::new();
+    let mut used = Vec::new();
+    for (handle, var) in module.global_variables.iter() {
+        let is_used = !function_info[handle].is_empty();
+        let Some(binding) = &var.binding else {
+            continue;
+        };
+        if binding.group != 0 {
+            bail!("only @group(0) is supported, found group {}", binding.group);
+        }
+        let kind = match var.space {
+            naga::AddressSpace::Uniform => BindingKind::Uniform,
+            naga::AddressSpace::Storage { access } => {
+                if access.contains(naga::StorageAccess::STORE) {
+                    BindingKind::StorageReadWrite
+                } else {
+                    BindingKind::StorageRead
+                }
+            }
+            other => bail!(
+                "unsupported address space {other:?} at binding {}",
+                binding.binding
+            ),
+        };
+        declared.push(BindingInfo {
+            binding: binding.binding,
+            name: var.name.clone().unwrap_or_default(),
+            kind,
+        });
+        if is_used {
+            used.push(binding.binding);
+        }
+    }
+    declared.sort_by_key(|b| b.binding);
+    used.sort_unstable();
+    Ok(EntryReflection { declared, used })
+}
+
+/// A compute pipeline with what the dispatch helper needs to bind it.
+pub struct Kernel {
+    pub label: String,
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: wgpu::BindGroupLayout,
+    pub reflection: EntryReflection,
+}
+
+type PipelineKey = (&'static str, &'static str, Vec<(&'static str, u64)>);
+
+struct ParsedShader {
+    module: wgpu::ShaderModule,
+    naga: naga::Module,
+    info: naga::valid::ModuleInfo,
+}
+
+/// Creates pipelines once and hands out the cached ones afterwards.
+#[derive(Default)]
+pub struct PipelineCache {
+    shaders: Mutex<HashMap<&'static str, Arc<ParsedShader>>>,
+    kernels: Mutex<HashMap<PipelineKey, Arc<Kernel>>>,
+}
+
+impl PipelineCache {
+    /// Number of compute pipelines created so far.
+    pub fn len(&self) -> usize {
+        self.kernels.lock().unwrap().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn shader(&self, device: &wgpu::Device, source: &ShaderSource) -> Result<Arc<ParsedShader>> {
+        if let Some(parsed) = self.shaders.lock().unwrap().get(source.name) {
+            return Ok(Arc::clone(parsed));
+        }
+        let (naga, info) = validate_wgsl(source.name, source.source)?;
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(source.name),
+            source: wgpu::ShaderSource::Wgsl(source.source.into()),
+        });
+        let parsed = Arc::new(ParsedShader { module, naga, info });
+        self.shaders
+            .lock()
+            .unwrap()
+            .insert(source.name, Arc::clone(&parsed));
+        Ok(parsed)
+    }
+
+    /// The pipeline for `entry` of `source` with these override constants.
+    pub fn get(
+        &self,
+        device: &wgpu::Device,
+        source: &'static ShaderSource,
+        entry: &'static str,
+        overrides: &[(&'static str, f64)],
+    ) -> Result<Arc<Kernel>> {
+        let mut sorted: Vec<(&'static str, u64)> =
+            overrides.iter().map(|(k, v)| (*k, v.to_bits())).collect();
+        sorted.sort_unstable();
+        let key = (source.name, entry, sorted);
+        if let Some(kernel) = self.kernels.lock().unwrap().get(&key) {
+            return Ok(Arc::clone(kernel));
+        }
+        let shader = self.shader(device, source)?;
+        let reflection = reflect_entry(&shader.naga, &shader.info, entry)
+            .with_context(|| format!("shader {}", source.name))?;
+        let label = format!("{}::{}", source.name, entry);
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(&label),
+            layout: None,
+            module: &shader.module,
+            entry_point: Some(entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: overrides,
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        let layout = pipeline.get_bind_group_layout(0);
+        let kernel = Arc::new(Kernel {
+            label,
+            pipeline,
+            layout,
+            reflection,
+        });
+        self.kernels
+            .lock()
+            .unwrap()
+            .insert(key, Arc::clone(&kernel));
+        Ok(kernel)
+    }
+}

@@ -1,0 +1,165 @@
+//! Reading tensors back to the host.
+//!
+//! The core is asynchronous, as the browser requires: `begin_read` records copies into
+//! mappable staging buffers, submits, and asks for the maps; the returned [`PendingRead`]
+//! resolves once the device has finished (on the web the browser drives this; on native
+//! someone must poll the device, which the blocking wrappers do).
+
+use anyhow::{Result, anyhow};
+
+use super::context::Gpu;
+use super::pool::{PooledBuffer, size_class};
+use super::tensor::{Element, Tensor};
+
+const STAGING_USAGE: wgpu::BufferUsages =
+    wgpu::BufferUsages::MAP_READ.union(wgpu::BufferUsages::COPY_DST);
+
+type MapResult = Result<(), wgpu::BufferAsyncError>;
+
+/// One staged copy. Dropping it unmaps the staging buffer (cancelling a pending map), so that
+/// a readback abandoned half-way never returns a mapped buffer to the pool.
+struct StagedPart {
+    staging: PooledBuffer,
+    bytes: u64,
+    receiver: futures_channel::oneshot::Receiver<MapResult>,
+    /// A map was requested and the buffer has not been unmapped since.
+    mapped: bool,
+}
+
+impl Drop for StagedPart {
+    fn drop(&mut self) {
+        if self.mapped {
+            self.staging.buffer().unmap();
+        }
+    }
+}
+
+/// Copies in flight; await [`PendingRead::finish`] for the bytes.
+pub struct PendingRead {
+    gpu: Gpu,
+    parts: Vec<StagedPart>,
+}
+
+impl Gpu {
+    /// Starts reading `tensors` back: records the copies, submits everything pending and
+    /// requests the maps.
+    pub fn begin_read(&self, tensors: &[&Tensor]) -> Result<PendingRead> {
+        let mut staged = Vec::with_capacity(tensors.len());
+        for t in tensors {
+            let bytes = t.bytes().div_ceil(4) * 4;
+            let staging = self
+                .inner
+                .pool
+                .acquire(STAGING_USAGE, bytes, size_class(bytes), false);
+            if bytes > 0 {
+                self.record(|enc| {
+                    enc.copy_buffer_to_buffer(t.buffer(), 0, staging.buffer(), 0, bytes)
+                });
+            }
+            staged.push((staging, bytes));
+        }
+        self.flush()?;
+        let mut parts = Vec::with_capacity(staged.len());
+        for (staging, bytes) in staged {
+            let (sender, receiver) = futures_channel::oneshot::channel();
+            if bytes > 0 {
+                staging
+                    .buffer()
+                    .slice(0..bytes)
+                    .map_async(wgpu::MapMode::Read, move |result| {
+                        let _ = sender.send(result);
+                    });
+            } else {
+                let _ = sender.send(Ok(()));
+            }
+            parts.push(StagedPart {
+                staging,
+                bytes,
+                receiver,
+                mapped: bytes > 0,
+            });
+        }
+        Ok(PendingRead {
+            gpu: self.clone(),
+            parts,
+        })
+    }
+
+    /// Reads `tensors` back, awaiting the device (never blocks; suits the browser).
+    pub async fn read_bytes(&self, tensors: &[&Tensor]) -> Result<Vec<Vec<u8>>> {
+        self.begin_read(tensors)?.finish().await
+    }
+
+    /// Reads `tensors` back, blocking this thread until the device is done (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read_bytes_blocking(&self, tensors: &[&Tensor]) -> Result<Vec<Vec<u8>>> {
+        let pending = self.begin_read(tensors)?;
+        self.device()
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| anyhow!("waiting for the GPU failed: {e}"))?;
+        pollster::block_on(pending.finish())
+    }
+}
+
+impl PendingRead {
+    /// Waits for the maps and copies the bytes out.
+    pub async fn finish(self) -> Result<Vec<Vec<u8>>> {
+        let mut out = Vec::with_capacity(self.parts.len());
+        for mut part in self.parts {
+            let mapped = (&mut part.receiver)
+                .await
+                .map_err(|_| anyhow!("the GPU dropped a readback"))?;
+            if let Err(e) = mapped {
+                part.mapped = false;
+                return Err(anyhow!("mapping a readback buffer failed: {e}"));
+            }
+            if part.bytes == 0 {
+                out.push(Vec::new());
+                continue;
+            }
+            {
+                let view = part
+                    .staging
+                    .buffer()
+                    .slice(0..part.bytes)
+                    .get_mapped_range()
+                    .map_err(|e| anyhow!("reading a mapped buffer failed: {e:?}"))?;
+                out.push(view.to_vec());
+            }
+            part.staging.buffer().unmap();
+            part.mapped = false;
+        }
+        self.gpu.take_error()?;
+        Ok(out)
+    }
+}
+
+fn cast_vec<T: Element>(bytes: &[u8], numel: usize) -> Vec<T> {
+    let mut v: Vec<T> = bytemuck::pod_collect_to_vec(bytes);
+    v.truncate(numel);
+    v
+}
+
+impl Tensor {
+    /// The contents as host values (awaits the device; for the browser and async hosts).
+    pub async fn to_vec_async<T: Element>(&self) -> Result<Vec<T>> {
+        self.check_read_type::<T>()?;
+        let bytes = self.gpu().read_bytes(&[self]).await?;
+        Ok(cast_vec(&bytes[0], self.numel()))
+    }
+
+    /// The contents as host values, blocking until the device is done (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
+        self.check_read_type::<T>()?;
+        let bytes = self.gpu().read_bytes_blocking(&[self])?;
+        Ok(cast_vec(&bytes[0], self.numel()))
+    }
+
+    fn check_read_type<T: Element>(&self) -> Result<()> {
+        if T::DTYPE != self.dtype() {
+            return Err(anyhow!("cannot read {:?} as {:?}", self, T::DTYPE));
+        }
+        Ok(())
+    }
+}

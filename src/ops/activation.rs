@@ -1,0 +1,96 @@
+//! Launchers for `shaders/activation.wgsl`: GELU (erf form), tanh, sigmoid and backwards.
+
+use anyhow::Result;
+use bytemuck::{Pod, Zeroable};
+
+use super::{ensure_f32, ensure_same_len, to_u32};
+use crate::gpu::{Dispatch, Tensor};
+use crate::shaders::ACTIVATION;
+
+const WG: u32 = 256;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    n: u32,
+    _pad: [u32; 3],
+}
+
+/// Hidden-layer activations the model uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    Gelu,
+    Tanh,
+}
+
+fn launch(entry: &'static str, inputs: &[&Tensor]) -> Result<Tensor> {
+    let x = inputs[0];
+    let gpu = x.gpu();
+    let out = Tensor::empty(gpu, x.shape(), x.dtype())?;
+    let n = to_u32(entry, x.numel())?;
+    let params = Params { n, _pad: [0; 3] };
+    let mut buffers = inputs.to_vec();
+    buffers.push(&out);
+    gpu.dispatch(&Dispatch {
+        shader: &ACTIVATION,
+        entry,
+        overrides: &[("WG", WG as f64)],
+        params: bytemuck::bytes_of(&params),
+        buffers: &buffers,
+        workgroups: gpu.grid_for(n as u64, WG)?,
+    })?;
+    Ok(out)
+}
+
+impl Activation {
+    /// `f(x)`.
+    pub fn forward(self, x: &Tensor) -> Result<Tensor> {
+        ensure_f32("activation", x)?;
+        launch(
+            match self {
+                Activation::Gelu => "gelu",
+                Activation::Tanh => "tanh_forward",
+            },
+            &[x],
+        )
+    }
+
+    /// `dy * f'(x)`, from the forward input `x`.
+    pub fn backward(self, x: &Tensor, dy: &Tensor) -> Result<Tensor> {
+        ensure_same_len("activation backward", x, dy)?;
+        launch(
+            match self {
+                Activation::Gelu => "gelu_backward",
+                Activation::Tanh => "tanh_backward",
+            },
+            &[x, dy],
+        )
+    }
+}
+
+/// GELU, erf form.
+pub fn gelu(x: &Tensor) -> Result<Tensor> {
+    Activation::Gelu.forward(x)
+}
+
+/// `dy * gelu'(x)`.
+pub fn gelu_backward(x: &Tensor, dy: &Tensor) -> Result<Tensor> {
+    Activation::Gelu.backward(x, dy)
+}
+
+/// `tanh(x)`.
+pub fn tanh(x: &Tensor) -> Result<Tensor> {
+    Activation::Tanh.forward(x)
+}
+
+/// `dy * (1 - tanh(x)^2)`.
+pub fn tanh_backward(x: &Tensor, dy: &Tensor) -> Result<Tensor> {
+    Activation::Tanh.backward(x, dy)
+}
+
+/// `1 / (1 + exp(-x))`.
+pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
+    ensure_f32("sigmoid", x)?;
+    launch("sigmoid", &[x])
+}

@@ -1,0 +1,79 @@
+//! Launchers for `shaders/elementwise.wgsl`: axpby (add, residual), scale, accumulate, fill.
+
+use anyhow::Result;
+use bytemuck::{Pod, Zeroable};
+
+use super::{ensure_f32, ensure_same_len, to_u32};
+use crate::gpu::{Dispatch, Tensor};
+use crate::shaders::ELEMENTWISE;
+
+const WG: u32 = 256;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    n: u32,
+    alpha: f32,
+    beta: f32,
+    _pad: u32,
+}
+
+fn launch(
+    entry: &'static str,
+    out: &Tensor,
+    inputs: &[&Tensor],
+    alpha: f32,
+    beta: f32,
+) -> Result<()> {
+    let gpu = out.gpu();
+    let n = to_u32(entry, out.numel())?;
+    let params = Params {
+        n,
+        alpha,
+        beta,
+        _pad: 0,
+    };
+    let mut buffers: Vec<&Tensor> = inputs.to_vec();
+    buffers.push(out);
+    gpu.dispatch(&Dispatch {
+        shader: &ELEMENTWISE,
+        entry,
+        overrides: &[("WG", WG as f64)],
+        params: bytemuck::bytes_of(&params),
+        buffers: &buffers,
+        workgroups: gpu.grid_for(n as u64, WG)?,
+    })
+}
+
+/// `alpha * a + beta * b`, shaped like `a`.
+pub fn axpby(alpha: f32, a: &Tensor, beta: f32, b: &Tensor) -> Result<Tensor> {
+    ensure_same_len("axpby", a, b)?;
+    let out = Tensor::empty(a.gpu(), a.shape(), a.dtype())?;
+    launch("axpby", &out, &[a, b], alpha, beta)?;
+    Ok(out)
+}
+
+/// `a + b` (also the residual connection).
+pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    axpby(1.0, a, 1.0, b)
+}
+
+/// `alpha * x`.
+pub fn scale(x: &Tensor, alpha: f32) -> Result<Tensor> {
+    ensure_f32("scale", x)?;
+    let out = Tensor::empty(x.gpu(), x.shape(), x.dtype())?;
+    launch("scale", &out, &[x], alpha, 0.0)?;
+    Ok(out)
+}
+
+/// `out += alpha * x` in place.
+pub fn accumulate(out: &Tensor, x: &Tensor, alpha: f32) -> Result<()> {
+    ensure_same_len("accumulate", out, x)?;
+    launch("accumulate", out, &[x], alpha, 0.0)
+}
+
+/// Sets every element of `out` to `value`.
+pub fn fill(out: &Tensor, value: f32) -> Result<()> {
+    ensure_f32("fill", out)?;
+    launch("fill", out, &[], value, 0.0)
+}

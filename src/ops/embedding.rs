@@ -1,0 +1,149 @@
+//! Launchers for `shaders/embedding.wgsl`: row gather and its deterministic scatter-add.
+
+use anyhow::{Result, bail};
+use bytemuck::{Pod, Zeroable};
+
+use super::{ensure_f32, to_u32};
+use crate::gpu::{DType, Dispatch, Gpu, Tensor};
+use crate::shaders::EMBEDDING;
+
+const WG: u32 = 256;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    tokens: u32,
+    dim: u32,
+    vocab: u32,
+    n_unique: u32,
+}
+
+/// Token positions grouped by id, built on the host from the batch's ids, so the backward
+/// sums every table row in one invocation (no atomics, deterministic, repeats handled).
+pub struct EmbeddingGradIndex {
+    /// Distinct ids, ascending.
+    pub unique: Tensor,
+    /// CSR offsets into `positions`, `unique.len() + 1` entries.
+    pub offsets: Tensor,
+    /// Token positions sorted by id.
+    pub positions: Tensor,
+    n_unique: usize,
+    tokens: usize,
+    vocab: usize,
+}
+
+/// Host-side grouping of `ids`: (unique ids, CSR offsets, positions sorted by id).
+pub fn group_ids(ids: &[u32]) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
+    let mut positions: Vec<u32> = (0..ids.len() as u32).collect();
+    positions.sort_by_key(|&p| (ids[p as usize], p));
+    let mut unique = Vec::new();
+    let mut offsets = Vec::new();
+    for (k, &p) in positions.iter().enumerate() {
+        let id = ids[p as usize];
+        if unique.last() != Some(&id) {
+            unique.push(id);
+            offsets.push(k as u32);
+        }
+    }
+    offsets.push(ids.len() as u32);
+    (unique, offsets, positions)
+}
+
+impl EmbeddingGradIndex {
+    /// Groups `ids` (every id must be below `vocab`).
+    pub fn new(gpu: &Gpu, ids: &[u32], vocab: usize) -> Result<Self> {
+        if let Some(&bad) = ids.iter().find(|&&id| id as usize >= vocab) {
+            bail!("embedding: token id {bad} is outside the vocabulary of {vocab}");
+        }
+        let (unique, offsets, positions) = group_ids(ids);
+        Ok(Self {
+            n_unique: unique.len(),
+            tokens: ids.len(),
+            vocab,
+            unique: Tensor::from_slice(gpu, &unique, &[unique.len()])?,
+            offsets: Tensor::from_slice(gpu, &offsets, &[offsets.len()])?,
+            positions: Tensor::from_slice(gpu, &positions, &[positions.len()])?,
+        })
+    }
+}
+
+/// `out[t] = table[ids[t]]`: ids `[tokens]` (u32), table `[vocab, dim]`, out `[tokens, dim]`.
+pub fn embedding_forward(ids: &Tensor, table: &Tensor) -> Result<Tensor> {
+    ensure_f32("embedding table", table)?;
+    if ids.dtype() != DType::U32 {
+        bail!("embedding: ids must be u32, got {:?}", ids.dtype());
+    }
+    let &[vocab, dim] = table.shape() else {
+        bail!(
+            "embedding: table must be [vocab, dim], got {:?}",
+            table.shape()
+        );
+    };
+    if vocab == 0 {
+        bail!("embedding: the table has no rows");
+    }
+    let tokens = ids.numel();
+    let gpu = table.gpu();
+    let out = Tensor::empty(gpu, &[tokens, dim], DType::F32)?;
+    let params = Params {
+        tokens: to_u32("embedding tokens", tokens)?,
+        dim: to_u32("embedding dim", dim)?,
+        vocab: to_u32("embedding vocab", vocab)?,
+        n_unique: 0,
+    };
+    gpu.dispatch(&Dispatch {
+        shader: &EMBEDDING,
+        entry: "embedding_forward",
+        overrides: &[("WG", WG as f64)],
+        params: bytemuck::bytes_of(&params),
+        buffers: &[ids, table, &out],
+        workgroups: gpu.grid_for((tokens * dim) as u64, WG)?,
+    })?;
+    Ok(out)
+}
+
+/// Adds the gradient of `out` (`[tokens, dim]`) into `dtable` (`[vocab, dim]`).
+pub fn embedding_backward_into(
+    index: &EmbeddingGradIndex,
+    dout: &Tensor,
+    dtable: &Tensor,
+) -> Result<()> {
+    ensure_f32("embedding grad", dout)?;
+    let &[vocab, dim] = dtable.shape() else {
+        bail!(
+            "embedding backward: dtable must be [vocab, dim], got {:?}",
+            dtable.shape()
+        );
+    };
+    if vocab != index.vocab || dout.shape() != [index.tokens, dim] {
+        bail!(
+            "embedding backward: dout {:?} and dtable {:?} do not fit {} tokens over a \
+             vocabulary of {}",
+            dout.shape(),
+            dtable.shape(),
+            index.tokens,
+            index.vocab
+        );
+    }
+    let gpu = dtable.gpu();
+    let params = Params {
+        tokens: to_u32("embedding tokens", index.tokens)?,
+        dim: to_u32("embedding dim", dim)?,
+        vocab: to_u32("embedding vocab", vocab)?,
+        n_unique: to_u32("embedding ids", index.n_unique)?,
+    };
+    gpu.dispatch(&Dispatch {
+        shader: &EMBEDDING,
+        entry: "embedding_backward",
+        overrides: &[("WG", WG as f64)],
+        params: bytemuck::bytes_of(&params),
+        buffers: &[
+            &index.unique,
+            &index.offsets,
+            &index.positions,
+            dout,
+            dtable,
+        ],
+        workgroups: gpu.grid_for((index.n_unique * dim) as u64, WG)?,
+    })
+}

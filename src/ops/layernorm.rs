@@ -1,0 +1,145 @@
+//! Launchers for `shaders/layernorm.wgsl`: LayerNorm forward (saving mean and 1/std) and
+//! backward (dx per row; dgamma and dbeta as chunked column sums).
+
+use anyhow::{Result, bail};
+use bytemuck::{Pod, Zeroable};
+
+use super::{ensure_f32, reduce::colsum_into, row_workgroup, rows_cols, to_u32};
+use crate::gpu::{DType, Dispatch, Tensor};
+use crate::shaders::LAYERNORM;
+
+/// Rows per chunk of the parameter-gradient partial sums.
+const CHUNK_ROWS: usize = 64;
+const PARAM_WG: u32 = 64;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    rows: u32,
+    d: u32,
+    eps: f32,
+    chunk_rows: u32,
+}
+
+/// Forward results kept for the backward.
+pub struct LayerNormOutput {
+    pub y: Tensor,
+    /// Per-row mean, `[rows]`.
+    pub mean: Tensor,
+    /// Per-row `1 / sqrt(var + eps)`, `[rows]`.
+    pub rstd: Tensor,
+}
+
+/// Gradients of LayerNorm.
+pub struct LayerNormGrads {
+    pub dx: Tensor,
+    pub dgamma: Tensor,
+    pub dbeta: Tensor,
+}
+
+fn params(x: &Tensor, gamma: &Tensor, eps: f32) -> Result<(Params, usize, usize)> {
+    ensure_f32("layernorm input", x)?;
+    let (rows, d) = rows_cols("layernorm input", x)?;
+    gamma.expect("layernorm gamma", &[d], DType::F32)?;
+    Ok((
+        Params {
+            rows: to_u32("layernorm rows", rows)?,
+            d: to_u32("layernorm width", d)?,
+            eps,
+            chunk_rows: CHUNK_ROWS as u32,
+        },
+        rows,
+        d,
+    ))
+}
+
+/// `(x - mean) / sqrt(var + eps) * gamma + beta` over the last dimension.
+pub fn layernorm_forward(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f32,
+) -> Result<LayerNormOutput> {
+    let (p, rows, d) = params(x, gamma, eps)?;
+    beta.expect("layernorm beta", &[d], DType::F32)?;
+    let gpu = x.gpu();
+    let y = Tensor::empty(gpu, x.shape(), DType::F32)?;
+    let mean = Tensor::empty(gpu, &[rows], DType::F32)?;
+    let rstd = Tensor::empty(gpu, &[rows], DType::F32)?;
+    gpu.dispatch(&Dispatch {
+        shader: &LAYERNORM,
+        entry: "layernorm_forward",
+        overrides: &[("WG", row_workgroup(d, 32, 256) as f64)],
+        params: bytemuck::bytes_of(&p),
+        buffers: &[x, gamma, beta, &y, &mean, &rstd],
+        workgroups: gpu.grid_for(rows as u64, 1)?,
+    })?;
+    Ok(LayerNormOutput { y, mean, rstd })
+}
+
+/// Returns dx and writes (or with `accumulate` adds) dgamma and dbeta into the given tensors.
+#[allow(clippy::too_many_arguments)]
+pub fn layernorm_backward_into(
+    x: &Tensor,
+    gamma: &Tensor,
+    dy: &Tensor,
+    saved: &LayerNormOutput,
+    dgamma: &Tensor,
+    dbeta: &Tensor,
+    accumulate: bool,
+) -> Result<Tensor> {
+    let (p, rows, d) = params(x, gamma, 0.0)?;
+    if dy.shape() != x.shape() {
+        bail!(
+            "layernorm backward: dy {:?} must match x {:?}",
+            dy.shape(),
+            x.shape()
+        );
+    }
+    saved.mean.expect("layernorm mean", &[rows], DType::F32)?;
+    saved.rstd.expect("layernorm rstd", &[rows], DType::F32)?;
+    dgamma.expect("layernorm dgamma", &[d], DType::F32)?;
+    dbeta.expect("layernorm dbeta", &[d], DType::F32)?;
+    let gpu = x.gpu();
+    let dx = Tensor::empty(gpu, x.shape(), DType::F32)?;
+    gpu.dispatch(&Dispatch {
+        shader: &LAYERNORM,
+        entry: "layernorm_backward_input",
+        overrides: &[("WG", row_workgroup(d, 32, 256) as f64)],
+        params: bytemuck::bytes_of(&p),
+        buffers: &[x, gamma, &saved.mean, &saved.rstd, dy, &dx],
+        workgroups: gpu.grid_for(rows as u64, 1)?,
+    })?;
+    let chunks = rows.div_ceil(CHUNK_ROWS).max(1);
+    let pgamma = Tensor::empty(gpu, &[chunks, d], DType::F32)?;
+    let pbeta = Tensor::empty(gpu, &[chunks, d], DType::F32)?;
+    gpu.dispatch(&Dispatch {
+        shader: &LAYERNORM,
+        entry: "layernorm_backward_params",
+        overrides: &[("WG", PARAM_WG as f64)],
+        params: bytemuck::bytes_of(&p),
+        buffers: &[x, &saved.mean, &saved.rstd, dy, &pgamma, &pbeta],
+        workgroups: [
+            (d as u32).div_ceil(PARAM_WG),
+            to_u32("layernorm chunks", chunks)?,
+            1,
+        ],
+    })?;
+    colsum_into(&pgamma, dgamma, accumulate)?;
+    colsum_into(&pbeta, dbeta, accumulate)?;
+    Ok(dx)
+}
+
+/// All three gradients of LayerNorm as new tensors.
+pub fn layernorm_backward(
+    x: &Tensor,
+    gamma: &Tensor,
+    dy: &Tensor,
+    saved: &LayerNormOutput,
+) -> Result<LayerNormGrads> {
+    let d = gamma.numel();
+    let dgamma = Tensor::empty(x.gpu(), &[d], DType::F32)?;
+    let dbeta = Tensor::empty(x.gpu(), &[d], DType::F32)?;
+    let dx = layernorm_backward_into(x, gamma, dy, saved, &dgamma, &dbeta, false)?;
+    Ok(LayerNormGrads { dx, dgamma, dbeta })
+}

@@ -1,0 +1,217 @@
+//! Launchers for `shaders/loss.wgsl`: fused softmax cross-entropy, BCE-with-logits and MSE.
+//! Each produces d(logits) and every row's loss contribution in one pass; the scalar loss is
+//! their sum. Labels come from the host, which validates them and computes the normalizer of
+//! PyTorch's mean reduction.
+
+use anyhow::{Result, bail};
+use bytemuck::{Pod, Zeroable};
+
+use super::{ensure_f32, reduce::sum, row_workgroup, rows_cols, to_u32};
+use crate::gpu::{DType, Dispatch, Tensor};
+use crate::shaders::LOSS;
+
+const ROW_WG: u32 = 64;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    rows: u32,
+    classes: u32,
+    ignore_index: i32,
+    smoothing: f32,
+    inv_norm: f32,
+    grad_scale: f32,
+    weight_total: f32,
+    _pad: u32,
+}
+
+/// A loss value and the gradient of (grad_scale times) it with respect to the logits.
+pub struct LossOutput {
+    /// The loss, one element.
+    pub loss: Tensor,
+    /// Each row's contribution to the loss, `[rows]`.
+    pub row_loss: Tensor,
+    pub dlogits: Tensor,
+}
+
+/// Options of the softmax cross-entropy, named as in PyTorch.
+#[derive(Clone, Debug)]
+pub struct CrossEntropyOptions {
+    /// Rows whose target equals this contribute nothing (PyTorch's default is -100).
+    pub ignore_index: i32,
+    /// Per-class weights (`weight=` in PyTorch), or none.
+    pub class_weights: Option<Vec<f32>>,
+    pub label_smoothing: f32,
+    /// Factor applied to d(logits): the task weight lambda.
+    pub grad_scale: f32,
+}
+
+impl Default for CrossEntropyOptions {
+    fn default() -> Self {
+        Self {
+            ignore_index: -100,
+            class_weights: None,
+            label_smoothing: 0.0,
+            grad_scale: 1.0,
+        }
+    }
+}
+
+fn inverse(norm: f64) -> f32 {
+    if norm > 0.0 { (1.0 / norm) as f32 } else { 0.0 }
+}
+
+/// Mean softmax cross-entropy of `logits` (`[rows, classes]`) against class `targets`.
+pub fn cross_entropy(
+    logits: &Tensor,
+    targets: &[i32],
+    opts: &CrossEntropyOptions,
+) -> Result<LossOutput> {
+    ensure_f32("cross-entropy logits", logits)?;
+    let (rows, classes) = rows_cols("cross-entropy logits", logits)?;
+    if targets.len() != rows {
+        bail!(
+            "cross-entropy: {} targets for {rows} rows of logits",
+            targets.len()
+        );
+    }
+    if !(0.0..=1.0).contains(&opts.label_smoothing) {
+        bail!(
+            "cross-entropy: label_smoothing must be in [0, 1], got {}",
+            opts.label_smoothing
+        );
+    }
+    let weights = match &opts.class_weights {
+        Some(w) if w.len() != classes => {
+            bail!(
+                "cross-entropy: {} class weights for {classes} classes",
+                w.len()
+            )
+        }
+        Some(w) => w.clone(),
+        None => vec![1.0; classes],
+    };
+    let mut norm = 0.0f64;
+    for (row, &t) in targets.iter().enumerate() {
+        if t == opts.ignore_index {
+            continue;
+        }
+        if t < 0 || t as usize >= classes {
+            bail!(
+                "cross-entropy: target {t} in row {row} is not a class in 0..{classes} nor the \
+                 ignore index {}",
+                opts.ignore_index
+            );
+        }
+        norm += weights[t as usize] as f64;
+    }
+    let gpu = logits.gpu();
+    let params = Params {
+        rows: to_u32("cross-entropy rows", rows)?,
+        classes: to_u32("cross-entropy classes", classes)?,
+        ignore_index: opts.ignore_index,
+        smoothing: opts.label_smoothing,
+        inv_norm: inverse(norm),
+        grad_scale: opts.grad_scale,
+        weight_total: weights.iter().map(|&w| w as f64).sum::<f64>() as f32,
+        _pad: 0,
+    };
+    let targets_t = Tensor::from_slice(gpu, targets, &[rows])?;
+    let weights_t = Tensor::from_slice(gpu, &weights, &[classes])?;
+    let row_loss = Tensor::empty(gpu, &[rows], DType::F32)?;
+    let dlogits = Tensor::empty(gpu, logits.shape(), DType::F32)?;
+    gpu.dispatch(&Dispatch {
+        shader: &LOSS,
+        entry: "cross_entropy",
+        overrides: &[
+            ("WG", row_workgroup(classes, 32, 256) as f64),
+            ("HAS_WEIGHTS", opts.class_weights.is_some() as u32 as f64),
+        ],
+        params: bytemuck::bytes_of(&params),
+        buffers: &[logits, &targets_t, &weights_t, &row_loss, &dlogits],
+        workgroups: gpu.grid_for(rows as u64, 1)?,
+    })?;
+    Ok(LossOutput {
+        loss: sum(&row_loss)?,
+        row_loss,
+        dlogits,
+    })
+}
+
+fn per_row_loss(
+    entry: &'static str,
+    logits: &Tensor,
+    targets: &[f32],
+    row_mask: &[f32],
+    grad_scale: f32,
+) -> Result<LossOutput> {
+    ensure_f32(entry, logits)?;
+    let (rows, classes) = rows_cols(entry, logits)?;
+    if targets.len() != logits.numel() {
+        bail!(
+            "{entry}: {} targets for logits {:?}",
+            targets.len(),
+            logits.shape()
+        );
+    }
+    if row_mask.len() != rows {
+        bail!("{entry}: {} mask values for {rows} rows", row_mask.len());
+    }
+    if let Some(row) = targets.iter().position(|t| !t.is_finite()) {
+        bail!(
+            "{entry}: target {} (row {}) is not finite",
+            targets[row],
+            row / classes.max(1)
+        );
+    }
+    let norm = row_mask.iter().map(|&m| m as f64).sum::<f64>() * classes as f64;
+    let gpu = logits.gpu();
+    let params = Params {
+        rows: to_u32("loss rows", rows)?,
+        classes: to_u32("loss outputs", classes)?,
+        ignore_index: 0,
+        smoothing: 0.0,
+        inv_norm: inverse(norm),
+        grad_scale,
+        weight_total: 0.0,
+        _pad: 0,
+    };
+    let targets_t = Tensor::from_slice(gpu, targets, logits.shape())?;
+    let mask_t = Tensor::from_slice(gpu, row_mask, &[rows])?;
+    let row_loss = Tensor::empty(gpu, &[rows], DType::F32)?;
+    let dlogits = Tensor::empty(gpu, logits.shape(), DType::F32)?;
+    gpu.dispatch(&Dispatch {
+        shader: &LOSS,
+        entry,
+        overrides: &[("WG", ROW_WG as f64)],
+        params: bytemuck::bytes_of(&params),
+        buffers: &[logits, &row_loss, &dlogits, &targets_t, &mask_t],
+        workgroups: gpu.grid_for(rows as u64, ROW_WG)?,
+    })?;
+    Ok(LossOutput {
+        loss: sum(&row_loss)?,
+        row_loss,
+        dlogits,
+    })
+}
+
+/// Mean binary cross-entropy with logits over the rows whose `row_mask` is non-zero
+/// (multi-label classification; `targets` in [0, 1], shaped like `logits`).
+pub fn bce_with_logits(
+    logits: &Tensor,
+    targets: &[f32],
+    row_mask: &[f32],
+    grad_scale: f32,
+) -> Result<LossOutput> {
+    per_row_loss("bce_with_logits", logits, targets, row_mask, grad_scale)
+}
+
+/// Mean squared error over the rows whose `row_mask` is non-zero (regression).
+pub fn mse(
+    predictions: &Tensor,
+    targets: &[f32],
+    row_mask: &[f32],
+    grad_scale: f32,
+) -> Result<LossOutput> {
+    per_row_loss("mse", predictions, targets, row_mask, grad_scale)
+}

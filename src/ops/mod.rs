@@ -1,0 +1,63 @@
+//! Kernel launchers: one module per shader family, forward and backward side by side.
+//!
+//! Every launcher checks shapes and element types, picks the workgroup shape, and goes
+//! through [`crate::gpu::Gpu::dispatch`]. Results are new tensors unless the name ends in
+//! `_into`, which writes (or, with `accumulate`, adds) into a tensor the caller owns.
+
+pub mod activation;
+pub mod adamw;
+pub mod elementwise;
+pub mod embedding;
+pub mod gate;
+pub mod layernorm;
+pub mod loss;
+pub mod matmul;
+pub mod reduce;
+pub mod softmax;
+
+use anyhow::{Result, bail};
+
+use crate::gpu::{DType, Tensor};
+
+/// Errors unless `t` holds f32 values.
+pub(crate) fn ensure_f32(what: &str, t: &Tensor) -> Result<()> {
+    if t.dtype() != DType::F32 {
+        bail!("{what}: expected f32 values, got {:?}", t.dtype());
+    }
+    Ok(())
+}
+
+/// Errors unless both tensors hold the same number of f32 values.
+pub(crate) fn ensure_same_len(what: &str, a: &Tensor, b: &Tensor) -> Result<()> {
+    ensure_f32(what, a)?;
+    ensure_f32(what, b)?;
+    if a.numel() != b.numel() {
+        bail!(
+            "{what}: element counts differ ({:?} vs {:?})",
+            a.shape(),
+            b.shape()
+        );
+    }
+    Ok(())
+}
+
+/// Splits a tensor into (rows, cols) by its last dimension.
+pub(crate) fn rows_cols(what: &str, t: &Tensor) -> Result<(usize, usize)> {
+    let Some(&cols) = t.shape().last() else {
+        bail!("{what}: expected at least one dimension, got a scalar");
+    };
+    if cols == 0 {
+        return Ok((0, 0));
+    }
+    Ok((t.numel() / cols, cols))
+}
+
+/// Converts a size to the u32 kernels index with, or errors.
+pub(crate) fn to_u32(what: &str, v: usize) -> Result<u32> {
+    u32::try_from(v).map_err(|_| anyhow::anyhow!("{what}: {v} exceeds the 32-bit index range"))
+}
+
+/// Smallest power of two >= `n`, clamped to [lo, hi]: a workgroup width for row kernels.
+pub(crate) fn row_workgroup(n: usize, lo: u32, hi: u32) -> u32 {
+    (n.max(1).next_power_of_two() as u32).clamp(lo, hi)
+}

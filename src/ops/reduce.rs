@@ -1,0 +1,122 @@
+//! Launchers for `shaders/reduce.wgsl`: column sums (bias gradients) and full sums (losses,
+//! squared gradient norms), each in as many passes as needed.
+
+use anyhow::{Result, bail};
+use bytemuck::{Pod, Zeroable};
+
+use super::{ensure_f32, to_u32};
+use crate::gpu::{DType, Dispatch, Tensor};
+use crate::shaders::REDUCE;
+
+const WG: u32 = 64;
+/// Rows one invocation sums per pass of the column sum.
+const CHUNK_ROWS: usize = 64;
+/// Invocations of the first pass of a full sum (each then strides over the input).
+const MAX_SUM_THREADS: usize = 16384;
+/// Elements each invocation of a full-sum pass sums at least.
+const SUM_ITEMS_PER_THREAD: usize = 64;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    rows: u32,
+    cols: u32,
+    chunk_rows: u32,
+    threads: u32,
+}
+
+fn colsum_pass(x: &Tensor, rows: usize, cols: usize, out: &Tensor, accumulate: bool) -> Result<()> {
+    let gpu = x.gpu();
+    let chunks = rows.div_ceil(CHUNK_ROWS).max(1);
+    let params = Params {
+        rows: to_u32("colsum rows", rows)?,
+        cols: to_u32("colsum cols", cols)?,
+        chunk_rows: CHUNK_ROWS as u32,
+        threads: 0,
+    };
+    gpu.dispatch(&Dispatch {
+        shader: &REDUCE,
+        entry: "colsum",
+        overrides: &[("WG", WG as f64), ("ACCUMULATE", accumulate as u32 as f64)],
+        params: bytemuck::bytes_of(&params),
+        buffers: &[x, out],
+        workgroups: [
+            (cols as u32).div_ceil(WG),
+            to_u32("colsum chunks", chunks)?,
+            1,
+        ],
+    })
+}
+
+/// Writes (or with `accumulate` adds) the column sums of `x`, viewed as `[rows, cols]`
+/// with `cols` its last dimension, into `out` (`cols` values).
+pub fn colsum_into(x: &Tensor, out: &Tensor, accumulate: bool) -> Result<()> {
+    ensure_f32("colsum input", x)?;
+    let cols = out.numel();
+    if cols == 0 || !x.numel().is_multiple_of(cols) {
+        bail!(
+            "colsum: input {:?} is not a multiple of {cols} columns",
+            x.shape()
+        );
+    }
+    let mut rows = x.numel() / cols;
+    let mut current = x.clone();
+    while rows > CHUNK_ROWS {
+        let chunks = rows.div_ceil(CHUNK_ROWS);
+        let partial = Tensor::empty(x.gpu(), &[chunks, cols], DType::F32)?;
+        colsum_pass(&current, rows, cols, &partial, false)?;
+        current = partial;
+        rows = chunks;
+    }
+    colsum_pass(&current, rows, cols, out, accumulate)
+}
+
+/// Column sums of `x` over every dimension but the last.
+pub fn colsum(x: &Tensor) -> Result<Tensor> {
+    let cols = *x.shape().last().unwrap_or(&1);
+    let out = Tensor::empty(x.gpu(), &[cols], DType::F32)?;
+    colsum_into(x, &out, false)?;
+    Ok(out)
+}
+
+fn sum_impl(x: &Tensor, square: bool) -> Result<Tensor> {
+    ensure_f32("sum input", x)?;
+    let gpu = x.gpu();
+    let mut n = x.numel();
+    let mut current = x.clone();
+    let mut square = square;
+    loop {
+        let threads = n.div_ceil(SUM_ITEMS_PER_THREAD).clamp(1, MAX_SUM_THREADS);
+        let out = Tensor::empty(gpu, &[threads], DType::F32)?;
+        let params = Params {
+            rows: to_u32("sum elements", n)?,
+            cols: 0,
+            chunk_rows: 0,
+            threads: threads as u32,
+        };
+        gpu.dispatch(&Dispatch {
+            shader: &REDUCE,
+            entry: "sum_strided",
+            overrides: &[("WG", WG as f64), ("SQUARE", square as u32 as f64)],
+            params: bytemuck::bytes_of(&params),
+            buffers: &[&current, &out],
+            workgroups: [(threads as u32).div_ceil(WG), 1, 1],
+        })?;
+        if threads == 1 {
+            return Ok(out);
+        }
+        current = out;
+        n = threads;
+        square = false;
+    }
+}
+
+/// The sum of all elements, as a one-element tensor.
+pub fn sum(x: &Tensor) -> Result<Tensor> {
+    sum_impl(x, false)
+}
+
+/// The sum of squares of all elements, as a one-element tensor.
+pub fn sum_squares(x: &Tensor) -> Result<Tensor> {
+    sum_impl(x, true)
+}

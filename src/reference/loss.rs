@@ -1,0 +1,85 @@
+//! Losses with PyTorch's mean reductions, returning `(loss, dlogits)`.
+
+use super::activation::sigmoid;
+
+/// `torch.nn.functional.cross_entropy(logits, targets, weight, ignore_index,
+/// label_smoothing)` over rows of `classes`.
+pub fn cross_entropy(
+    logits: &[f64],
+    targets: &[i32],
+    classes: usize,
+    weights: Option<&[f64]>,
+    ignore_index: i32,
+    smoothing: f64,
+) -> (f64, Vec<f64>) {
+    let w = |c: usize| weights.map_or(1.0, |w| w[c]);
+    let w_total: f64 = (0..classes).map(w).sum();
+    let norm: f64 = targets
+        .iter()
+        .filter(|&&t| t != ignore_index)
+        .map(|&t| w(t as usize))
+        .sum();
+    let mut loss = 0.0;
+    let mut grad = vec![0.0; logits.len()];
+    if norm == 0.0 {
+        return (0.0, grad);
+    }
+    for (r, &t) in targets.iter().enumerate() {
+        if t == ignore_index {
+            continue;
+        }
+        let t = t as usize;
+        let row = &logits[r * classes..(r + 1) * classes];
+        let max = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let lse = max + row.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
+        let lp: Vec<f64> = row.iter().map(|v| v - lse).collect();
+        let smooth: f64 = (0..classes).map(|c| w(c) * -lp[c]).sum();
+        loss += ((1.0 - smoothing) * w(t) * -lp[t] + smoothing / classes as f64 * smooth) / norm;
+        for c in 0..classes {
+            let p = lp[c].exp();
+            let onehot = if c == t { 1.0 } else { 0.0 };
+            grad[r * classes + c] = ((1.0 - smoothing) * w(t) * (p - onehot)
+                + smoothing / classes as f64 * (w_total * p - w(c)))
+                / norm;
+        }
+    }
+    (loss, grad)
+}
+
+/// `binary_cross_entropy_with_logits` averaged over the elements of rows with a non-zero mask
+/// (the mask weights its row).
+pub fn bce_with_logits(
+    logits: &[f64],
+    targets: &[f64],
+    mask: &[f64],
+    classes: usize,
+) -> (f64, Vec<f64>) {
+    let norm = mask.iter().sum::<f64>() * classes as f64;
+    let mut loss = 0.0;
+    let mut grad = vec![0.0; logits.len()];
+    if norm == 0.0 {
+        return (0.0, grad);
+    }
+    for (i, (&x, &t)) in logits.iter().zip(targets).enumerate() {
+        let m = mask[i / classes];
+        loss += m * (x.max(0.0) - x * t + (-x.abs()).exp().ln_1p()) / norm;
+        grad[i] = m * (sigmoid(x) - t) / norm;
+    }
+    (loss, grad)
+}
+
+/// `mse_loss` averaged over the elements of rows with a non-zero mask.
+pub fn mse(pred: &[f64], targets: &[f64], mask: &[f64], outputs: usize) -> (f64, Vec<f64>) {
+    let norm = mask.iter().sum::<f64>() * outputs as f64;
+    let mut loss = 0.0;
+    let mut grad = vec![0.0; pred.len()];
+    if norm == 0.0 {
+        return (0.0, grad);
+    }
+    for (i, (&x, &t)) in pred.iter().zip(targets).enumerate() {
+        let m = mask[i / outputs];
+        loss += m * (x - t).powi(2) / norm;
+        grad[i] = m * 2.0 * (x - t) / norm;
+    }
+    (loss, grad)
+}

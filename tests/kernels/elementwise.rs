@@ -1,0 +1,86 @@
+//! Elementwise add/scale/accumulate/fill, and the 2-D folding of large 1-D dispatches.
+//! Tolerance: 1e-6 absolute + 1e-6 relative.
+
+use taskgate::ops::elementwise::{accumulate, add, axpby, fill, scale};
+use taskgate::{DType, Tensor};
+
+use crate::common::*;
+
+const SIZES: &[usize] = &[1, 7, 257, 100_003];
+
+#[test]
+fn elementwise_ops_match_reference() {
+    for &n in SIZES {
+        let mut r = rng(n as u64);
+        let a = uniform(&mut r, n, -3.0, 3.0);
+        let b = uniform(&mut r, n, -3.0, 3.0);
+        let (at, bt) = (upload(&a, &[n]), upload(&b, &[n]));
+        let want: Vec<f64> = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| *x as f64 + *y as f64)
+            .collect();
+        assert_close(
+            &format!("add n{n}"),
+            &download(&add(&at, &bt).unwrap()),
+            &want,
+            1e-6,
+            1e-6,
+        );
+        let want: Vec<f64> = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| 0.5 * *x as f64 - 2.0 * *y as f64)
+            .collect();
+        assert_close(
+            &format!("axpby n{n}"),
+            &download(&axpby(0.5, &at, -2.0, &bt).unwrap()),
+            &want,
+            1e-6,
+            1e-6,
+        );
+        let want: Vec<f64> = a.iter().map(|x| -1.5 * *x as f64).collect();
+        assert_close(
+            &format!("scale n{n}"),
+            &download(&scale(&at, -1.5).unwrap()),
+            &want,
+            1e-6,
+            1e-6,
+        );
+        let acc = upload(&a, &[n]);
+        accumulate(&acc, &bt, 0.25).unwrap();
+        let want: Vec<f64> = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| *x as f64 + 0.25 * *y as f64)
+            .collect();
+        assert_close(
+            &format!("accumulate n{n}"),
+            &download(&acc),
+            &want,
+            1e-6,
+            1e-6,
+        );
+    }
+}
+
+/// More than 65535 workgroups of 256: the dispatch folds into two dimensions and every
+/// element is still written once.
+#[test]
+fn large_fill_uses_a_two_dimensional_grid() {
+    let n = 65535 * 256 + 300;
+    let t = Tensor::empty(gpu(), &[n], DType::F32).unwrap();
+    fill(&t, 2.5).unwrap();
+    let got = download(&t);
+    assert_eq!(got.len(), n);
+    assert!(got.iter().all(|&v| v == 2.5), "every element written");
+}
+
+#[test]
+fn mismatched_or_aliased_operands_are_errors() {
+    let a = upload(&[1.0, 2.0], &[2]);
+    let b = upload(&[1.0, 2.0, 3.0], &[3]);
+    assert!(add(&a, &b).is_err());
+    let err = accumulate(&a, &a, 1.0).unwrap_err();
+    assert!(err.to_string().contains("also bound"), "{err}");
+}

@@ -1,0 +1,17 @@
+//! Every kernel against its f64 CPU reference on awkward shapes, every backward against
+//! finite differences of the reference, the references against PyTorch where semantics are
+//! subtle, and the runtime (limits, pool, readback). All tests share one GPU (lavapipe where
+//! there is no GPU). Each comparison prints "worst <kernel> <shape>: max abs error ...".
+
+mod activation;
+mod adamw;
+mod common;
+mod elementwise;
+mod embedding;
+mod gate;
+mod layernorm;
+mod loss;
+mod matmul;
+mod reduce;
+mod runtime;
+mod softmax;
