@@ -14,7 +14,9 @@ fn main() -> Result<()> {
     // y = gelu(x W^T + b) with x [4, 8] and W [16, 8] stored [out, in] as in Hugging Face.
     let (rows, d_in, d_out) = (4, 8, 16);
     let x: Vec<f32> = (0..rows * d_in).map(|i| (i as f32 * 0.37).sin()).collect();
-    let w: Vec<f32> = (0..d_out * d_in).map(|i| (i as f32 * 0.11).cos() * 0.3).collect();
+    let w: Vec<f32> = (0..d_out * d_in)
+        .map(|i| (i as f32 * 0.11).cos() * 0.3)
+        .collect();
     let b: Vec<f32> = (0..d_out).map(|i| i as f32 * 0.01).collect();
     let spec = Matmul::new(1, rows, d_out, d_in, false, true);
     let h = matmul(
@@ -26,12 +28,16 @@ fn main() -> Result<()> {
     let y: Vec<f32> = gelu(&h)?.to_vec()?;
 
     let f64s = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<_>>();
-    let shape = reference::matmul::MatmulShape { batch: 1, m: rows, n: d_out, k: d_in, trans_a: false, trans_b: true };
+    let shape = reference::matmul::MatmulShape::new(1, rows, d_out, d_in, false, true);
     let want: Vec<f64> = reference::matmul::matmul(&f64s(&x), &f64s(&w), Some(&f64s(&b)), &shape)
         .into_iter()
         .map(reference::activation::gelu)
         .collect();
-    let worst = y.iter().zip(&want).map(|(g, w)| (*g as f64 - w).abs()).fold(0.0, f64::max);
+    let worst = y
+        .iter()
+        .zip(&want)
+        .map(|(g, w)| (*g as f64 - w).abs())
+        .fold(0.0, f64::max);
     println!("y[0..4] = {:?}; max |GPU - CPU| = {worst:.2e}", &y[..4]);
     Ok(())
 }

@@ -21,7 +21,7 @@ muts = [
  ("shaders/adamw.wgsl", "sqrt(vi) / sqrt(p.bc2) + p.eps", "sqrt(vi) + p.eps"),
  ("shaders/elementwise.wgsl", "out[i] = out[i] + p.alpha * a[i];", "out[i] = p.alpha * a[i];"),
  ("shaders/reduce.wgsl", "i += p.threads", "i += p.threads + 1u"),
- ("shaders/loss.wgsl", "acc += max(v, 0.0) - v * t + softplus_neg_abs(v);", "acc += max(v, 0.0) - v * t;"),
+ ("shaders/loss.wgsl", "loss = max(v, 0.0) - v * t + softplus_neg_abs(v);", "loss = max(v, 0.0) - v * t;"),
 ]
 missed = 0
 for path, old, new in muts:

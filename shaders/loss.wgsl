@@ -127,13 +127,8 @@ fn softplus_neg_abs(v: f32) -> f32 {
     return log(1.0 + z);
 }
 
-@compute @workgroup_size(WG)
-fn bce_with_logits(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                   @builtin(local_invocation_index) lid: u32) {
-    let row = (wid.y * nwg.x + wid.x) * WG + lid;
-    if (row >= p.rows) {
-        return;
-    }
+// One row of a masked elementwise loss: BCE-with-logits when `bce`, else squared error.
+fn masked_row_loss(row: u32, bce: bool) {
     let mk = row_mask[row];
     let scale = p.grad_scale * p.inv_norm * mk;
     var acc = 0.0;
@@ -141,31 +136,37 @@ fn bce_with_logits(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
         let i = row * p.classes + c;
         let v = logits[i];
         let t = ftargets[i];
-        if (mk != 0.0) {
-            acc += max(v, 0.0) - v * t + softplus_neg_abs(v);
+        var loss = 0.0;
+        var grad = 0.0;
+        if (bce) {
+            loss = max(v, 0.0) - v * t + softplus_neg_abs(v);
+            grad = 1.0 / (1.0 + exp(-v)) - t;
+        } else {
+            loss = (v - t) * (v - t);
+            grad = 2.0 * (v - t);
         }
-        dlogits[i] = scale * (1.0 / (1.0 + exp(-v)) - t);
+        if (mk != 0.0) {
+            acc += loss;
+        }
+        dlogits[i] = scale * grad;
     }
     row_loss[row] = p.inv_norm * mk * acc;
+}
+
+@compute @workgroup_size(WG)
+fn bce_with_logits(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    let row = (wid.y * nwg.x + wid.x) * WG + lid;
+    if (row < p.rows) {
+        masked_row_loss(row, true);
+    }
 }
 
 @compute @workgroup_size(WG)
 fn mse(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
        @builtin(local_invocation_index) lid: u32) {
     let row = (wid.y * nwg.x + wid.x) * WG + lid;
-    if (row >= p.rows) {
-        return;
+    if (row < p.rows) {
+        masked_row_loss(row, false);
     }
-    let mk = row_mask[row];
-    let scale = p.grad_scale * p.inv_norm * mk;
-    var acc = 0.0;
-    for (var c = 0u; c < p.classes; c++) {
-        let i = row * p.classes + c;
-        let diff = logits[i] - ftargets[i];
-        if (mk != 0.0) {
-            acc += diff * diff;
-        }
-        dlogits[i] = scale * 2.0 * diff;
-    }
-    row_loss[row] = p.inv_norm * mk * acc;
 }

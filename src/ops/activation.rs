@@ -3,8 +3,8 @@
 use anyhow::Result;
 use bytemuck::{Pod, Zeroable};
 
-use super::{ensure_f32, ensure_same_len, to_u32};
-use crate::gpu::{Dispatch, Tensor};
+use super::{dispatch_1d, ensure_f32, ensure_same_len, to_u32};
+use crate::gpu::Tensor;
 use crate::shaders::ACTIVATION;
 
 const WG: u32 = 256;
@@ -26,20 +26,20 @@ pub enum Activation {
 
 fn launch(entry: &'static str, inputs: &[&Tensor]) -> Result<Tensor> {
     let x = inputs[0];
-    let gpu = x.gpu();
-    let out = Tensor::empty(gpu, x.shape(), x.dtype())?;
+    let out = Tensor::empty(x.gpu(), x.shape(), x.dtype())?;
     let n = to_u32(entry, x.numel())?;
     let params = Params { n, _pad: [0; 3] };
     let mut buffers = inputs.to_vec();
     buffers.push(&out);
-    gpu.dispatch(&Dispatch {
-        shader: &ACTIVATION,
+    dispatch_1d(
+        &ACTIVATION,
         entry,
-        overrides: &[("WG", WG as f64)],
-        params: bytemuck::bytes_of(&params),
-        buffers: &buffers,
-        workgroups: gpu.grid_for(n as u64, WG)?,
-    })?;
+        WG,
+        &[],
+        bytemuck::bytes_of(&params),
+        &buffers,
+        n as u64,
+    )?;
     Ok(out)
 }
 

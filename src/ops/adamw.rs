@@ -7,7 +7,7 @@ use std::ops::Range;
 use anyhow::{Result, bail};
 use bytemuck::{Pod, Zeroable};
 
-use super::{ensure_f32, reduce::sum_squares, to_u32};
+use super::{dispatch_1d, ensure_f32, reduce::sum_squares, to_u32};
 use crate::gpu::{DType, Dispatch, Tensor};
 use crate::shaders::ADAMW;
 
@@ -130,13 +130,13 @@ pub fn adamw_step(
         max_norm: 0.0,
         _pad: [0; 2],
     };
-    let gpu = param.gpu();
-    gpu.dispatch(&Dispatch {
-        shader: &ADAMW,
-        entry: "adamw",
-        overrides: &[("WG", WG as f64)],
-        params: bytemuck::bytes_of(&params),
-        buffers: &[clip, param, grad, m, v],
-        workgroups: gpu.grid_for(n as u64, WG)?,
-    })
+    dispatch_1d(
+        &ADAMW,
+        "adamw",
+        WG,
+        &[],
+        bytemuck::bytes_of(&params),
+        &[clip, param, grad, m, v],
+        n as u64,
+    )
 }

@@ -3,8 +3,8 @@
 use anyhow::Result;
 use bytemuck::{Pod, Zeroable};
 
-use super::{ensure_f32, ensure_same_len, to_u32};
-use crate::gpu::{Dispatch, Tensor};
+use super::{dispatch_1d, ensure_f32, ensure_same_len, to_u32};
+use crate::gpu::Tensor;
 use crate::shaders::ELEMENTWISE;
 
 const WG: u32 = 256;
@@ -25,7 +25,6 @@ fn launch(
     alpha: f32,
     beta: f32,
 ) -> Result<()> {
-    let gpu = out.gpu();
     let n = to_u32(entry, out.numel())?;
     let params = Params {
         n,
@@ -35,14 +34,15 @@ fn launch(
     };
     let mut buffers: Vec<&Tensor> = inputs.to_vec();
     buffers.push(out);
-    gpu.dispatch(&Dispatch {
-        shader: &ELEMENTWISE,
+    dispatch_1d(
+        &ELEMENTWISE,
         entry,
-        overrides: &[("WG", WG as f64)],
-        params: bytemuck::bytes_of(&params),
-        buffers: &buffers,
-        workgroups: gpu.grid_for(n as u64, WG)?,
-    })
+        WG,
+        &[],
+        bytemuck::bytes_of(&params),
+        &buffers,
+        n as u64,
+    )
 }
 
 /// `alpha * a + beta * b`, shaped like `a`.

@@ -3,8 +3,8 @@
 use anyhow::{Result, bail};
 use bytemuck::{Pod, Zeroable};
 
-use super::{ensure_f32, to_u32};
-use crate::gpu::{DType, Dispatch, Gpu, Tensor};
+use super::{dispatch_1d, ensure_f32, to_u32};
+use crate::gpu::{DType, Gpu, Tensor};
 use crate::shaders::EMBEDDING;
 
 const WG: u32 = 256;
@@ -91,14 +91,17 @@ pub fn embedding_forward(ids: &Tensor, table: &Tensor) -> Result<Tensor> {
         vocab: to_u32("embedding vocab", vocab)?,
         n_unique: 0,
     };
-    gpu.dispatch(&Dispatch {
-        shader: &EMBEDDING,
-        entry: "embedding_forward",
-        overrides: &[("WG", WG as f64)],
-        params: bytemuck::bytes_of(&params),
-        buffers: &[ids, table, &out],
-        workgroups: gpu.grid_for((tokens * dim) as u64, WG)?,
-    })?;
+    let buffers = [ids, table, &out];
+    let items = (tokens * dim) as u64;
+    dispatch_1d(
+        &EMBEDDING,
+        "embedding_forward",
+        WG,
+        &[],
+        bytemuck::bytes_of(&params),
+        &buffers,
+        items,
+    )?;
     Ok(out)
 }
 
@@ -125,25 +128,27 @@ pub fn embedding_backward_into(
             index.vocab
         );
     }
-    let gpu = dtable.gpu();
     let params = Params {
         tokens: to_u32("embedding tokens", index.tokens)?,
         dim: to_u32("embedding dim", dim)?,
         vocab: to_u32("embedding vocab", vocab)?,
         n_unique: to_u32("embedding ids", index.n_unique)?,
     };
-    gpu.dispatch(&Dispatch {
-        shader: &EMBEDDING,
-        entry: "embedding_backward",
-        overrides: &[("WG", WG as f64)],
-        params: bytemuck::bytes_of(&params),
-        buffers: &[
-            &index.unique,
-            &index.offsets,
-            &index.positions,
-            dout,
-            dtable,
-        ],
-        workgroups: gpu.grid_for((index.n_unique * dim) as u64, WG)?,
-    })
+    let buffers = [
+        &index.unique,
+        &index.offsets,
+        &index.positions,
+        dout,
+        dtable,
+    ];
+    let items = (index.n_unique * dim) as u64;
+    dispatch_1d(
+        &EMBEDDING,
+        "embedding_backward",
+        WG,
+        &[],
+        bytemuck::bytes_of(&params),
+        &buffers,
+        items,
+    )
 }

@@ -3,8 +3,8 @@
 use anyhow::{Result, bail};
 use bytemuck::{Pod, Zeroable};
 
-use super::{ensure_f32, rows_cols, to_u32};
-use crate::gpu::{Dispatch, Tensor};
+use super::{dispatch_1d, ensure_f32, rows_cols, to_u32};
+use crate::gpu::Tensor;
 use crate::shaders::GATE;
 
 const WG: u32 = 256;
@@ -63,19 +63,19 @@ fn launch(
     items: u64,
     buffers: &[&Tensor],
 ) -> Result<()> {
-    let gpu = buffers[0].gpu();
-    gpu.dispatch(&Dispatch {
-        shader: &GATE,
+    let switches = [
+        ("VECTOR", c.vector as u32 as f64),
+        ("ACCUMULATE", accumulate as u32 as f64),
+    ];
+    dispatch_1d(
+        &GATE,
         entry,
-        overrides: &[
-            ("WG", WG as f64),
-            ("VECTOR", c.vector as u32 as f64),
-            ("ACCUMULATE", accumulate as u32 as f64),
-        ],
-        params: bytemuck::bytes_of(&c.params),
+        WG,
+        &switches,
+        bytemuck::bytes_of(&c.params),
         buffers,
-        workgroups: gpu.grid_for(items, WG)?,
-    })
+        items,
+    )
 }
 
 /// `sigmoid(a) * h`.

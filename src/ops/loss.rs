@@ -6,7 +6,7 @@
 use anyhow::{Result, bail};
 use bytemuck::{Pod, Zeroable};
 
-use super::{ensure_f32, reduce::sum, row_workgroup, rows_cols, to_u32};
+use super::{dispatch_1d, ensure_f32, reduce::sum, row_workgroup, rows_cols, to_u32};
 use crate::gpu::{DType, Dispatch, Tensor};
 use crate::shaders::LOSS;
 
@@ -180,14 +180,16 @@ fn per_row_loss(
     let mask_t = Tensor::from_slice(gpu, row_mask, &[rows])?;
     let row_loss = Tensor::empty(gpu, &[rows], DType::F32)?;
     let dlogits = Tensor::empty(gpu, logits.shape(), DType::F32)?;
-    gpu.dispatch(&Dispatch {
-        shader: &LOSS,
+    let buffers = [logits, &row_loss, &dlogits, &targets_t, &mask_t];
+    dispatch_1d(
+        &LOSS,
         entry,
-        overrides: &[("WG", ROW_WG as f64)],
-        params: bytemuck::bytes_of(&params),
-        buffers: &[logits, &row_loss, &dlogits, &targets_t, &mask_t],
-        workgroups: gpu.grid_for(rows as u64, ROW_WG)?,
-    })?;
+        ROW_WG,
+        &[],
+        bytemuck::bytes_of(&params),
+        &buffers,
+        rows as u64,
+    )?;
     Ok(LossOutput {
         loss: sum(&row_loss)?,
         row_loss,

@@ -17,7 +17,8 @@ pub mod softmax;
 
 use anyhow::{Result, bail};
 
-use crate::gpu::{DType, Tensor};
+use crate::gpu::{DType, Dispatch, Tensor};
+use crate::shaders::ShaderSource;
 
 /// Errors unless `t` holds f32 values.
 pub(crate) fn ensure_f32(what: &str, t: &Tensor) -> Result<()> {
@@ -60,4 +61,28 @@ pub(crate) fn to_u32(what: &str, v: usize) -> Result<u32> {
 /// Smallest power of two >= `n`, clamped to [lo, hi]: a workgroup width for row kernels.
 pub(crate) fn row_workgroup(n: usize, lo: u32, hi: u32) -> u32 {
     (n.max(1).next_power_of_two() as u32).clamp(lo, hi)
+}
+
+/// Launches `items` invocations of a 1-D kernel whose workgroup size is its `WG` override,
+/// folding the grid into two dimensions when large.
+pub(crate) fn dispatch_1d(
+    shader: &'static ShaderSource,
+    entry: &'static str,
+    wg: u32,
+    switches: &[(&'static str, f64)],
+    params: &[u8],
+    buffers: &[&Tensor],
+    items: u64,
+) -> Result<()> {
+    let gpu = buffers[0].gpu();
+    let mut overrides = vec![("WG", wg as f64)];
+    overrides.extend_from_slice(switches);
+    gpu.dispatch(&Dispatch {
+        shader,
+        entry,
+        overrides: &overrides,
+        params,
+        buffers,
+        workgroups: gpu.grid_for(items, wg)?,
+    })
 }

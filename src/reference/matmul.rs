@@ -12,6 +12,16 @@ pub struct MatmulShape {
 }
 
 impl MatmulShape {
+    pub fn new(batch: usize, m: usize, n: usize, k: usize, trans_a: bool, trans_b: bool) -> Self {
+        Self {
+            batch,
+            m,
+            n,
+            k,
+            trans_a,
+            trans_b,
+        }
+    }
     pub fn a_len(&self) -> usize {
         self.batch * self.m * self.k
     }

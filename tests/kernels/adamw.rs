@@ -8,15 +8,6 @@ use taskgate::reference::optim::{adamw_step as ref_step, clip_coefficient as ref
 use taskgate::{DType, Tensor};
 
 use crate::common::*;
-use crate::loss::torch_fixture;
-
-fn floats(v: &serde_json::Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
-}
 
 #[test]
 fn reference_matches_pytorch() {

@@ -80,3 +80,17 @@ pub fn assert_grad_close(label: &str, analytic: &[f64], numeric: &[f64], tol: f6
         );
     }
 }
+
+/// PyTorch's results for the losses and the optimizer (tests/fixtures/make_kernel_fixtures.py).
+pub fn torch_fixture() -> serde_json::Value {
+    serde_json::from_str(include_str!("../fixtures/kernels_torch.json")).unwrap()
+}
+
+/// A JSON array of numbers as f64.
+pub fn floats(v: &serde_json::Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}

@@ -2,7 +2,6 @@
 //! tests/fixtures/make_kernel_fixtures.py), against finite differences, and the GPU kernels
 //! against the references. Tolerance GPU vs reference: 1e-6 absolute + 1e-5 relative.
 
-use serde_json::Value;
 use taskgate::ops::loss::{CrossEntropyOptions, bce_with_logits, cross_entropy, mse};
 use taskgate::reference::finite_difference;
 use taskgate::reference::loss::{
@@ -10,19 +9,6 @@ use taskgate::reference::loss::{
 };
 
 use crate::common::*;
-
-pub fn torch_fixture() -> Value {
-    let text = include_str!("../fixtures/kernels_torch.json");
-    serde_json::from_str(text).unwrap()
-}
-
-fn floats(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
-}
 
 #[test]
 fn references_match_pytorch() {

@@ -52,14 +52,7 @@ fn run_case(
 ) {
     let mut r = rng(seed);
     let spec = Matmul::new(batch, m, n, k, ta, tb);
-    let rs = MatmulShape {
-        batch,
-        m,
-        n,
-        k,
-        trans_a: ta,
-        trans_b: tb,
-    };
+    let rs = MatmulShape::new(batch, m, n, k, ta, tb);
     let a = uniform(&mut r, rs.a_len(), -1.0, 1.0);
     let b = uniform(&mut r, rs.b_len(), -1.0, 1.0);
     let bias_v = uniform(&mut r, n, -1.0, 1.0);
@@ -196,14 +189,7 @@ fn alpha_beta_accumulate_into_existing_output() {
     let a = uniform(&mut r, m * k, -1.0, 1.0);
     let b = uniform(&mut r, k * n, -1.0, 1.0);
     let c0 = uniform(&mut r, m * n, -1.0, 1.0);
-    let rs = MatmulShape {
-        batch: 1,
-        m,
-        n,
-        k,
-        trans_a: false,
-        trans_b: false,
-    };
+    let rs = MatmulShape::new(1, m, n, k, false, false);
     let prod = ref_matmul(&to_f64(&a), &to_f64(&b), None, &rs);
     let want: Vec<f64> = prod
         .iter()
@@ -331,14 +317,7 @@ fn strided_head_batches_match_reference() {
 fn reference_backward_matches_finite_differences() {
     let mut r = rng(3);
     for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-        let rs = MatmulShape {
-            batch: 2,
-            m: 3,
-            n: 4,
-            k: 5,
-            trans_a: ta,
-            trans_b: tb,
-        };
+        let rs = MatmulShape::new(2, 3, 4, 5, ta, tb);
         let a = to_f64(&uniform(&mut r, rs.a_len(), -1.0, 1.0));
         let b = to_f64(&uniform(&mut r, rs.b_len(), -1.0, 1.0));
         let bias = to_f64(&uniform(&mut r, rs.n, -1.0, 1.0));
@@ -367,14 +346,7 @@ fn gpu_backward_matches_reference_backward() {
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
             seed += 1;
             let mut r = rng(seed);
-            let rs = MatmulShape {
-                batch,
-                m,
-                n,
-                k,
-                trans_a: ta,
-                trans_b: tb,
-            };
+            let rs = MatmulShape::new(batch, m, n, k, ta, tb);
             let a = uniform(&mut r, rs.a_len(), -1.0, 1.0);
             let b = uniform(&mut r, rs.b_len(), -1.0, 1.0);
             let dc = uniform(&mut r, rs.c_len(), -1.0, 1.0);
@@ -422,14 +394,7 @@ fn gradients_accumulate_when_asked() {
     let b = uniform(&mut r, k * n, -1.0, 1.0);
     let dc = uniform(&mut r, m * n, -1.0, 1.0);
     let prior = uniform(&mut r, m * k, -1.0, 1.0);
-    let rs = MatmulShape {
-        batch: 1,
-        m,
-        n,
-        k,
-        trans_a: false,
-        trans_b: false,
-    };
+    let rs = MatmulShape::new(1, m, n, k, false, false);
     let (wa, _, _) = ref_backward(&to_f64(&a), &to_f64(&b), &to_f64(&dc), &rs);
     let want: Vec<f64> = wa.iter().zip(&prior).map(|(g, p)| g + *p as f64).collect();
     let da = upload(&prior, &[m, k]);
