@@ -1,5 +1,7 @@
 """Breaks each kernel on purpose, one small edit at a time, and checks that the kernel tests
-fail for every edit (a test suite that cannot fail proves nothing).
+fail for every edit (a test suite that cannot fail proves nothing). Both the kernel tests
+and the model tests (PyTorch parity, training) run, so the output also shows which model-level
+tests each kernel bug breaks.
 
 Run from the repository root: python3 scripts/check_tests_catch_kernel_bugs.py
 Each edit is undone afterwards; takes a few minutes (one rebuild per edit).
@@ -29,7 +31,7 @@ for path, old, new in muts:
     assert old in orig, (path, old)
     p.write_text(orig.replace(old, new, 1))
     try:
-        r = subprocess.run(["cargo", "test", "-q", "--test", "kernels"], capture_output=True, text=True)
+        r = subprocess.run(["cargo", "test", "-q", "--test", "kernels", "--test", "model", "--no-fail-fast"], capture_output=True, text=True)
         out = r.stdout + r.stderr
         names = [l.strip() for l in out.splitlines() if l.startswith("    ") and "::" in l]
         caught = r.returncode != 0 and names

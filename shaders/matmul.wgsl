@@ -2,8 +2,9 @@
 //   C[z] = alpha * op(A[z]) * op(B[z]) (+ beta * C[z] when ACCUMULATE) (+ bias, per column)
 // op(A) is M x K: A stored row-major M x K (leading dimension lda), or K x M when TRANS_A.
 // op(B) is K x N: B stored K x N (ldb), or N x K when TRANS_B. C is M x N (ldc).
-// Batch z = outer * batch_inner + inner; operand X starts at outer * x_outer + inner * x_inner
-// (elements), which covers plain batches and attention heads interleaved in [B, T, H, dh].
+// Batch z = outer * batch_inner + inner; operand X starts at element
+// x_offset + outer * x_outer + inner * x_inner, which covers plain batches, attention heads
+// interleaved in [B, T, H, dh], and Q/K/V sitting side by side in one [B*T, 3d] buffer.
 // Register tiling: each invocation accumulates a TM x TN block in f32 (TM, TN <= 8); a
 // workgroup of WG_X x WG_Y invocations covers a (WG_Y * TM) x (WG_X * TN) tile of C. Edge
 // rows and columns are clamped for loads and skipped for stores, so no shape is excluded.
@@ -28,6 +29,10 @@ struct Params {
     c_inner: u32,
     alpha: f32,
     beta: f32,
+    a_offset: u32,
+    b_offset: u32,
+    c_offset: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -54,9 +59,9 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
     }
     let outer = wid.z / p.batch_inner;
     let inner = wid.z % p.batch_inner;
-    let a_base = outer * p.a_outer + inner * p.a_inner;
-    let b_base = outer * p.b_outer + inner * p.b_inner;
-    let c_base = outer * p.c_outer + inner * p.c_inner;
+    let a_base = p.a_offset + outer * p.a_outer + inner * p.a_inner;
+    let b_base = p.b_offset + outer * p.b_outer + inner * p.b_inner;
+    let c_base = p.c_offset + outer * p.c_outer + inner * p.c_inner;
 
     var rows: array<u32, 8>;
     var cols: array<u32, 8>;

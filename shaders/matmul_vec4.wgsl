@@ -1,7 +1,8 @@
 // Batched matrix multiply with vec4 loads: the same contract as matmul.wgsl,
 //   C[z] = alpha * op(A[z]) * op(B[z]) (+ beta * C[z] when ACCUMULATE) (+ bias, per column),
 // for operands whose contiguous axis is read 4 floats at a time. Preconditions, checked by
-// the launcher: K % 4 == 0, and lda, ldb and every batch stride of A and B multiples of 4
+// the launcher: K % 4 == 0, and lda, ldb, the offsets and every batch stride of A and B
+// multiples of 4
 // (so every vec4 starts on a 16-byte boundary and stays inside its row).
 // Each invocation loads, per step of 4 along K, a TM x 4 block of op(A) and a 4 x TN block of
 // op(B) as vec4s (along K for A and along N for B when not transposed; along M for a
@@ -28,6 +29,10 @@ struct Params {
     c_inner: u32,
     alpha: f32,
     beta: f32,
+    a_offset: u32,
+    b_offset: u32,
+    c_offset: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -56,9 +61,9 @@ fn matmul_vec4(@builtin(workgroup_id) wid: vec3<u32>,
     let tn4 = TN / 4u;
     let outer = wid.z / p.batch_inner;
     let inner = wid.z % p.batch_inner;
-    let a_base = outer * p.a_outer + inner * p.a_inner;
-    let b_base = outer * p.b_outer + inner * p.b_inner;
-    let c_base = outer * p.c_outer + inner * p.c_inner;
+    let a_base = p.a_offset + outer * p.a_outer + inner * p.a_inner;
+    let b_base = p.b_offset + outer * p.b_outer + inner * p.b_inner;
+    let c_base = p.c_offset + outer * p.c_outer + inner * p.c_inner;
     // Last valid vec4 start along M and N (for transposed A and plain B).
     let m_last4 = ((p.m - 1u) / 4u) * 4u;
     let n_last4 = ((p.n - 1u) / 4u) * 4u;

@@ -24,6 +24,7 @@ macro_rules! shaders {
 shaders! {
     ACTIVATION => "activation.wgsl",
     ADAMW => "adamw.wgsl",
+    DROPOUT => "dropout.wgsl",
     ELEMENTWISE => "elementwise.wgsl",
     EMBEDDING => "embedding.wgsl",
     GATE => "gate.wgsl",

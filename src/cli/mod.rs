@@ -1,6 +1,10 @@
 //! The `taskgate` command line.
 
+mod dump;
 mod info;
+mod init;
+
+use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -32,6 +36,30 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Create a model directory from a config file (fresh or pretrained encoder, fresh tasks).
+    Init {
+        /// The config file (see README.md).
+        config: PathBuf,
+        /// The model directory to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Overwrite a model already in --out.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run one forward and backward (dropout off) on a batch and write every output,
+    /// loss and gradient to a safetensors file, to compare with PyTorch.
+    Dump {
+        /// The model directory.
+        #[arg(long)]
+        model: PathBuf,
+        /// JSONL batch: {"text": ..., "text_pair"?: ..., "labels": {"<task>": ...}} per line.
+        #[arg(long)]
+        batch: PathBuf,
+        /// The safetensors file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 impl Cli {
@@ -48,5 +76,7 @@ pub fn run(cli: Cli) -> Result<()> {
     let request = cli.adapter_request();
     match cli.command {
         Command::Info { json } => info::run(&request, json),
+        Command::Init { config, out, force } => init::run(&config, &out, force),
+        Command::Dump { model, batch, out } => dump::run(&request, &model, &batch, &out),
     }
 }

@@ -96,7 +96,16 @@ impl Gpu {
             return Ok(());
         }
         let mut entries_sizes = Vec::with_capacity(storage.len());
+        let align = limits.min_storage_buffer_offset_alignment as u64;
         for (info, tensor) in storage.iter().zip(d.buffers) {
+            if tensor.offset_bytes() % align != 0 {
+                bail!(
+                    "kernel {label}: buffer '{}' is a view at byte offset {}, not a multiple of \
+                     this adapter's min_storage_buffer_offset_alignment ({align})",
+                    info.name,
+                    tensor.offset_bytes()
+                );
+            }
             let size = tensor.bytes().max(16).div_ceil(16) * 16;
             let size = size.min(tensor.capacity());
             if size > limits.max_storage_buffer_binding_size {
@@ -154,7 +163,7 @@ impl Gpu {
                 binding: *binding,
                 resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                     buffer: tensor.buffer(),
-                    offset: 0,
+                    offset: tensor.offset_bytes(),
                     size: wgpu::BufferSize::new(*size),
                 }),
             });

@@ -53,7 +53,13 @@ impl Gpu {
                 .acquire(STAGING_USAGE, bytes, size_class(bytes), false);
             if bytes > 0 {
                 self.record(|enc| {
-                    enc.copy_buffer_to_buffer(t.buffer(), 0, staging.buffer(), 0, bytes)
+                    enc.copy_buffer_to_buffer(
+                        t.buffer(),
+                        t.offset_bytes(),
+                        staging.buffer(),
+                        0,
+                        bytes,
+                    )
                 });
             }
             staged.push((staging, bytes));

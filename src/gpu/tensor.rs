@@ -44,11 +44,13 @@ pub const TENSOR_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
     .union(wgpu::BufferUsages::COPY_SRC)
     .union(wgpu::BufferUsages::COPY_DST);
 
-/// A device tensor (row-major, contiguous).
+/// A device tensor (row-major, contiguous), or a view into part of another tensor's buffer.
 #[derive(Clone)]
 pub struct Tensor {
     gpu: Gpu,
     buf: Arc<PooledBuffer>,
+    /// Byte offset of element 0 in the buffer (0 unless this is a view).
+    offset: u64,
     shape: Vec<usize>,
     dtype: DType,
 }
@@ -90,6 +92,7 @@ impl Tensor {
         Ok(Self {
             gpu: gpu.clone(),
             buf: Arc::new(buf),
+            offset: 0,
             shape: shape.to_vec(),
             dtype,
         })
@@ -139,7 +142,7 @@ impl Tensor {
         if !data.is_empty() {
             self.gpu
                 .queue()
-                .write_buffer(self.buffer(), 0, bytemuck::cast_slice(data));
+                .write_buffer(self.buffer(), self.offset, bytemuck::cast_slice(data));
         }
         Ok(())
     }
@@ -148,8 +151,9 @@ impl Tensor {
     pub fn fill_zero(&self) {
         let bytes = self.bytes();
         if bytes > 0 {
-            self.gpu
-                .record(|enc| enc.clear_buffer(self.buffer(), 0, Some(bytes.div_ceil(4) * 4)));
+            self.gpu.record(|enc| {
+                enc.clear_buffer(self.buffer(), self.offset, Some(bytes.div_ceil(4) * 4))
+            });
         }
     }
 
@@ -162,6 +166,32 @@ impl Tensor {
             shape: shape.to_vec(),
             ..self.clone()
         })
+    }
+
+    /// A view of `shape` starting `element_offset` elements into this tensor, sharing its
+    /// buffer. Kernels can bind a view only when its byte offset is a multiple of the
+    /// adapter's `min_storage_buffer_offset_alignment` (256 bytes is always enough).
+    pub fn view(&self, element_offset: usize, shape: &[usize]) -> Result<Self> {
+        let numel = numel_of(shape)?;
+        if element_offset
+            .checked_add(numel)
+            .is_none_or(|end| end > self.numel())
+        {
+            bail!(
+                "view of {shape:?} at element {element_offset} does not fit in {:?}",
+                self.shape
+            );
+        }
+        Ok(Self {
+            offset: self.offset + (element_offset * self.dtype.size()) as u64,
+            shape: shape.to_vec(),
+            ..self.clone()
+        })
+    }
+
+    /// Byte offset of element 0 in the underlying buffer.
+    pub fn offset_bytes(&self) -> u64 {
+        self.offset
     }
 
     pub fn gpu(&self) -> &Gpu {
@@ -189,9 +219,9 @@ impl Tensor {
         self.buf.buffer()
     }
 
-    /// Capacity of the underlying pooled buffer in bytes.
+    /// Bytes of the underlying buffer from this tensor's first element to the buffer's end.
     pub fn capacity(&self) -> u64 {
-        self.buf.capacity()
+        self.buf.capacity() - self.offset
     }
 
     /// True when both tensors share one device buffer.

@@ -52,10 +52,25 @@ pub fn group_ids(ids: &[u32]) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
 impl EmbeddingGradIndex {
     /// Groups `ids` (every id must be below `vocab`).
     pub fn new(gpu: &Gpu, ids: &[u32], vocab: usize) -> Result<Self> {
+        Self::skipping(gpu, ids, vocab, None)
+    }
+
+    /// As [`EmbeddingGradIndex::new`], but tokens with id `skip` add nothing to the table's
+    /// gradient (PyTorch's `padding_idx`, which BERT sets to the pad token).
+    pub fn skipping(gpu: &Gpu, ids: &[u32], vocab: usize, skip: Option<u32>) -> Result<Self> {
         if let Some(&bad) = ids.iter().find(|&&id| id as usize >= vocab) {
             bail!("embedding: token id {bad} is outside the vocabulary of {vocab}");
         }
-        let (unique, offsets, positions) = group_ids(ids);
+        let (mut unique, mut offsets, mut positions) = group_ids(ids);
+        if let Some(pos) = skip.and_then(|s| unique.iter().position(|&u| u == s)) {
+            let (start, end) = (offsets[pos] as usize, offsets[pos + 1] as usize);
+            positions.drain(start..end);
+            unique.remove(pos);
+            offsets.remove(pos + 1);
+            for o in &mut offsets[pos + 1..] {
+                *o -= (end - start) as u32;
+            }
+        }
         Ok(Self {
             n_unique: unique.len(),
             tokens: ids.len(),

@@ -9,14 +9,15 @@ use super::{ensure_f32, reduce::colsum_into, to_u32};
 use crate::gpu::{DType, Dispatch, Tensor};
 use crate::shaders::{MATMUL, MATMUL_VEC4};
 
-/// Where one operand's matrices sit in its buffer (in elements). Batch `z` of a product is
+/// Where one operand's matrices sit in its tensor (in elements). Batch `z` of a product is
 /// split as `z = outer * batch_inner + inner`, and the matrix starts at
-/// `outer * outer_stride + inner * inner_stride`; rows are `ld` apart.
+/// `offset + outer * outer_stride + inner * inner_stride`; rows are `ld` apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Layout {
     pub ld: usize,
     pub outer_stride: usize,
     pub inner_stride: usize,
+    pub offset: usize,
 }
 
 /// A (batched) matrix product `C[z] = alpha * op(A[z]) * op(B[z])`, with `op(A)` M x K and
@@ -79,6 +80,7 @@ fn contiguous(rows: usize, cols: usize, batch_inner: usize) -> Layout {
         ld: cols,
         outer_stride: rows * cols * batch_inner,
         inner_stride: rows * cols,
+        offset: 0,
     }
 }
 
@@ -127,6 +129,8 @@ impl Matmul {
     pub fn vec4_ok(&self) -> bool {
         let four = |v: usize| v.is_multiple_of(4);
         four(self.k)
+            && four(self.a.offset)
+            && four(self.b.offset)
             && four(self.a.ld)
             && four(self.b.ld)
             && four(self.a.outer_stride)
@@ -155,6 +159,10 @@ struct Params {
     c_inner: u32,
     alpha: f32,
     beta: f32,
+    a_offset: u32,
+    b_offset: u32,
+    c_offset: u32,
+    _pad1: u32,
 }
 
 /// Errors unless `t` holds every element `layout` reaches for `batch` x `inner` matrices of
@@ -174,7 +182,8 @@ fn check_footprint(
             layout.ld
         );
     }
-    let last = (batch - 1) * layout.outer_stride
+    let last = layout.offset
+        + (batch - 1) * layout.outer_stride
         + (inner - 1) * layout.inner_stride
         + (rows - 1) * layout.ld
         + (cols - 1);
@@ -235,7 +244,7 @@ pub fn matmul_into(
         Kernel::Vec4(t) => {
             if !s.vec4_ok() {
                 bail!(
-                    "matmul: the vec4 kernel needs K, leading dimensions and batch strides of A and B divisible by 4: {s:?}"
+                    "matmul: the vec4 kernel needs K, offsets, leading dimensions and batch strides of A and B divisible by 4: {s:?}"
                 );
             }
             (true, t)
@@ -260,6 +269,10 @@ pub fn matmul_into(
         c_inner: u("C stride", s.c.inner_stride)?,
         alpha,
         beta,
+        a_offset: u("A offset", s.a.offset)?,
+        b_offset: u("B offset", s.b.offset)?,
+        c_offset: u("C offset", s.c.offset)?,
+        _pad1: 0,
     };
     let flag = |v: bool| v as u32 as f64;
     let overrides = [

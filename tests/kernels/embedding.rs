@@ -95,3 +95,22 @@ fn grouping_and_bad_ids() {
     let ids_f32 = upload(&[0.0], &[1]);
     assert!(embedding_forward(&ids_f32, &table).is_err());
 }
+
+#[test]
+fn a_skipped_id_adds_nothing() {
+    let (vocab, dim) = (6, 3);
+    let ids = vec![0u32, 2, 0, 5, 2, 0];
+    let dout = uniform(&mut rng(3), ids.len() * dim, -1.0, 1.0);
+    let mut want = embedding_backward(&ids, &to_f64(&dout), vocab, dim);
+    want[..dim].fill(0.0);
+    let index = EmbeddingGradIndex::skipping(gpu(), &ids, vocab, Some(0)).unwrap();
+    let dtable = Tensor::zeros(gpu(), &[vocab, dim], DType::F32).unwrap();
+    embedding_backward_into(&index, &upload(&dout, &[ids.len(), dim]), &dtable).unwrap();
+    assert_close(
+        "embedding backward skipping id 0",
+        &download(&dtable),
+        &want,
+        1e-6,
+        1e-6,
+    );
+}

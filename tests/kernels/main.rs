@@ -6,6 +6,7 @@
 mod activation;
 mod adamw;
 mod common;
+mod dropout;
 mod elementwise;
 mod embedding;
 mod gate;

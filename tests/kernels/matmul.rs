@@ -219,18 +219,23 @@ fn alpha_beta_accumulate_into_existing_output() {
     }
 }
 
-/// Attention-style layout: Q and K stored [B, T, H, dh]; scores[b, h] = Q[b, :, h] K[b, :, h]^T
-/// via two-level batch strides, with no copy.
+/// Attention-style layout: Q and K side by side in one [B, T, 2, H, dh] buffer (as a fused
+/// QKV projection writes them); scores[b, h] = Q[b, :, h] K[b, :, h]^T through offsets and
+/// two-level batch strides, with no copy; then dQ and dK back into one buffer.
 #[test]
 fn strided_head_batches_match_reference() {
     let (batch, t, heads, dh) = (2, 7, 3, 8);
+    let d = heads * dh;
     let mut r = rng(11);
-    let q = uniform(&mut r, batch * t * heads * dh, -1.0, 1.0);
-    let kk = uniform(&mut r, batch * t * heads * dh, -1.0, 1.0);
-    let head_layout = Layout {
-        ld: heads * dh,
-        outer_stride: t * heads * dh,
+    let qk = uniform(&mut r, batch * t * 2 * d, -1.0, 1.0);
+    let q_at = |b: usize, i: usize, h: usize, p: usize| qk[(b * t + i) * 2 * d + h * dh + p] as f64;
+    let k_at =
+        |b: usize, i: usize, h: usize, p: usize| qk[(b * t + i) * 2 * d + d + h * dh + p] as f64;
+    let head_layout = |offset| Layout {
+        ld: 2 * d,
+        outer_stride: t * 2 * d,
         inner_stride: dh,
+        offset,
     };
     let spec = Matmul {
         m: t,
@@ -240,12 +245,13 @@ fn strided_head_batches_match_reference() {
         batch_inner: heads,
         trans_a: false,
         trans_b: true,
-        a: head_layout,
-        b: head_layout,
+        a: head_layout(0),
+        b: head_layout(d),
         c: Layout {
             ld: t,
             outer_stride: heads * t * t,
             inner_stride: t * t,
+            offset: 0,
         },
     };
     let mut want = Vec::new();
@@ -253,26 +259,23 @@ fn strided_head_batches_match_reference() {
         for h in 0..heads {
             for i in 0..t {
                 for j in 0..t {
-                    let mut acc = 0.0;
-                    for p in 0..dh {
-                        let qi = ((b * t + i) * heads + h) * dh + p;
-                        let ki = ((b * t + j) * heads + h) * dh + p;
-                        acc += q[qi] as f64 * kk[ki] as f64;
-                    }
-                    want.push(acc);
+                    want.push(
+                        (0..dh)
+                            .map(|p| q_at(b, i, h, p) * k_at(b, j, h, p))
+                            .sum::<f64>(),
+                    );
                 }
             }
         }
     }
-    let qt = upload(&q, &[batch, t, heads, dh]);
-    let kt = upload(&kk, &[batch, t, heads, dh]);
+    let qkt = upload(&qk, &[batch, t, 2 * d]);
     for kernel in [
         Kernel::General(GENERAL_TILING),
         Kernel::Vec4(VEC4_TILING),
         Kernel::Auto,
     ] {
         let c = Tensor::empty(gpu(), &[batch, heads, t, t], DType::F32).unwrap();
-        matmul_into(&qt, &kt, None, &c, &spec, 1.0, 0.0, kernel).unwrap();
+        matmul_into(&qkt, &qkt, None, &c, &spec, 1.0, 0.0, kernel).unwrap();
         assert_close(
             &format!("matmul heads {kernel:?}"),
             &download(&c),
@@ -281,36 +284,44 @@ fn strided_head_batches_match_reference() {
             1e-5,
         );
     }
-    // dQ through the same strided layout, against the reference on gathered heads.
+    // dQ and dK through the same layouts into one [B, T, 2d] gradient buffer.
     let dc = uniform(&mut r, batch * heads * t * t, -1.0, 1.0);
-    let dq = Tensor::zeros(gpu(), &[batch, t, heads, dh], DType::F32).unwrap();
+    let dqk = Tensor::zeros(gpu(), &[batch, t, 2 * d], DType::F32).unwrap();
+    let dct = upload(&dc, &[dc.len()]);
     matmul_backward_into(
-        &qt,
-        &kt,
-        &upload(&dc, &[dc.len()]),
+        &qkt,
+        &qkt,
+        &dct,
         &spec,
         1.0,
-        Some((&dq, false)),
-        None,
+        Some((&dqk, false)),
+        Some((&dqk, false)),
         None,
     )
     .unwrap();
-    let mut want_dq = vec![0.0; q.len()];
+    let mut want_dqk = vec![0.0; qk.len()];
     for b in 0..batch {
         for h in 0..heads {
             for i in 0..t {
                 for p in 0..dh {
-                    let mut acc = 0.0;
+                    let (mut gq, mut gk) = (0.0, 0.0);
                     for j in 0..t {
-                        let ki = ((b * t + j) * heads + h) * dh + p;
-                        acc += dc[((b * heads + h) * t + i) * t + j] as f64 * kk[ki] as f64;
+                        gq += dc[((b * heads + h) * t + i) * t + j] as f64 * k_at(b, j, h, p);
+                        gk += dc[((b * heads + h) * t + j) * t + i] as f64 * q_at(b, j, h, p);
                     }
-                    want_dq[((b * t + i) * heads + h) * dh + p] = acc;
+                    want_dqk[(b * t + i) * 2 * d + h * dh + p] = gq;
+                    want_dqk[(b * t + i) * 2 * d + d + h * dh + p] = gk;
                 }
             }
         }
     }
-    assert_close("matmul heads dQ", &download(&dq), &want_dq, atol(t), 1e-5);
+    assert_close(
+        "matmul heads dQ dK",
+        &download(&dqk),
+        &want_dqk,
+        atol(t),
+        1e-5,
+    );
 }
 
 #[test]

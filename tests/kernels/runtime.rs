@@ -118,3 +118,35 @@ fn reading_with_the_wrong_type_is_an_error() {
     assert!(t.reshape(&[2]).is_err());
     assert_eq!(t.reshape(&[1, 1]).unwrap().shape(), &[1, 1]);
 }
+
+#[test]
+fn views_bind_at_aligned_offsets_and_read_back_their_range() {
+    let data: Vec<f32> = (0..200).map(|i| i as f32).collect();
+    let t = upload(&data, &[200]);
+    // 64 floats = 256 bytes: aligned on every adapter.
+    let view = t.view(64, &[10]).unwrap();
+    assert_eq!(download(&view), data[64..74].to_vec());
+    assert_eq!(
+        download(&scale(&view, 2.0).unwrap()),
+        data[64..74].iter().map(|v| v * 2.0).collect::<Vec<_>>()
+    );
+    view.write(&[0.5f32; 10]).unwrap();
+    let all = download(&t);
+    assert_eq!(&all[64..74], &[0.5; 10]);
+    assert_eq!(all[63], 63.0);
+    assert_eq!(all[74], 74.0);
+    view.fill_zero();
+    assert_eq!(download(&t)[64..74], [0.0; 10]);
+    assert_eq!(download(&t)[74], 74.0);
+    assert!(
+        t.view(195, &[10]).is_err(),
+        "a view past the end is an error"
+    );
+    let align = gpu().limits().min_storage_buffer_offset_alignment as usize;
+    if align > 4 {
+        let err = scale(&t.view(1, &[4]).unwrap(), 1.0)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("min_storage_buffer_offset_alignment"), "{err}");
+    }
+}

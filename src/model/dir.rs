@@ -1,0 +1,69 @@
+//! Model directories: `taskgate.toml` (encoder dimensions and tasks), `model.safetensors`
+//! (every parameter, f32, Hugging Face BERT names for the encoder) and `tokenizer.json`.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow};
+
+use super::host::{HostParams, read_params, write_atomic, write_params};
+use super::spec::ModelSpec;
+use crate::config::ModelConfig;
+use crate::tokenize::TextTokenizer;
+
+pub const CONFIG_FILE: &str = "taskgate.toml";
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+
+/// A model directory read into memory.
+pub struct ModelDir {
+    pub spec: ModelSpec,
+    pub params: HostParams,
+    pub tokenizer: TextTokenizer,
+    /// The raw `tokenizer.json`, to copy into directories derived from this one.
+    pub tokenizer_json: Vec<u8>,
+}
+
+impl ModelDir {
+    /// Reads and checks `dir` (every parameter must match the configuration exactly).
+    pub fn load(dir: &Path) -> Result<Self> {
+        let config_path = dir.join(CONFIG_FILE);
+        if !config_path.exists() {
+            anyhow::bail!(
+                "{} is not a taskgate model directory (no {CONFIG_FILE}); create one with \
+                 `taskgate init CONFIG.toml --out DIR`",
+                dir.display()
+            );
+        }
+        let config = ModelConfig::load(&config_path)?;
+        let spec = ModelSpec::from_config(&config)
+            .map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
+        let tokenizer_path = dir.join(TOKENIZER_FILE);
+        let tokenizer_json = std::fs::read(&tokenizer_path)
+            .with_context(|| format!("cannot read {}", tokenizer_path.display()))?;
+        let tokenizer = TextTokenizer::from_bytes(&tokenizer_json, spec.encoder.max_length)
+            .map_err(|e| anyhow!("{}: {e}", tokenizer_path.display()))?;
+        let params = read_params(&dir.join(WEIGHTS_FILE), &spec.param_specs())?;
+        Ok(Self {
+            spec,
+            params,
+            tokenizer,
+            tokenizer_json,
+        })
+    }
+
+    /// Writes a model directory (creating it), each file atomically.
+    pub fn save(
+        dir: &Path,
+        spec: &ModelSpec,
+        params: &HostParams,
+        tokenizer_json: &[u8],
+    ) -> Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let toml = toml::to_string(&spec.to_config())?;
+        let header = "# taskgate model directory: encoder dimensions and tasks.\n\
+                      # Weights are in model.safetensors, the tokenizer in tokenizer.json.\n\n";
+        write_atomic(&dir.join(CONFIG_FILE), format!("{header}{toml}").as_bytes())?;
+        write_atomic(&dir.join(TOKENIZER_FILE), tokenizer_json)?;
+        write_params(&dir.join(WEIGHTS_FILE), params, &spec.param_specs())
+    }
+}

@@ -1,0 +1,198 @@
+//! Parameters on the host: fresh initialization, safetensors reading (f32, f16, bf16, f64)
+//! and atomic writing, and strict checks of names, shapes and dtypes against a spec.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow, bail};
+use rand::SeedableRng;
+use rand_distr::{Distribution, Normal};
+use safetensors::{Dtype, SafeTensors};
+
+use super::spec::{Init, ParamSpec};
+
+/// A named f32 tensor on the host.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostTensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// Parameters by name.
+pub type HostParams = BTreeMap<String, HostTensor>;
+
+fn name_seed(seed: u64, name: &str) -> u64 {
+    // FNV-1a over the name, mixed with the seed: each parameter's draw is independent of
+    // which other parameters exist.
+    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    for b in name.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Fresh values for `spec`, reproducible from `seed` and the parameter's name.
+pub fn init_param(spec: &ParamSpec, seed: u64) -> HostTensor {
+    let n = spec.numel();
+    let data = match spec.init {
+        Init::Zeros => vec![0.0; n],
+        Init::Ones => vec![1.0; n],
+        Init::Normal(std) => {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(name_seed(seed, &spec.name));
+            let normal = Normal::new(0.0f32, std).expect("finite std");
+            (0..n).map(|_| normal.sample(&mut rng)).collect()
+        }
+    };
+    HostTensor {
+        shape: spec.shape.clone(),
+        data,
+    }
+}
+
+/// A tensor read from a safetensors file: f32 values, or a note that it is not floating point.
+pub enum FileTensor {
+    Float(HostTensor, Dtype),
+    Other(Vec<usize>, Dtype),
+}
+
+/// Reads every tensor of a safetensors file, converting floating-point ones to f32.
+pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, FileTensor>> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let file = SafeTensors::deserialize(&bytes)
+        .map_err(|e| anyhow!("{} is not a valid safetensors file: {e}", path.display()))?;
+    let mut out = BTreeMap::new();
+    for (name, view) in file.tensors() {
+        let shape = view.shape().to_vec();
+        let raw = view.data();
+        let data: Option<Vec<f32>> = match view.dtype() {
+            Dtype::F32 => Some(bytemuck::pod_collect_to_vec(raw)),
+            Dtype::F16 => Some(
+                raw.chunks_exact(2)
+                    .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                    .collect(),
+            ),
+            Dtype::BF16 => Some(
+                raw.chunks_exact(2)
+                    .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                    .collect(),
+            ),
+            Dtype::F64 => Some(
+                raw.chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
+                    .collect(),
+            ),
+            _ => None,
+        };
+        let entry = match data {
+            Some(data) => FileTensor::Float(HostTensor { shape, data }, view.dtype()),
+            None => FileTensor::Other(shape, view.dtype()),
+        };
+        out.insert(name, entry);
+    }
+    Ok(out)
+}
+
+/// A tensor to write: f32 values or i32 values.
+pub enum OutTensor<'a> {
+    F32(&'a [usize], &'a [f32]),
+    I32(&'a [usize], &'a [i32]),
+}
+
+/// Writes tensors to `path` atomically (a temporary file in the same directory, then a
+/// rename), so a crash never leaves a half-written file.
+pub fn write_safetensors(path: &Path, tensors: &[(String, OutTensor<'_>)]) -> Result<()> {
+    let views = tensors
+        .iter()
+        .map(|(name, t)| {
+            let (dtype, shape, bytes): (Dtype, &[usize], &[u8]) = match t {
+                OutTensor::F32(s, d) => (Dtype::F32, s, bytemuck::cast_slice(d)),
+                OutTensor::I32(s, d) => (Dtype::I32, s, bytemuck::cast_slice(d)),
+            };
+            let view = safetensors::tensor::TensorView::new(dtype, shape.to_vec(), bytes)
+                .map_err(|e| anyhow!("tensor {name}: {e}"))?;
+            Ok((name.clone(), view))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let bytes = safetensors::serialize(views, None)
+        .map_err(|e| anyhow!("cannot serialize {}: {e}", path.display()))?;
+    write_atomic(path, &bytes)
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| anyhow!("{} is not a file path", path.display()))?;
+    let tmp = path.with_file_name(format!(".{}.tmp", file_name.to_string_lossy()));
+    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))
+}
+
+/// Checks `params` against `specs` exactly: every name present with its shape, nothing
+/// else. The error lists everything missing, extra and mismatched.
+pub fn check_params(params: &HostParams, specs: &[ParamSpec], source: &str) -> Result<()> {
+    let mut problems = Vec::new();
+    for spec in specs {
+        match params.get(&spec.name) {
+            None => problems.push(format!("missing {} {:?}", spec.name, spec.shape)),
+            Some(t) if t.shape != spec.shape => problems.push(format!(
+                "shape of {}: expected {:?}, found {:?}",
+                spec.name, spec.shape, t.shape
+            )),
+            Some(t) if t.data.len() != spec.numel() => problems.push(format!(
+                "{}: {} values for shape {:?}",
+                spec.name,
+                t.data.len(),
+                spec.shape
+            )),
+            _ => {}
+        }
+    }
+    for name in params.keys() {
+        if !specs.iter().any(|s| &s.name == name) {
+            problems.push(format!("extra {name}"));
+        }
+    }
+    if !problems.is_empty() {
+        bail!(
+            "{source} does not match the model:\n  {}",
+            problems.join("\n  ")
+        );
+    }
+    Ok(())
+}
+
+/// Reads a safetensors file that must hold exactly the parameters in `specs` as f32.
+pub fn read_params(path: &Path, specs: &[ParamSpec]) -> Result<HostParams> {
+    let mut params = HostParams::new();
+    let mut problems = Vec::new();
+    for (name, t) in read_safetensors(path)? {
+        match t {
+            FileTensor::Float(t, Dtype::F32) => {
+                params.insert(name, t);
+            }
+            FileTensor::Float(_, dtype) | FileTensor::Other(_, dtype) => {
+                problems.push(format!("dtype of {name}: expected F32, found {dtype:?}"))
+            }
+        }
+    }
+    if !problems.is_empty() {
+        bail!("{}:\n  {}", path.display(), problems.join("\n  "));
+    }
+    check_params(&params, specs, &path.display().to_string())?;
+    Ok(params)
+}
+
+/// Writes parameters in spec order.
+pub fn write_params(path: &Path, params: &HostParams, specs: &[ParamSpec]) -> Result<()> {
+    let tensors: Vec<(String, OutTensor<'_>)> = specs
+        .iter()
+        .map(|s| {
+            let t = &params[&s.name];
+            (s.name.clone(), OutTensor::F32(&t.shape, &t.data))
+        })
+        .collect();
+    write_safetensors(path, &tensors)
+}

@@ -1,0 +1,186 @@
+//! `taskgate init`: builds a model from a config file, with a fresh or pretrained encoder
+//! and freshly initialized task gates and heads.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow, bail};
+
+use super::hf::load_pretrained;
+use super::host::{HostParams, check_params, init_param};
+use super::spec::{EncoderDims, ModelSpec, Owner};
+use crate::config::{ModelConfig, resolve_path};
+use crate::tokenize::TextTokenizer;
+
+/// A model ready to be written as a directory.
+pub struct InitializedModel {
+    pub spec: ModelSpec,
+    pub params: HostParams,
+    pub tokenizer_json: Vec<u8>,
+    /// Human-readable notes: where the encoder came from, what was ignored.
+    pub notes: Vec<String>,
+}
+
+/// Fresh values for every parameter of `spec` not already in `params`.
+pub fn init_missing(spec: &ModelSpec, params: &mut HostParams) {
+    for p in spec.param_specs() {
+        if !params.contains_key(&p.name) {
+            let seed = match p.owner {
+                Owner::Encoder => spec.encoder.seed,
+                Owner::Task(_) => spec.encoder.seed ^ 0x5441_534b,
+            };
+            params.insert(p.name.clone(), init_param(&p, seed));
+        }
+    }
+}
+
+/// Builds the model a config file describes.
+pub fn init_model(config_path: &Path) -> Result<InitializedModel> {
+    let config = ModelConfig::load(config_path)?;
+    let e = &config.encoder;
+    let in_file = |msg: String| anyhow!("{}: {msg}", config_path.display());
+    let mut notes = Vec::new();
+    let pretrained = match &e.pretrained {
+        Some(p) => {
+            let dir = resolve_path(config_path, p, "[encoder] pretrained directory")
+                .map_err(|e| in_file(e.to_string()))?;
+            let loaded = load_pretrained(&dir, e.layers)?;
+            for (field, ours, theirs) in [
+                ("hidden", e.hidden, loaded.dims.hidden),
+                ("heads", e.heads, loaded.dims.heads),
+                ("intermediate", e.intermediate, loaded.dims.intermediate),
+                ("max_positions", e.max_positions, loaded.dims.max_positions),
+                ("vocab_size", e.vocab_size, loaded.dims.vocab_size),
+                (
+                    "type_vocab_size",
+                    e.type_vocab_size,
+                    loaded.dims.type_vocab_size,
+                ),
+            ] {
+                if ours.is_some_and(|v| v != theirs) {
+                    return Err(in_file(format!(
+                        "[encoder] {field} = {} conflicts with the pretrained model ({theirs}); \
+                         remove it (it is for fresh encoders)",
+                        ours.unwrap()
+                    )));
+                }
+            }
+            notes.push(format!(
+                "encoder: {} layer(s) of {} from {}",
+                loaded.dims.layers,
+                loaded.dims.hidden,
+                dir.display()
+            ));
+            if !loaded.ignored.is_empty() {
+                notes.push(format!(
+                    "not used from the checkpoint: {}",
+                    summarize_unused(&loaded.ignored)
+                ));
+            }
+            Some(loaded)
+        }
+        None => None,
+    };
+    let tokenizer_path = match (
+        &e.tokenizer,
+        pretrained.as_ref().and_then(|p| p.tokenizer.clone()),
+    ) {
+        (Some(t), _) => resolve_path(config_path, t, "[encoder] tokenizer")
+            .map_err(|e| in_file(e.to_string()))?,
+        (None, Some(t)) => t,
+        (None, None) => {
+            return Err(in_file(
+                "[encoder] tokenizer is required (a tokenizer.json) unless the pretrained \
+                 directory has one"
+                    .into(),
+            ));
+        }
+    };
+    let tokenizer_json = std::fs::read(&tokenizer_path)
+        .with_context(|| format!("cannot read the tokenizer {}", tokenizer_path.display()))?;
+    let probe = TextTokenizer::from_bytes(&tokenizer_json, 8)
+        .map_err(|err| anyhow!("{}: {err}", tokenizer_path.display()))?;
+    let tokenizer_vocab = probe.vocab_size();
+
+    let (mut dims, mut params) = match pretrained {
+        Some(p) => (p.dims, p.params),
+        None => (
+            EncoderDims {
+                vocab_size: e.vocab_size.unwrap_or(tokenizer_vocab),
+                hidden: e.hidden.unwrap_or_default(),
+                layers: e.layers.unwrap_or_default(),
+                heads: e.heads.unwrap_or_default(),
+                intermediate: e.intermediate.unwrap_or_default(),
+                max_positions: e.max_positions.unwrap_or_default(),
+                type_vocab_size: e.type_vocab_size.unwrap_or(2),
+                layer_norm_eps: e.layer_norm_eps.unwrap_or(1e-12),
+                dropout: 0.0,
+                attention_dropout: 0.0,
+                seed: 0,
+                max_length: 0,
+            },
+            HostParams::new(),
+        ),
+    };
+    if tokenizer_vocab > dims.vocab_size {
+        return Err(in_file(format!(
+            "the tokenizer {} has {tokenizer_vocab} tokens but the encoder's vocabulary has {}",
+            tokenizer_path.display(),
+            dims.vocab_size
+        )));
+    }
+    if let Some(eps) = e.layer_norm_eps {
+        dims.layer_norm_eps = eps;
+    }
+    dims.dropout = e.dropout;
+    dims.attention_dropout = e.attention_dropout.unwrap_or(e.dropout);
+    dims.seed = e.seed;
+    dims.max_length = e.max_length.unwrap_or(dims.max_positions);
+    if dims.max_length > dims.max_positions {
+        bail!(
+            "{}: [encoder] max_length ({}) exceeds max_positions ({})",
+            config_path.display(),
+            dims.max_length,
+            dims.max_positions
+        );
+    }
+    let spec = ModelSpec {
+        encoder: dims,
+        tasks: config.tasks.clone(),
+    };
+    init_missing(&spec, &mut params);
+    check_params(&params, &spec.param_specs(), "the initialized model")?;
+    let count: usize = params.values().map(|t| t.data.len()).sum();
+    notes.push(format!("{count} parameters, {} task(s)", spec.tasks.len()));
+    Ok(InitializedModel {
+        spec,
+        params,
+        tokenizer_json,
+        notes,
+    })
+}
+
+/// Lists unused checkpoint tensors, folding the layers beyond those kept into one entry.
+fn summarize_unused(names: &[String]) -> String {
+    let layer_of = |n: &str| {
+        n.trim_start_matches("bert.")
+            .strip_prefix("encoder.layer.")
+            .and_then(|rest| rest.split('.').next())
+            .and_then(|i| i.parse::<usize>().ok())
+    };
+    let layers: Vec<usize> = names.iter().filter_map(|n| layer_of(n)).collect();
+    let mut parts: Vec<String> = names
+        .iter()
+        .filter(|n| layer_of(n).is_none())
+        .cloned()
+        .collect();
+    if let (Some(lo), Some(hi)) = (layers.iter().min(), layers.iter().max()) {
+        parts.insert(
+            0,
+            format!(
+                "encoder.layer.{lo}..={hi} ({} tensors of the layers not kept)",
+                layers.len()
+            ),
+        );
+    }
+    parts.join(", ")
+}

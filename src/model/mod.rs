@@ -1,0 +1,17 @@
+//! The gated multi-task model: its specification and parameters, the GPU model built from
+//! them, model directories, pretrained BERT loading, and the parity dump.
+
+pub mod device_batch;
+pub mod dir;
+pub mod dump;
+pub mod hf;
+pub mod host;
+pub mod init;
+pub mod multitask;
+pub mod spec;
+pub mod store;
+
+pub use device_batch::DeviceBatch;
+pub use dir::ModelDir;
+pub use multitask::MultiTaskModel;
+pub use spec::{EncoderDims, ModelSpec};

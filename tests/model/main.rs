@@ -1,0 +1,10 @@
+//! The gated multi-task model end to end: parity with PyTorch (fixtures made by
+//! tests/reference/), a pretrained MiniLM encoder against Hugging Face, the model directory
+//! round trip, and training.
+
+#[path = "../kernels/common.rs"]
+#[allow(dead_code)]
+mod common;
+mod minilm;
+mod parity;
+mod training;
