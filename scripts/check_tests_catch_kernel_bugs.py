@@ -35,7 +35,7 @@ for path, old, new in muts:
         out = r.stdout + r.stderr
         names = [l.strip() for l in out.splitlines() if l.startswith("    ") and "::" in l]
         caught = r.returncode != 0 and names
-        print(f"{'caught' if caught else 'MISSED'}: {path}: {new[:50]!r} -> {names[:6]}", flush=True)
+        print(f"{'caught' if caught else 'MISSED'}: {path}: {new[:50]!r} -> {names[:12]}", flush=True)
         missed += not caught
     finally:
         p.write_text(orig)
