@@ -138,6 +138,7 @@ impl ModelSpec {
                 .iter()
                 .map(|t| TaskConfig {
                     pooling: t.kind.is_sequence_level().then(|| t.pooling()),
+                    outputs: (t.kind == TaskKind::Regression).then(|| t.output_width()),
                     ..t.clone()
                 })
                 .collect(),

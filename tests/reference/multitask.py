@@ -158,7 +158,7 @@ def parse_config(path: pathlib.Path) -> tuple[EncoderSpec, list[TaskSpec]]:
             raise ConfigError(f"{w}: kind must be one of {KINDS}, got {kind!r}")
         if kind == "regression":
             labels = []
-            outputs = _int(_require(t, "outputs", w), w + ".outputs")
+            outputs = _int(t.get("outputs", 1), w + ".outputs")
             if "labels" in t:
                 raise ConfigError(f"{w}: regression tasks take `outputs`, not `labels`")
         else:
