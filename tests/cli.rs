@@ -84,6 +84,30 @@ fn adapter_choice_can_be_forced_and_bad_choices_are_errors() {
     );
 }
 
+fn path(p: &std::path::Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn init(config: &std::path::Path, out: &std::path::Path) -> std::process::Output {
+    taskgate(&["init", path(config), "--out", path(out)])
+}
+
+fn dump(
+    model: &std::path::Path,
+    batch: &std::path::Path,
+    out: &std::path::Path,
+) -> std::process::Output {
+    taskgate(&[
+        "dump",
+        "--model",
+        path(model),
+        "--batch",
+        path(batch),
+        "--out",
+        path(out),
+    ])
+}
+
 const PARITY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/parity");
 const MINILM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/all-MiniLM-L6-v2");
 
@@ -133,12 +157,7 @@ fn init_and_dump_a_fresh_model() {
     let tmp = tempfile::tempdir().unwrap();
     let config = fresh_config(tmp.path());
     let model = tmp.path().join("model");
-    let out = taskgate(&[
-        "init",
-        config.to_str().unwrap(),
-        "--out",
-        model.to_str().unwrap(),
-    ]);
+    let out = init(&config, &model);
     assert!(
         out.status.success(),
         "{}",
@@ -154,12 +173,7 @@ fn init_and_dump_a_fresh_model() {
         dir.spec.encoder.vocab_size, 77,
         "vocabulary from the tokenizer"
     );
-    let again = taskgate(&[
-        "init",
-        config.to_str().unwrap(),
-        "--out",
-        model.to_str().unwrap(),
-    ]);
+    let again = init(&config, &model);
     assert_eq!(again.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
 
@@ -170,22 +184,14 @@ fn init_and_dump_a_fresh_model() {
          {\"text\": \"slowly boring\", \"text_pair\": \"the plot\", \"labels\": {\"sentiment\": \"neg\"}}\n",
     )
     .unwrap();
-    let dump = tmp.path().join("dump.safetensors");
-    let out = taskgate(&[
-        "dump",
-        "--model",
-        model.to_str().unwrap(),
-        "--batch",
-        batch.to_str().unwrap(),
-        "--out",
-        dump.to_str().unwrap(),
-    ]);
+    let dumped = tmp.path().join("dump.safetensors");
+    let out = dump(&model, &batch, &dumped);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let keys = keys_of(&dump);
+    let keys = keys_of(&dumped);
     for key in [
         "input_ids",
         "token_type_ids",
@@ -217,12 +223,7 @@ fn bad_inputs_are_errors_that_say_where() {
     let text = std::fs::read_to_string(&config).unwrap();
     let typo = tmp.path().join("typo.toml");
     std::fs::write(&typo, text.replace("seed = 7", "seeed = 7")).unwrap();
-    let out = taskgate(&[
-        "init",
-        typo.to_str().unwrap(),
-        "--out",
-        tmp.path().join("m").to_str().unwrap(),
-    ]);
+    let out = init(&typo, &tmp.path().join("m"));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.code() == Some(1) && err.contains("typo.toml") && err.contains("seeed"),
@@ -230,31 +231,14 @@ fn bad_inputs_are_errors_that_say_where() {
     );
 
     let model = tmp.path().join("model");
-    assert!(
-        taskgate(&[
-            "init",
-            config.to_str().unwrap(),
-            "--out",
-            model.to_str().unwrap()
-        ])
-        .status
-        .success()
-    );
+    assert!(init(&config, &model).status.success());
     let batch = tmp.path().join("bad.jsonl");
     std::fs::write(
         &batch,
         "{\"text\": \"fine\"}\n{\"text\": \"x\", \"labels\": {\"sentiment\": \"meh\"}}\n",
     )
     .unwrap();
-    let out = taskgate(&[
-        "dump",
-        "--model",
-        model.to_str().unwrap(),
-        "--batch",
-        batch.to_str().unwrap(),
-        "--out",
-        tmp.path().join("d").to_str().unwrap(),
-    ]);
+    let out = dump(&model, &batch, &tmp.path().join("d"));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.code() == Some(1)
@@ -317,12 +301,7 @@ fn init_keeps_the_first_layers_of_a_pretrained_encoder() {
     )
     .unwrap();
     let model = tmp.path().join("model");
-    let out = taskgate(&[
-        "init",
-        config.to_str().unwrap(),
-        "--out",
-        model.to_str().unwrap(),
-    ]);
+    let out = init(&config, &model);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -350,15 +329,7 @@ fn init_keeps_the_first_layers_of_a_pretrained_encoder() {
         "{\"text\": \"hello world\", \"labels\": {\"s\": 0.5}}\n",
     )
     .unwrap();
-    let out = taskgate(&[
-        "dump",
-        "--model",
-        model.to_str().unwrap(),
-        "--batch",
-        batch.to_str().unwrap(),
-        "--out",
-        tmp.path().join("d.safetensors").to_str().unwrap(),
-    ]);
+    let out = dump(&model, &batch, &tmp.path().join("d.safetensors"));
     assert!(
         out.status.success(),
         "{}",
