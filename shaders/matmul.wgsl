@@ -20,7 +20,7 @@ struct Params {
     lda: u32,
     ldb: u32,
     ldc: u32,
-    _pad0: u32,
+    tex_width: u32,
     a_outer: u32,
     a_inner: u32,
     b_outer: u32,
@@ -32,7 +32,7 @@ struct Params {
     a_offset: u32,
     b_offset: u32,
     c_offset: u32,
-    _pad1: u32,
+    tex_height: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;

@@ -31,9 +31,11 @@ shaders! {
     LAYERNORM => "layernorm.wgsl",
     LOSS => "loss.wgsl",
     MATMUL => "matmul.wgsl",
+    MATMUL_SUBGROUP => "matmul_subgroup.wgsl",
     MATMUL_VEC4 => "matmul_vec4.wgsl",
     REDUCE => "reduce.wgsl",
     SOFTMAX => "softmax.wgsl",
+    TEXTURE_PACK => "texture_pack.wgsl",
 }
 
 #[cfg(test)]

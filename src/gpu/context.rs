@@ -40,6 +40,8 @@ pub(crate) struct GpuInner {
     pub pool: Arc<BufferPool>,
     pub pipelines: PipelineCache,
     pub pending: Mutex<Pending>,
+    pub profiler: super::profiler::ProfilerSlot,
+    pub textures: super::texture::TexturePool,
     errors: Arc<Mutex<Vec<String>>>,
 }
 
@@ -120,6 +122,8 @@ impl Gpu {
                     encoder: None,
                     dispatches: 0,
                 }),
+                profiler: Mutex::new(None),
+                textures: Default::default(),
                 errors,
             }),
         })

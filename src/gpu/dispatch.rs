@@ -27,6 +27,8 @@ pub struct Dispatch<'a> {
     pub params: &'a [u8],
     /// The storage buffers the entry point uses, in binding order.
     pub buffers: &'a [&'a Tensor],
+    /// The textures (sampled or storage) the entry point uses, in binding order.
+    pub textures: &'a [&'a wgpu::TextureView],
     pub workgroups: [u32; 3],
 }
 
@@ -67,8 +69,20 @@ impl Gpu {
         let storage: Vec<_> = reflection
             .declared
             .iter()
-            .filter(|b| b.kind != BindingKind::Uniform && used(b.binding))
+            .filter(|b| b.kind.is_buffer() && used(b.binding))
             .collect();
+        let textures: Vec<_> = reflection
+            .declared
+            .iter()
+            .filter(|b| b.kind.is_texture() && used(b.binding))
+            .collect();
+        if textures.len() != d.textures.len() {
+            bail!(
+                "kernel {label} uses {} textures, the launcher passed {}",
+                textures.len(),
+                d.textures.len()
+            );
+        }
         let has_uniform = reflection
             .declared
             .iter()
@@ -158,6 +172,12 @@ impl Gpu {
                 }),
             });
         }
+        for (info, view) in textures.iter().zip(d.textures) {
+            entries.push(wgpu::BindGroupEntry {
+                binding: info.binding,
+                resource: wgpu::BindingResource::TextureView(view),
+            });
+        }
         for (binding, tensor, size) in &entries_sizes {
             entries.push(wgpu::BindGroupEntry {
                 binding: *binding,
@@ -173,10 +193,19 @@ impl Gpu {
             layout: &kernel.layout,
             entries: &entries,
         });
+        let timing = self.profile_pass(label)?;
         self.record(|encoder| {
+            let timestamp_writes =
+                timing
+                    .as_ref()
+                    .map(|(set, index)| wgpu::ComputePassTimestampWrites {
+                        query_set: set,
+                        beginning_of_pass_write_index: Some(*index),
+                        end_of_pass_write_index: Some(*index + 1),
+                    });
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some(label),
-                timestamp_writes: None,
+                timestamp_writes,
             });
             pass.set_pipeline(&kernel.pipeline);
             pass.set_bind_group(0, &bind_group, &[]);

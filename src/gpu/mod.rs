@@ -6,12 +6,16 @@ mod context;
 mod dispatch;
 pub mod pipeline;
 pub mod pool;
+mod profiler;
 mod readback;
 mod tensor;
+mod texture;
 
 pub use adapter::{AdapterRequest, AdapterSummary};
 pub use context::{ComputeLimits, DeviceReport, Gpu, list_adapters, wanted_features};
 pub use dispatch::{Dispatch, grid_1d};
 pub use pool::PoolStats;
+pub use profiler::KernelTime;
 pub use readback::PendingRead;
 pub use tensor::{DType, Element, Tensor};
+pub use texture::PooledTexture;

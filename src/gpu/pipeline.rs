@@ -17,6 +17,25 @@ pub enum BindingKind {
     Uniform,
     StorageRead,
     StorageReadWrite,
+    /// `texture_2d<f32>` (read with `textureLoad`).
+    Texture,
+    /// `texture_storage_2d<..., write>`.
+    StorageTexture,
+}
+
+impl BindingKind {
+    /// True for the storage-buffer kinds (bound from tensors).
+    pub fn is_buffer(self) -> bool {
+        matches!(
+            self,
+            BindingKind::StorageRead | BindingKind::StorageReadWrite
+        )
+    }
+
+    /// True for the texture kinds (bound from texture views).
+    pub fn is_texture(self) -> bool {
+        matches!(self, BindingKind::Texture | BindingKind::StorageTexture)
+    }
 }
 
 /// One `@group(0) @binding(n)` declaration.
@@ -44,9 +63,11 @@ pub fn validate_wgsl(name: &str, source: &str) -> Result<(naga::Module, naga::va
             e.emit_to_string(source)
         )
     })?;
+    // Subgroup operations are allowed here; launchers only pick kernels that use them when
+    // the device has the SUBGROUP feature.
     let mut validator = naga::valid::Validator::new(
         naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::empty(),
+        naga::valid::Capabilities::SUBGROUP,
     );
     let info = validator.validate(&module).map_err(|e| {
         anyhow!(
@@ -88,6 +109,17 @@ pub fn reflect_entry(
                     BindingKind::StorageRead
                 }
             }
+            naga::AddressSpace::Handle => match module.types[var.ty].inner {
+                naga::TypeInner::Image {
+                    class: naga::ImageClass::Storage { .. },
+                    ..
+                } => BindingKind::StorageTexture,
+                naga::TypeInner::Image { .. } => BindingKind::Texture,
+                ref other => bail!(
+                    "unsupported resource {other:?} at binding {}",
+                    binding.binding
+                ),
+            },
             other => bail!(
                 "unsupported address space {other:?} at binding {}",
                 binding.binding

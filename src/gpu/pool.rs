@@ -161,6 +161,16 @@ impl BufferPool {
         state.stats.allocated -= released;
     }
 
+    /// Counts memory the pool does not own (pooled textures) in its figures.
+    pub fn account(&self, allocated: i64, in_use: i64) {
+        let mut state = self.state.lock().unwrap();
+        let s = &mut state.stats;
+        s.allocated = s.allocated.saturating_add_signed(allocated);
+        s.in_use = s.in_use.saturating_add_signed(in_use);
+        s.peak_allocated = s.peak_allocated.max(s.allocated);
+        s.peak_in_use = s.peak_in_use.max(s.in_use);
+    }
+
     pub fn stats(&self) -> PoolStats {
         self.state.lock().unwrap().stats
     }

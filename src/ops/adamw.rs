@@ -72,6 +72,7 @@ pub fn clip_coefficient(sumsq: &Tensor, max_norm: f32) -> Result<Tensor> {
         overrides: &[],
         params: bytemuck::bytes_of(&params),
         buffers: &[sumsq, &clip],
+        textures: &[],
         workgroups: [1, 1, 1],
     })?;
     Ok(clip)

@@ -72,6 +72,7 @@ pub fn layernorm_forward(
         overrides: &[("WG", row_workgroup(d, 32, 256) as f64)],
         params: bytemuck::bytes_of(&p),
         buffers: &[x, gamma, beta, &y, &mean, &rstd],
+        textures: &[],
         workgroups: gpu.grid_for(rows as u64, 1)?,
     })?;
     Ok(LayerNormOutput { y, mean, rstd })
@@ -108,6 +109,7 @@ pub fn layernorm_backward_into(
         overrides: &[("WG", row_workgroup(d, 32, 256) as f64)],
         params: bytemuck::bytes_of(&p),
         buffers: &[x, gamma, &saved.mean, &saved.rstd, dy, &dx],
+        textures: &[],
         workgroups: gpu.grid_for(rows as u64, 1)?,
     })?;
     let chunks = rows.div_ceil(CHUNK_ROWS).max(1);
@@ -119,6 +121,7 @@ pub fn layernorm_backward_into(
         overrides: &[("WG", PARAM_WG as f64)],
         params: bytemuck::bytes_of(&p),
         buffers: &[x, &saved.mean, &saved.rstd, dy, &pgamma, &pbeta],
+        textures: &[],
         workgroups: [
             (d as u32).div_ceil(PARAM_WG),
             to_u32("layernorm chunks", chunks)?,

@@ -129,6 +129,7 @@ pub fn cross_entropy(
         ],
         params: bytemuck::bytes_of(&params),
         buffers: &[logits, &targets_t, &weights_t, &row_loss, &dlogits],
+        textures: &[],
         workgroups: gpu.grid_for(rows as u64, 1)?,
     })?;
     Ok(LossOutput {

@@ -1,13 +1,16 @@
-//! Launchers for `shaders/matmul.wgsl` (any layout) and `shaders/matmul_vec4.wgsl` (vec4
-//! loads): batched `C = alpha * op(A) op(B) (+ beta * C) (+ bias)`, and the backward (two
-//! matmuls for dA and dB, a column sum for dbias).
+//! Launchers for the matmul kernels: `shaders/matmul.wgsl` (any layout),
+//! `shaders/matmul_vec4.wgsl` (vec4 loads) and `shaders/matmul_subgroup.wgsl` (CPU adapters
+//! with 8-wide subgroups; B read through a texture): batched
+//! `C = alpha * op(A) op(B) (+ beta * C) (+ bias)`, and the backward (two matmuls for dA and
+//! dB, a column sum for dbias).
 
 use anyhow::{Result, bail};
 use bytemuck::{Pod, Zeroable};
 
+use super::texture::{pack, texture_size};
 use super::{ensure_f32, reduce::colsum_into, to_u32};
-use crate::gpu::{DType, Dispatch, Tensor};
-use crate::shaders::{MATMUL, MATMUL_VEC4};
+use crate::gpu::{DType, Dispatch, Gpu, Tensor};
+use crate::shaders::{MATMUL, MATMUL_SUBGROUP, MATMUL_VEC4};
 
 /// Where one operand's matrices sit in its tensor (in elements). Batch `z` of a product is
 /// split as `z = outer * batch_inner + inner`, and the matrix starts at
@@ -59,7 +62,13 @@ pub enum Kernel {
     General(Tiling),
     /// The vec4 kernel with this tiling (errors when the layout does not allow it).
     Vec4(Tiling),
+    /// The subgroup kernel with this many subgroups per workgroup (errors when the device or
+    /// the layout does not allow it).
+    Subgroup { chunks: u32 },
 }
+
+/// Subgroups per workgroup of the subgroup kernel by default.
+pub const SUBGROUP_CHUNKS: u32 = 8;
 
 pub const GENERAL_TILING: Tiling = Tiling {
     wg_x: 8,
@@ -125,6 +134,20 @@ impl Matmul {
         2.0 * (self.batch * self.batch_inner) as f64 * self.m as f64 * self.n as f64 * self.k as f64
     }
 
+    /// True when `gpu` and this product's layout allow the subgroup kernel: 8-wide subgroups,
+    /// the vec4 alignment, and a B buffer that fits a texture with rows of `ldb` floats.
+    pub fn subgroup_ok(&self, gpu: &Gpu, b_numel: usize) -> bool {
+        let info = gpu.adapter_info();
+        let max = gpu.limits().max_texture_dimension_2d as usize;
+        let (width, height) = texture_size(b_numel, self.b.ld.max(1));
+        gpu.features().contains(wgpu::Features::SUBGROUP)
+            && info.subgroup_min_size == 8
+            && info.subgroup_max_size == 8
+            && self.vec4_ok()
+            && width <= max
+            && height <= max
+    }
+
     /// True when the vec4 kernel can run this product.
     pub fn vec4_ok(&self) -> bool {
         let four = |v: usize| v.is_multiple_of(4);
@@ -150,7 +173,7 @@ struct Params {
     lda: u32,
     ldb: u32,
     ldc: u32,
-    _pad0: u32,
+    tex_width: u32,
     a_outer: u32,
     a_inner: u32,
     b_outer: u32,
@@ -162,7 +185,7 @@ struct Params {
     a_offset: u32,
     b_offset: u32,
     c_offset: u32,
-    _pad1: u32,
+    tex_height: u32,
 }
 
 /// Errors unless `t` holds every element `layout` reaches for `batch` x `inner` matrices of
@@ -237,22 +260,36 @@ pub fn matmul_into(
     if let Some(bias) = bias {
         bias.expect("matmul bias", &[s.n], DType::F32)?;
     }
-    let (vec4, tiling) = match kernel {
-        Kernel::Auto if s.vec4_ok() => (true, VEC4_TILING),
-        Kernel::Auto => (false, GENERAL_TILING),
-        Kernel::General(t) => (false, t),
+    let gpu = c.gpu();
+    let choice = match kernel {
+        Kernel::Auto if prefers_subgroup(gpu) && s.subgroup_ok(gpu, b.numel()) => {
+            Choice::Subgroup(SUBGROUP_CHUNKS)
+        }
+        Kernel::Auto if s.vec4_ok() => Choice::Tiled(true, VEC4_TILING),
+        Kernel::Auto => Choice::Tiled(false, GENERAL_TILING),
+        Kernel::General(t) => Choice::Tiled(false, t),
         Kernel::Vec4(t) => {
             if !s.vec4_ok() {
                 bail!(
                     "matmul: the vec4 kernel needs K, offsets, leading dimensions and batch strides of A and B divisible by 4: {s:?}"
                 );
             }
-            (true, t)
+            Choice::Tiled(true, t)
+        }
+        Kernel::Subgroup { chunks } => {
+            if !s.subgroup_ok(gpu, b.numel()) {
+                bail!(
+                    "matmul: the subgroup kernel needs 8-wide subgroups and the vec4 layout: {s:?}"
+                );
+            }
+            if chunks == 0 {
+                bail!("matmul: the subgroup kernel needs at least one subgroup per workgroup");
+            }
+            Choice::Subgroup(chunks)
         }
     };
-    check_tiling(&tiling, vec4)?;
     let u = |what: &str, v: usize| to_u32(what, v);
-    let params = Params {
+    let mut params = Params {
         m: u("M", s.m)?,
         n: u("N", s.n)?,
         k: u("K", s.k)?,
@@ -260,7 +297,7 @@ pub fn matmul_into(
         lda: u("lda", s.a.ld)?,
         ldb: u("ldb", s.b.ld)?,
         ldc: u("ldc", s.c.ld)?,
-        _pad0: 0,
+        tex_width: 0,
         a_outer: u("A stride", s.a.outer_stride)?,
         a_inner: u("A stride", s.a.inner_stride)?,
         b_outer: u("B stride", s.b.outer_stride)?,
@@ -272,34 +309,75 @@ pub fn matmul_into(
         a_offset: u("A offset", s.a.offset)?,
         b_offset: u("B offset", s.b.offset)?,
         c_offset: u("C offset", s.c.offset)?,
-        _pad1: 0,
+        tex_height: 0,
     };
     let flag = |v: bool| v as u32 as f64;
-    let overrides = [
-        ("WG_X", tiling.wg_x as f64),
-        ("WG_Y", tiling.wg_y as f64),
-        ("TM", tiling.tm as f64),
-        ("TN", tiling.tn as f64),
+    let switches = [
         ("TRANS_A", flag(s.trans_a)),
         ("TRANS_B", flag(s.trans_b)),
         ("HAS_BIAS", flag(bias.is_some())),
         ("ACCUMULATE", flag(beta != 0.0)),
     ];
-    let gpu = c.gpu();
-    let workgroups = [
-        u("N tiles", s.n.div_ceil((tiling.wg_x * tiling.tn) as usize))?,
-        u("M tiles", s.m.div_ceil((tiling.wg_y * tiling.tm) as usize))?,
-        u("batches", batches)?,
-    ];
-    gpu.dispatch(&Dispatch {
-        shader: if vec4 { &MATMUL_VEC4 } else { &MATMUL },
-        entry: if vec4 { "matmul_vec4" } else { "matmul" },
-        overrides: &overrides,
-        params: bytemuck::bytes_of(&params),
-        // Without a bias the binding is not read; bind A in its place.
-        buffers: &[a, b, bias.unwrap_or(a), c],
-        workgroups,
-    })
+    let batches = u("batches", batches)?;
+    // Without a bias the binding is not read; bind A in its place.
+    let bias = bias.unwrap_or(a);
+    match choice {
+        Choice::Subgroup(chunks) => {
+            let texture = pack(b, s.b.ld)?;
+            (params.tex_width, params.tex_height) = texture.size();
+            let mut overrides = vec![("CHUNKS", chunks as f64)];
+            overrides.extend_from_slice(&switches);
+            gpu.dispatch(&Dispatch {
+                shader: &MATMUL_SUBGROUP,
+                entry: "matmul_subgroup",
+                overrides: &overrides,
+                params: bytemuck::bytes_of(&params),
+                buffers: &[a, bias, c],
+                textures: &[texture.view()],
+                workgroups: [
+                    u("N tiles", s.n.div_ceil(32))?,
+                    u("M tiles", s.m.div_ceil(16 * chunks as usize))?,
+                    batches,
+                ],
+            })
+        }
+        Choice::Tiled(vec4, tiling) => {
+            check_tiling(&tiling, vec4)?;
+            let mut overrides = vec![
+                ("WG_X", tiling.wg_x as f64),
+                ("WG_Y", tiling.wg_y as f64),
+                ("TM", tiling.tm as f64),
+                ("TN", tiling.tn as f64),
+            ];
+            overrides.extend_from_slice(&switches);
+            gpu.dispatch(&Dispatch {
+                shader: if vec4 { &MATMUL_VEC4 } else { &MATMUL },
+                entry: if vec4 { "matmul_vec4" } else { "matmul" },
+                overrides: &overrides,
+                params: bytemuck::bytes_of(&params),
+                buffers: &[a, b, bias, c],
+                textures: &[],
+                workgroups: [
+                    u("N tiles", s.n.div_ceil((tiling.wg_x * tiling.tn) as usize))?,
+                    u("M tiles", s.m.div_ceil((tiling.wg_y * tiling.tm) as usize))?,
+                    batches,
+                ],
+            })
+        }
+    }
+}
+
+/// The kernel a product runs on.
+enum Choice {
+    /// The vec4 (true) or general (false) register-tiled kernel.
+    Tiled(bool, Tiling),
+    /// The subgroup kernel with this many subgroups per workgroup.
+    Subgroup(u32),
+}
+
+/// True on adapters where the subgroup kernel is the default (CPU adapters: lavapipe).
+fn prefers_subgroup(gpu: &Gpu) -> bool {
+    gpu.adapter_info().device_type == wgpu::DeviceType::Cpu
 }
 
 /// `op(A) op(B) (+ bias)` as a new contiguous `[batch * batch_inner, M, N]` tensor (the

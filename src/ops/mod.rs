@@ -15,6 +15,7 @@ pub mod loss;
 pub mod matmul;
 pub mod reduce;
 pub mod softmax;
+pub mod texture;
 
 use anyhow::{Result, bail};
 
@@ -84,6 +85,7 @@ pub(crate) fn dispatch_1d(
         overrides: &overrides,
         params,
         buffers,
+        textures: &[],
         workgroups: gpu.grid_for(items, wg)?,
     })
 }

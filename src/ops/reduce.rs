@@ -40,6 +40,7 @@ fn colsum_pass(x: &Tensor, rows: usize, cols: usize, out: &Tensor, accumulate: b
         overrides: &[("WG", WG as f64), ("ACCUMULATE", accumulate as u32 as f64)],
         params: bytemuck::bytes_of(&params),
         buffers: &[x, out],
+        textures: &[],
         workgroups: [
             (cols as u32).div_ceil(WG),
             to_u32("colsum chunks", chunks)?,
@@ -100,6 +101,7 @@ fn sum_impl(x: &Tensor, square: bool) -> Result<Tensor> {
             overrides: &[("WG", WG as f64), ("SQUARE", square as u32 as f64)],
             params: bytemuck::bytes_of(&params),
             buffers: &[&current, &out],
+            textures: &[],
             workgroups: [(threads as u32).div_ceil(WG), 1, 1],
         })?;
         if threads == 1 {

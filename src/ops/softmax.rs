@@ -71,6 +71,7 @@ pub fn softmax_forward(x: &Tensor, scale: f32, mask: Option<RowMask<'_>>) -> Res
         ],
         params: bytemuck::bytes_of(&params),
         buffers: &[x, mask_buffer, &y],
+        textures: &[],
         workgroups: gpu.grid_for(rows as u64, 1)?,
     })?;
     Ok(y)
@@ -94,6 +95,7 @@ pub fn softmax_backward(y: &Tensor, dy: &Tensor, scale: f32) -> Result<Tensor> {
         overrides: &[("WG", workgroup(cols) as f64)],
         params: bytemuck::bytes_of(&params),
         buffers: &[y, dy, &dx],
+        textures: &[],
         workgroups: gpu.grid_for(rows as u64, 1)?,
     })?;
     Ok(dx)

@@ -168,6 +168,36 @@ fn vec4_kernel_matches_reference_on_awkward_shapes() {
     }
 }
 
+/// The CPU-adapter kernel (subgroup broadcasts for A, B through a texture), where the
+/// adapter has 8-wide subgroups (lavapipe does); elsewhere the test says it skipped.
+#[test]
+fn subgroup_kernel_matches_reference_on_awkward_shapes() {
+    if !Matmul::new(1, 4, 4, 4, false, false).subgroup_ok(gpu(), 16) {
+        println!("SKIPPED: this adapter has no 8-wide subgroups");
+        return;
+    }
+    let mut seed = 900;
+    for &shape in VEC4_SHAPES {
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            let (batch, m, n, k) = shape;
+            let m = if ta { m.next_multiple_of(4) } else { m };
+            let n = if tb { n } else { n.next_multiple_of(4) };
+            for chunks in [1, 2, 8] {
+                seed += 1;
+                run_case(
+                    "subgroup",
+                    (batch, m, n, k),
+                    ta,
+                    tb,
+                    Kernel::Subgroup { chunks },
+                    seed % 2 == 0,
+                    seed,
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn vec4_kernel_refuses_unaligned_layouts() {
     let t = upload(&[0.0; 15], &[15]);

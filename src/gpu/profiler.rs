@@ -1,0 +1,166 @@
+//! Per-kernel GPU timing from timestamp queries: while profiling is on, every compute pass
+//! the dispatch helper records writes a timestamp at its start and its end. Needs the
+//! adapter's TIMESTAMP_QUERY feature; native only (draining a full query set reads back).
+
+use std::sync::Mutex;
+
+use anyhow::{Result, anyhow, bail};
+
+use super::context::Gpu;
+
+/// Queries per set (two per dispatch): WebGPU's maximum.
+const CAPACITY: u32 = 4096;
+
+/// GPU time of one dispatch.
+#[derive(Clone, Debug)]
+pub struct KernelTime {
+    /// `shader::entry` of the kernel.
+    pub label: String,
+    pub seconds: f64,
+}
+
+pub(crate) struct Profiler {
+    query_set: wgpu::QuerySet,
+    resolve: wgpu::Buffer,
+    staging: wgpu::Buffer,
+    labels: Vec<String>,
+    done: Vec<KernelTime>,
+}
+
+/// Profiling state of a device (`None` when off).
+pub(crate) type ProfilerSlot = Mutex<Option<Profiler>>;
+
+impl Gpu {
+    /// Starts timing every dispatch. Errors when the adapter has no timestamp queries.
+    pub fn start_profiling(&self) -> Result<()> {
+        if !self.has_timestamps() {
+            bail!(
+                "adapter '{}' has no timestamp queries; time whole steps instead",
+                self.adapter_info().name
+            );
+        }
+        self.flush()?;
+        let device = self.device();
+        let bytes = CAPACITY as u64 * 8;
+        let profiler = Profiler {
+            query_set: device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("taskgate profiler"),
+                ty: wgpu::QueryType::Timestamp,
+                count: CAPACITY,
+            }),
+            resolve: device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("taskgate profiler resolve"),
+                size: bytes,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            }),
+            staging: device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("taskgate profiler staging"),
+                size: bytes,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+            labels: Vec::new(),
+            done: Vec::new(),
+        };
+        *self.inner.profiler.lock().unwrap() = Some(profiler);
+        Ok(())
+    }
+
+    /// Stops timing and returns every dispatch's GPU time since [`Gpu::start_profiling`].
+    pub fn stop_profiling(&self) -> Result<Vec<KernelTime>> {
+        self.drain_profiler()?;
+        let profiler = self
+            .inner
+            .profiler
+            .lock()
+            .unwrap()
+            .take()
+            .ok_or_else(|| anyhow!("profiling was not started"))?;
+        Ok(profiler.done)
+    }
+
+    /// Timestamp writes for the next pass labelled `label`, when profiling.
+    pub(crate) fn profile_pass(&self, label: &str) -> Result<Option<(wgpu::QuerySet, u32)>> {
+        let full = match self.inner.profiler.lock().unwrap().as_ref() {
+            None => return Ok(None),
+            Some(p) => p.labels.len() as u32 * 2 >= CAPACITY,
+        };
+        if full {
+            self.drain_profiler()?;
+        }
+        let mut guard = self.inner.profiler.lock().unwrap();
+        let Some(p) = guard.as_mut() else {
+            return Ok(None);
+        };
+        let index = p.labels.len() as u32 * 2;
+        p.labels.push(label.to_string());
+        Ok(Some((p.query_set.clone(), index)))
+    }
+
+    /// Resolves the recorded timestamps and moves them to the finished list.
+    fn drain_profiler(&self) -> Result<()> {
+        let (query_set, resolve, staging, count) = {
+            let guard = self.inner.profiler.lock().unwrap();
+            let Some(p) = guard.as_ref() else {
+                return Ok(());
+            };
+            (
+                p.query_set.clone(),
+                p.resolve.clone(),
+                p.staging.clone(),
+                p.labels.len() as u32 * 2,
+            )
+        };
+        if count == 0 {
+            return Ok(());
+        }
+        self.record(|enc| {
+            enc.resolve_query_set(&query_set, 0..count, &resolve, 0);
+            enc.copy_buffer_to_buffer(&resolve, 0, &staging, 0, count as u64 * 8);
+        });
+        self.flush()?;
+        let ticks = read_ticks(self, &staging, count)?;
+        let period = self.queue().get_timestamp_period() as f64 * 1e-9;
+        let mut guard = self.inner.profiler.lock().unwrap();
+        let p = guard.as_mut().expect("profiler present");
+        let labels = std::mem::take(&mut p.labels);
+        for (i, label) in labels.into_iter().enumerate() {
+            let (start, end) = (ticks[2 * i], ticks[2 * i + 1]);
+            p.done.push(KernelTime {
+                label,
+                seconds: end.saturating_sub(start) as f64 * period,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn read_ticks(gpu: &Gpu, staging: &wgpu::Buffer, count: u32) -> Result<Vec<u64>> {
+    let slice = staging.slice(0..count as u64 * 8);
+    let (sender, receiver) = std::sync::mpsc::channel();
+    slice.map_async(wgpu::MapMode::Read, move |r| {
+        let _ = sender.send(r);
+    });
+    gpu.device()
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| anyhow!("waiting for the GPU failed: {e}"))?;
+    receiver
+        .recv()
+        .map_err(|_| anyhow!("the GPU dropped a readback"))?
+        .map_err(|e| anyhow!("mapping timestamps failed: {e}"))?;
+    let ticks = {
+        let view = slice
+            .get_mapped_range()
+            .map_err(|e| anyhow!("reading timestamps failed: {e:?}"))?;
+        bytemuck::pod_collect_to_vec(&view)
+    };
+    staging.unmap();
+    Ok(ticks)
+}
+
+#[cfg(target_arch = "wasm32")]
+fn read_ticks(_gpu: &Gpu, _staging: &wgpu::Buffer, _count: u32) -> Result<Vec<u64>> {
+    bail!("profiling is not available in the browser")
+}

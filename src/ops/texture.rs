@@ -1,0 +1,55 @@
+//! Launcher for `shaders/texture_pack.wgsl`: copies a tensor, viewed as rows of `ld` floats,
+//! into a pooled rgba32float texture (see `gpu::texture`).
+
+use anyhow::{Result, bail};
+use bytemuck::{Pod, Zeroable};
+
+use super::{ensure_f32, to_u32};
+use crate::gpu::{Dispatch, PooledTexture, Tensor};
+use crate::shaders::TEXTURE_PACK;
+
+const WG: u32 = 64;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    ld4: u32,
+    n4: u32,
+    width: u32,
+    height: u32,
+}
+
+/// Texture size (width, height) in texels for `numel` floats in rows of `ld`.
+pub fn texture_size(numel: usize, ld: usize) -> (usize, usize) {
+    (ld / 4, numel.div_ceil(ld).max(1))
+}
+
+/// Packs `t` into a texture whose row y holds `t[y * ld .. (y + 1) * ld]` (ld % 4 == 0).
+pub fn pack(t: &Tensor, ld: usize) -> Result<PooledTexture> {
+    ensure_f32("texture pack", t)?;
+    if ld == 0 || ld % 4 != 0 {
+        bail!("texture pack: the row length {ld} must be a positive multiple of 4");
+    }
+    let (width, height) = texture_size(t.numel(), ld);
+    let gpu = t.gpu();
+    let texture = gpu.acquire_texture(
+        to_u32("texture width", width)?,
+        to_u32("texture height", height)?,
+    )?;
+    let params = Params {
+        ld4: (ld / 4) as u32,
+        n4: to_u32("texture pack", t.numel().div_ceil(4))?,
+        width: width as u32,
+        height: height as u32,
+    };
+    gpu.dispatch(&Dispatch {
+        shader: &TEXTURE_PACK,
+        entry: "pack",
+        overrides: &[("WG", WG as f64)],
+        params: bytemuck::bytes_of(&params),
+        buffers: &[t],
+        textures: &[texture.view()],
+        workgroups: [(width as u32).div_ceil(WG), height as u32, 1],
+    })?;
+    Ok(texture)
+}
