@@ -7,6 +7,7 @@
 //! [`tokenize`] and [`data`] turn files into batches. [`reference`] holds the f64 CPU
 //! implementation every kernel is tested against.
 
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod data;

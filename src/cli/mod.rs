@@ -1,5 +1,6 @@
 //! The `taskgate` command line.
 
+mod bench;
 mod dump;
 mod info;
 mod init;
@@ -47,6 +48,11 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Benchmarks: kernels, whole training steps, and a side-by-side comparison.
+    Bench {
+        #[command(subcommand)]
+        what: bench::BenchCommand,
+    },
     /// Run one forward and backward (dropout off) on a batch and write every output,
     /// loss and gradient to a safetensors file, to compare with PyTorch.
     Dump {
@@ -78,5 +84,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Info { json } => info::run(&request, json),
         Command::Init { config, out, force } => init::run(&config, &out, force),
         Command::Dump { model, batch, out } => dump::run(&request, &model, &batch, &out),
+        Command::Bench { what } => bench::run(&request, what),
     }
 }

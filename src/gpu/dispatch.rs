@@ -194,6 +194,13 @@ impl Gpu {
             entries: &entries,
         });
         let timing = self.profile_pass(label)?;
+        #[cfg(not(target_arch = "wasm32"))]
+        let wall = if self.profiling_wall_clock() {
+            self.wait_idle()?;
+            Some(std::time::Instant::now())
+        } else {
+            None
+        };
         self.record(|encoder| {
             let timestamp_writes =
                 timing
@@ -212,6 +219,11 @@ impl Gpu {
             let [x, y, z] = d.workgroups;
             pass.dispatch_workgroups(x, y, z);
         });
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(start) = wall {
+            self.wait_idle()?;
+            self.record_wall_time(label, start.elapsed().as_secs_f64());
+        }
         self.note_dispatch()
     }
 }

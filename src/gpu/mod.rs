@@ -15,7 +15,7 @@ pub use adapter::{AdapterRequest, AdapterSummary};
 pub use context::{ComputeLimits, DeviceReport, Gpu, list_adapters, wanted_features};
 pub use dispatch::{Dispatch, grid_1d};
 pub use pool::PoolStats;
-pub use profiler::KernelTime;
+pub use profiler::{KernelTime, ProfileMode};
 pub use readback::PendingRead;
 pub use tensor::{DType, Element, Tensor};
 pub use texture::PooledTexture;

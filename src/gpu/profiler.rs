@@ -1,10 +1,14 @@
-//! Per-kernel GPU timing from timestamp queries: while profiling is on, every compute pass
-//! the dispatch helper records writes a timestamp at its start and its end. Needs the
-//! adapter's TIMESTAMP_QUERY feature; native only (draining a full query set reads back).
+//! Per-kernel timing while profiling is on, two ways:
+//! - timestamps: every compute pass writes a GPU timestamp at its start and its end (needs
+//!   TIMESTAMP_QUERY). Right on GPUs; on lavapipe the timestamps are taken when a pass is
+//!   queued, not when its threads finish, and read far too low, so CPU adapters use:
+//! - wall clock: every dispatch is submitted and waited for on its own, and timed on the
+//!   host. Serializing costs little where nothing overlaps anyway (CPU adapters).
+//! Native only (both modes read back or block).
 
 use std::sync::Mutex;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, anyhow};
 
 use super::context::Gpu;
 
@@ -19,7 +23,16 @@ pub struct KernelTime {
     pub seconds: f64,
 }
 
+/// How kernels are timed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProfileMode {
+    GpuTimestamps,
+    WallClock,
+}
+
 pub(crate) struct Profiler {
+    mode: ProfileMode,
     query_set: wgpu::QuerySet,
     resolve: wgpu::Buffer,
     staging: wgpu::Buffer,
@@ -31,22 +44,38 @@ pub(crate) struct Profiler {
 pub(crate) type ProfilerSlot = Mutex<Option<Profiler>>;
 
 impl Gpu {
-    /// Starts timing every dispatch. Errors when the adapter has no timestamp queries.
-    pub fn start_profiling(&self) -> Result<()> {
-        if !self.has_timestamps() {
-            bail!(
-                "adapter '{}' has no timestamp queries; time whole steps instead",
-                self.adapter_info().name
-            );
+    /// The timing a profile uses on this adapter: GPU timestamps on GPUs that have them,
+    /// the wall clock otherwise (and on CPU adapters, whose timestamps are not reliable).
+    pub fn profile_mode(&self) -> ProfileMode {
+        let cpu = self.adapter_info().device_type == wgpu::DeviceType::Cpu;
+        if self.has_timestamps() && !cpu {
+            ProfileMode::GpuTimestamps
+        } else {
+            ProfileMode::WallClock
         }
+    }
+
+    /// Starts timing every dispatch (see [`Gpu::profile_mode`]).
+    pub fn start_profiling(&self) -> Result<ProfileMode> {
+        let mode = self.profile_mode();
         self.flush()?;
         let device = self.device();
         let bytes = CAPACITY as u64 * 8;
+        let count = if mode == ProfileMode::GpuTimestamps {
+            CAPACITY
+        } else {
+            2
+        };
         let profiler = Profiler {
+            mode,
             query_set: device.create_query_set(&wgpu::QuerySetDescriptor {
                 label: Some("taskgate profiler"),
-                ty: wgpu::QueryType::Timestamp,
-                count: CAPACITY,
+                ty: if mode == ProfileMode::GpuTimestamps {
+                    wgpu::QueryType::Timestamp
+                } else {
+                    wgpu::QueryType::Occlusion
+                },
+                count,
             }),
             resolve: device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("taskgate profiler resolve"),
@@ -64,7 +93,22 @@ impl Gpu {
             done: Vec::new(),
         };
         *self.inner.profiler.lock().unwrap() = Some(profiler);
-        Ok(())
+        Ok(mode)
+    }
+
+    /// True when dispatches are timed one by one on the host.
+    pub(crate) fn profiling_wall_clock(&self) -> bool {
+        matches!(self.inner.profiler.lock().unwrap().as_ref(), Some(p) if p.mode == ProfileMode::WallClock)
+    }
+
+    /// Records the host-timed duration of one dispatch.
+    pub(crate) fn record_wall_time(&self, label: &str, seconds: f64) {
+        if let Some(p) = self.inner.profiler.lock().unwrap().as_mut() {
+            p.done.push(KernelTime {
+                label: label.to_string(),
+                seconds,
+            });
+        }
     }
 
     /// Stops timing and returns every dispatch's GPU time since [`Gpu::start_profiling`].
@@ -84,6 +128,7 @@ impl Gpu {
     pub(crate) fn profile_pass(&self, label: &str) -> Result<Option<(wgpu::QuerySet, u32)>> {
         let full = match self.inner.profiler.lock().unwrap().as_ref() {
             None => return Ok(None),
+            Some(p) if p.mode == ProfileMode::WallClock => return Ok(None),
             Some(p) => p.labels.len() as u32 * 2 >= CAPACITY,
         };
         if full {
@@ -162,5 +207,5 @@ fn read_ticks(gpu: &Gpu, staging: &wgpu::Buffer, count: u32) -> Result<Vec<u64>>
 
 #[cfg(target_arch = "wasm32")]
 fn read_ticks(_gpu: &Gpu, _staging: &wgpu::Buffer, _count: u32) -> Result<Vec<u64>> {
-    bail!("profiling is not available in the browser")
+    anyhow::bail!("profiling is not available in the browser")
 }

@@ -10,7 +10,7 @@ use super::store::ParamStore;
 use crate::config::{GateMode, TaskKind};
 use crate::data::TaskTargets;
 use crate::gpu::{DType, Gpu, Tensor};
-use crate::nn::attention::SelfAttention;
+use crate::nn::attention::{AttentionCore, SelfAttention};
 use crate::nn::embeddings::{Embeddings, EmbeddingsSaved};
 use crate::nn::encoder_layer::{EncoderLayer, LayerSaved};
 use crate::nn::gate::{Gate, GateSaved};
@@ -126,9 +126,11 @@ impl MultiTaskModel {
                     attention: SelfAttention {
                         qkv: fused_qkv(&store, &p, d.hidden)?,
                         output: linear(&store, &format!("{p}.attention.output.dense"))?,
-                        heads: d.heads,
-                        dropout: d.attention_dropout,
-                        site: Site(1 + 3 * i as u64),
+                        core: AttentionCore {
+                            heads: d.heads,
+                            dropout: d.attention_dropout,
+                            site: Site(1 + 3 * i as u64),
+                        },
                     },
                     attention_norm: layer_norm(
                         &store,

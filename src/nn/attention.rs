@@ -18,6 +18,11 @@ pub struct SelfAttention {
     /// Q, K and V projections as one `[3d, d]` layer.
     pub qkv: Linear,
     pub output: Linear,
+    pub core: AttentionCore,
+}
+
+/// Softmax attention over a fused `[B*T, 3d]` Q|K|V buffer, without projections.
+pub struct AttentionCore {
     pub heads: usize,
     /// Dropout on the attention probabilities, at `site`.
     pub dropout: f32,
@@ -37,13 +42,8 @@ struct Shapes {
     scale: f32,
 }
 
-impl SelfAttention {
-    fn hidden(&self) -> usize {
-        self.output.out_features()
-    }
-
-    fn shapes(&self, b: usize, t: usize) -> Shapes {
-        let d = self.hidden();
+impl AttentionCore {
+    fn shapes(&self, b: usize, t: usize, d: usize) -> Shapes {
         let h = self.heads;
         let dh = d / h;
         let qkv_layout = |offset| Layout {
@@ -92,29 +92,32 @@ impl SelfAttention {
         }
     }
 
-    /// Attention output before its dropout, `[B*T, d]`.
+    /// `(context [B*T, d], probabilities [B, H, T, T])` from `qkv` `[B*T, 3d]` and the
+    /// additive key mask `[B, T]`.
     pub fn forward(
         &self,
-        x: &Tensor,
-        batch: &DeviceBatch,
+        qkv: &Tensor,
+        mask: &Tensor,
+        b: usize,
+        t: usize,
         mode: Mode,
-    ) -> Result<(Tensor, AttentionSaved)> {
-        let (b, t, h, d) = (batch.batch, batch.seq, self.heads, self.hidden());
-        let s = self.shapes(b, t);
-        let gpu = x.gpu();
-        let qkv = self.qkv.forward(x)?;
+    ) -> Result<(Tensor, Tensor)> {
+        let d = qkv.numel() / (b * t * 3);
+        let h = self.heads;
+        let s = self.shapes(b, t, d);
+        let gpu = qkv.gpu();
         let scores = Tensor::empty(gpu, &[b, h, t, t], DType::F32)?;
-        matmul_into(&qkv, &qkv, None, &scores, &s.scores, 1.0, 0.0, Kernel::Auto)?;
-        let mask = RowMask {
-            mask: &batch.mask,
+        matmul_into(qkv, qkv, None, &scores, &s.scores, 1.0, 0.0, Kernel::Auto)?;
+        let row_mask = RowMask {
+            mask,
             rows_per_mask: h * t,
         };
-        let probs = softmax_forward(&scores, s.scale, Some(mask))?;
+        let probs = softmax_forward(&scores, s.scale, Some(row_mask))?;
         let dropped = mode.dropout(&probs, self.dropout, self.site)?;
         let context = Tensor::empty(gpu, &[b * t, d], DType::F32)?;
         matmul_into(
             &dropped,
-            &qkv,
+            qkv,
             None,
             &context,
             &s.context,
@@ -122,6 +125,66 @@ impl SelfAttention {
             0.0,
             Kernel::Auto,
         )?;
+        Ok((context, probs))
+    }
+
+    /// The gradient of `qkv` from the gradient of the context.
+    pub fn backward(
+        &self,
+        qkv: &Tensor,
+        probs: &Tensor,
+        dcontext: &Tensor,
+        b: usize,
+        t: usize,
+        mode: Mode,
+    ) -> Result<Tensor> {
+        let d = qkv.numel() / (b * t * 3);
+        let h = self.heads;
+        let s = self.shapes(b, t, d);
+        let gpu = qkv.gpu();
+        let dqkv = Tensor::empty(gpu, &[b * t, 3 * d], DType::F32)?;
+        let dropped = mode.dropout(probs, self.dropout, self.site)?;
+        let ddropped = Tensor::empty(gpu, &[b, h, t, t], DType::F32)?;
+        // context = dropped * V: d(dropped) and dV (into the V columns of dqkv).
+        matmul_backward_into(
+            &dropped,
+            qkv,
+            dcontext,
+            &s.context,
+            1.0,
+            Some((&ddropped, false)),
+            Some((&dqkv, false)),
+            None,
+        )?;
+        let dprobs = mode.dropout(&ddropped, self.dropout, self.site)?;
+        let dscores = softmax_backward(probs, &dprobs, s.scale)?;
+        // scores = Q K^T: dQ and dK into their columns of dqkv.
+        matmul_backward_into(
+            qkv,
+            qkv,
+            &dscores,
+            &s.scores,
+            1.0,
+            Some((&dqkv, false)),
+            Some((&dqkv, false)),
+            None,
+        )?;
+        Ok(dqkv)
+    }
+}
+
+impl SelfAttention {
+    /// Attention output before its dropout, `[B*T, d]`.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        batch: &DeviceBatch,
+        mode: Mode,
+    ) -> Result<(Tensor, AttentionSaved)> {
+        let qkv = self.qkv.forward(x)?;
+        let (context, probs) =
+            self.core
+                .forward(&qkv, &batch.mask, batch.batch, batch.seq, mode)?;
         let out = self.output.forward(&context)?;
         Ok((
             out,
@@ -143,36 +206,14 @@ impl SelfAttention {
         mode: Mode,
         dx: GradInto<'_>,
     ) -> Result<()> {
-        let (b, t, h, d) = (batch.batch, batch.seq, self.heads, self.hidden());
-        let s = self.shapes(b, t);
-        let gpu = x.gpu();
         let dcontext = self.output.backward_new(&saved.context, dout)?;
-        let dqkv = Tensor::empty(gpu, &[b * t, 3 * d], DType::F32)?;
-        let dropped = mode.dropout(&saved.probs, self.dropout, self.site)?;
-        let ddropped = Tensor::empty(gpu, &[b, h, t, t], DType::F32)?;
-        // context = dropped * V: d(dropped) and dV (into the V columns of dqkv).
-        matmul_backward_into(
-            &dropped,
+        let dqkv = self.core.backward(
             &saved.qkv,
+            &saved.probs,
             &dcontext,
-            &s.context,
-            1.0,
-            Some((&ddropped, false)),
-            Some((&dqkv, false)),
-            None,
-        )?;
-        let dprobs = mode.dropout(&ddropped, self.dropout, self.site)?;
-        let dscores = softmax_backward(&saved.probs, &dprobs, s.scale)?;
-        // scores = Q K^T: dQ and dK into their columns of dqkv.
-        matmul_backward_into(
-            &saved.qkv,
-            &saved.qkv,
-            &dscores,
-            &s.scores,
-            1.0,
-            Some((&dqkv, false)),
-            Some((&dqkv, false)),
-            None,
+            batch.batch,
+            batch.seq,
+            mode,
         )?;
         self.qkv.backward(x, &dqkv, Some(dx))
     }

@@ -27,7 +27,7 @@ pub fn texture_size(numel: usize, ld: usize) -> (usize, usize) {
 /// Packs `t` into a texture whose row y holds `t[y * ld .. (y + 1) * ld]` (ld % 4 == 0).
 pub fn pack(t: &Tensor, ld: usize) -> Result<PooledTexture> {
     ensure_f32("texture pack", t)?;
-    if ld == 0 || ld % 4 != 0 {
+    if ld == 0 || !ld.is_multiple_of(4) {
         bail!("texture pack: the row length {ld} must be a positive multiple of 4");
     }
     let (width, height) = texture_size(t.numel(), ld);

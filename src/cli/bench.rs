@@ -1,0 +1,105 @@
+//! `taskgate bench kernels | train | compare`.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Subcommand;
+
+use crate::bench::kernels::Runs;
+use crate::bench::train::TrainBench;
+use crate::bench::{compare, kernels, train};
+use crate::gpu::{AdapterRequest, Gpu};
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Time the kernels of bench/suite.json (matmul, attention, LayerNorm, GELU, losses, AdamW).
+    Kernels {
+        /// Write the results as JSON (the schema bench/torch_baseline.py writes).
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Only the cases whose "name shape" contains this text.
+        #[arg(long)]
+        filter: Option<String>,
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        #[arg(long, default_value_t = 5)]
+        samples: usize,
+    },
+    /// Time whole training steps on synthetic batches.
+    Train {
+        /// Encoder size: tiny, minilm-l2, minilm-l6 or bert-base.
+        #[arg(long, default_value = "minilm-l6")]
+        model: String,
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        #[arg(long, default_value_t = 64)]
+        seq: usize,
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        #[arg(long, default_value_t = 5)]
+        samples: usize,
+        /// Print the share of step time per kernel family.
+        #[arg(long)]
+        profile: bool,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Print two reports side by side with ratios (A / B).
+    Compare { a: PathBuf, b: PathBuf },
+}
+
+pub fn run(request: &AdapterRequest, what: BenchCommand) -> Result<()> {
+    if let BenchCommand::Compare { a, b } = &what {
+        return compare::run(a, b);
+    }
+    let gpu = pollster::block_on(Gpu::new(request))?;
+    println!("adapter: {}", kernels::device_name(&gpu));
+    let (report, json) = match what {
+        BenchCommand::Kernels {
+            json,
+            filter,
+            warmup,
+            samples,
+        } => {
+            println!("timing: {}", kernels::timing_name(&gpu));
+            (
+                kernels::run(
+                    &gpu,
+                    Runs {
+                        warmup,
+                        samples: samples.max(1),
+                    },
+                    filter.as_deref(),
+                )?,
+                json,
+            )
+        }
+        BenchCommand::Train {
+            model,
+            batch,
+            seq,
+            warmup,
+            samples,
+            profile,
+            json,
+        } => {
+            let opts = TrainBench {
+                model,
+                batch,
+                seq,
+                runs: Runs {
+                    warmup,
+                    samples: samples.max(1),
+                },
+                profile,
+            };
+            (train::run(&gpu, &opts)?, json)
+        }
+        BenchCommand::Compare { .. } => unreachable!("handled above"),
+    };
+    if let Some(path) = json {
+        report.save(&path)?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
