@@ -7,8 +7,10 @@
 // erf has no WGSL builtin: it comes from the Chebyshev fit of erfc in Numerical Recipes
 // (fractional error below 1.2e-7). tanh is evaluated on x clamped to [-15, 15], where f32
 // tanh is already +-1, so no backend overflows into NaN.
-// Bindings: 0 params, 1 x, 2 dy, 3 out (forward entries use x, out).
-// Dispatch: ceil(n / WG) workgroups, folded into x * y when large.
+//   gelu4, gelu_backward4: GELU and its backward on vec4s (n % 4 == 0).
+// Bindings: 0 params, 1 x, 2 dy, 3 out (forward entries use x, out), and vec4 views 4 x4,
+// 5 dy4, 6 out4.
+// Dispatch: ceil(n / WG) workgroups (vec4 entries: ceil(n / 4 / WG)), folded into x * y.
 
 struct Params {
     n: u32,
@@ -21,6 +23,9 @@ struct Params {
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> dy: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> dy4: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> out4: array<vec4<f32>>;
 
 override WG: u32 = 256;
 
@@ -92,5 +97,31 @@ fn sigmoid(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     let i = linear_index(wid, nwg, lid);
     if (i < p.n) {
         out[i] = 1.0 / (1.0 + exp(-x[i]));
+    }
+}
+
+fn erf4(v: vec4<f32>) -> vec4<f32> {
+    return vec4(erf_approx(v.x), erf_approx(v.y), erf_approx(v.z), erf_approx(v.w));
+}
+
+@compute @workgroup_size(WG)
+fn gelu4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wid, nwg, lid);
+    if (i < p.n / 4u) {
+        let v = x4[i];
+        out4[i] = 0.5 * v * (1.0 + erf4(v * INV_SQRT2));
+    }
+}
+
+@compute @workgroup_size(WG)
+fn gelu_backward4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wid, nwg, lid);
+    if (i < p.n / 4u) {
+        let v = x4[i];
+        let cdf = 0.5 * (1.0 + erf4(v * INV_SQRT2));
+        let pdf = exp(-0.5 * v * v) * INV_SQRT_2PI;
+        out4[i] = dy4[i] * (cdf + v * pdf);
     }
 }

@@ -8,8 +8,11 @@
 //     m = beta1 * m + (1 - beta1) * g;  v = beta2 * v + (1 - beta2) * g^2
 //     param -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps)  with bc = 1 - beta^step
 //   as torch.optim.AdamW after torch.nn.utils.clip_grad_norm_.
-// Bindings: 0 params, 1 sumsq, 2 clip (3 floats), 3 param, 4 grad, 5 m, 6 v.
-// Dispatch: clip_coefficient (1, 1, 1); adamw ceil(n / WG) workgroups folded into x * y.
+//   adamw4: the same on vec4s (offset and n multiples of 4; n counts floats).
+// Bindings: 0 params, 1 sumsq, 2 clip (3 floats), 3 param, 4 grad, 5 m, 6 v, and vec4 views
+// 7 param4, 8 grad4, 9 m4, 10 v4.
+// Dispatch: clip_coefficient (1, 1, 1); adamw ceil(n / WG) workgroups folded into x * y;
+// adamw4 ceil(n / 4 / WG).
 
 struct Params {
     n: u32,
@@ -33,6 +36,10 @@ struct Params {
 @group(0) @binding(4) var<storage, read> grad: array<f32>;
 @group(0) @binding(5) var<storage, read_write> m: array<f32>;
 @group(0) @binding(6) var<storage, read_write> v: array<f32>;
+@group(0) @binding(7) var<storage, read_write> param4: array<vec4<f32>>;
+@group(0) @binding(8) var<storage, read> grad4: array<vec4<f32>>;
+@group(0) @binding(9) var<storage, read_write> m4: array<vec4<f32>>;
+@group(0) @binding(10) var<storage, read_write> v4: array<vec4<f32>>;
 
 override WG: u32 = 256;
 
@@ -69,4 +76,22 @@ fn adamw(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     v[i] = vi;
     let denom = sqrt(vi) / sqrt(p.bc2) + p.eps;
     param[i] = w - (p.lr / p.bc1) * mi / denom;
+}
+
+@compute @workgroup_size(WG)
+fn adamw4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lid: u32) {
+    let k = (wid.y * nwg.x + wid.x) * WG + lid;
+    if (k >= p.n / 4u || clip[2] != 0.0) {
+        return;
+    }
+    let i = p.offset / 4u + k;
+    let g = grad4[i] * clip[1];
+    let w = param4[i] * (1.0 - p.lr * p.weight_decay);
+    let mi = p.beta1 * m4[i] + (1.0 - p.beta1) * g;
+    let vi = p.beta2 * v4[i] + (1.0 - p.beta2) * g * g;
+    m4[i] = mi;
+    v4[i] = vi;
+    let denom = sqrt(vi) / sqrt(p.bc2) + vec4(p.eps);
+    param4[i] = w - (p.lr / p.bc1) * mi / denom;
 }

@@ -3,7 +3,9 @@
 //   scale:      out[i] = alpha * a[i]
 //   accumulate: out[i] = out[i] + alpha * a[i]        (gradient accumulation)
 //   fill:       out[i] = alpha
-// Bindings: 0 params, 1 a, 2 b, 3 out; each entry uses its subset, in that order.
+//   axpby4, scale4, accumulate4, fill4: the same on vec4s (n % 4 == 0; n counts floats).
+// Bindings: 0 params, 1 a, 2 b, 3 out, and vec4 views 4 a4, 5 b4, 6 out4; each entry uses
+// its subset, in that order.
 // Dispatch: ceil(n / WG) workgroups of WG invocations, folded into x * y when large; the
 // linear workgroup index is wid.y * num_workgroups.x + wid.x.
 
@@ -18,6 +20,9 @@ struct Params {
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read> a4: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> b4: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> out4: array<vec4<f32>>;
 
 override WG: u32 = 256;
 
@@ -58,5 +63,41 @@ fn fill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let i = linear_index(wid, nwg, lid);
     if (i < p.n) {
         out[i] = p.alpha;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn axpby4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wid, nwg, lid);
+    if (i < p.n / 4u) {
+        out4[i] = p.alpha * a4[i] + p.beta * b4[i];
+    }
+}
+
+@compute @workgroup_size(WG)
+fn scale4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wid, nwg, lid);
+    if (i < p.n / 4u) {
+        out4[i] = p.alpha * a4[i];
+    }
+}
+
+@compute @workgroup_size(WG)
+fn accumulate4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wid, nwg, lid);
+    if (i < p.n / 4u) {
+        out4[i] = out4[i] + p.alpha * a4[i];
+    }
+}
+
+@compute @workgroup_size(WG)
+fn fill4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wid, nwg, lid);
+    if (i < p.n / 4u) {
+        out4[i] = vec4(p.alpha);
     }
 }

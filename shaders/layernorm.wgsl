@@ -7,11 +7,15 @@
 //   layernorm_backward_params: partial column sums over a chunk of chunk_rows rows,
 //                       pgamma[c, j] = sum dy * xhat, pbeta[c, j] = sum dy; the host sums
 //                       the chunks with the column-sum kernel.
+//   *_rows variants: the same forward and backward_input with one invocation per row and
+//                       vec4 loads (d % 4 == 0), no workgroup memory and no barriers: the
+//                       fast form on CPU adapters, where barriers are expensive.
 // Bindings: 0 params, 1 x, 2 gamma, 3 beta, 4 y, 5 mean, 6 rstd, 7 dy, 8 dx, 9 pgamma,
-// 10 pbeta; each entry uses its subset in that order.
+// 10 pbeta, and vec4 views for the row variants: 11 x4, 12 gamma4, 13 beta4, 14 y4, 15 dy4,
+// 16 dx4; each entry uses its subset in binding order.
 // Dispatch: forward and backward_input run one workgroup of WG invocations (a power of two)
-// per row (rows folded into x * y); backward_params runs (ceil(d / WG), chunks) workgroups,
-// one invocation per column and chunk.
+// per row (rows folded into x * y); the row variants ceil(rows / WG) workgroups (folded);
+// backward_params runs (ceil(d / WG), chunks) workgroups, one invocation per column and chunk.
 
 struct Params {
     rows: u32,
@@ -31,6 +35,12 @@ struct Params {
 @group(0) @binding(8) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(9) var<storage, read_write> pgamma: array<f32>;
 @group(0) @binding(10) var<storage, read_write> pbeta: array<f32>;
+@group(0) @binding(11) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(12) var<storage, read> gamma4: array<vec4<f32>>;
+@group(0) @binding(13) var<storage, read> beta4: array<vec4<f32>>;
+@group(0) @binding(14) var<storage, read_write> y4: array<vec4<f32>>;
+@group(0) @binding(15) var<storage, read> dy4: array<vec4<f32>>;
+@group(0) @binding(16) var<storage, read_write> dx4: array<vec4<f32>>;
 
 override WG: u32 = 128;
 
@@ -139,4 +149,64 @@ fn layernorm_backward_params(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     pgamma[chunk * p.d + j] = sg;
     pbeta[chunk * p.d + j] = sb;
+}
+
+fn hsum(v: vec4<f32>) -> f32 {
+    return v.x + v.y + v.z + v.w;
+}
+
+@compute @workgroup_size(WG)
+fn layernorm_forward_rows(@builtin(workgroup_id) wid: vec3<u32>,
+                          @builtin(num_workgroups) nwg: vec3<u32>,
+                          @builtin(local_invocation_index) lid: u32) {
+    let row = (wid.y * nwg.x + wid.x) * WG + lid;
+    if (row >= p.rows) {
+        return;
+    }
+    let d4 = p.d / 4u;
+    let base = row * d4;
+    var s = vec4<f32>(0.0);
+    for (var j = 0u; j < d4; j++) {
+        s += x4[base + j];
+    }
+    let mu = hsum(s) / f32(p.d);
+    var q = vec4<f32>(0.0);
+    for (var j = 0u; j < d4; j++) {
+        let c = x4[base + j] - vec4(mu);
+        q += c * c;
+    }
+    let r = inverseSqrt(hsum(q) / f32(p.d) + p.eps);
+    for (var j = 0u; j < d4; j++) {
+        y4[base + j] = (x4[base + j] - vec4(mu)) * r * gamma4[j] + beta4[j];
+    }
+    mean[row] = mu;
+    rstd[row] = r;
+}
+
+@compute @workgroup_size(WG)
+fn layernorm_backward_input_rows(@builtin(workgroup_id) wid: vec3<u32>,
+                                 @builtin(num_workgroups) nwg: vec3<u32>,
+                                 @builtin(local_invocation_index) lid: u32) {
+    let row = (wid.y * nwg.x + wid.x) * WG + lid;
+    if (row >= p.rows) {
+        return;
+    }
+    let d4 = p.d / 4u;
+    let base = row * d4;
+    let mu = mean[row];
+    let r = rstd[row];
+    var sg = vec4<f32>(0.0);
+    var sgx = vec4<f32>(0.0);
+    for (var j = 0u; j < d4; j++) {
+        let g = dy4[base + j] * gamma4[j];
+        sg += g;
+        sgx += g * (x4[base + j] - vec4(mu)) * r;
+    }
+    let mg = hsum(sg) / f32(p.d);
+    let mgx = hsum(sgx) / f32(p.d);
+    for (var j = 0u; j < d4; j++) {
+        let g = dy4[base + j] * gamma4[j];
+        let xhat = (x4[base + j] - vec4(mu)) * r;
+        dx4[base + j] = r * (g - vec4(mg) - xhat * mgx);
+    }
 }

@@ -6,7 +6,8 @@
 //   sum_strided: out[t] = sum_{i = t, t + T, t + 2T, ... < n} f(x[i]) for T = the number of
 //                invocations launched, with f(v) = v * v when SQUARE (sum of squares for the
 //                gradient norm) and f(v) = v otherwise. Repeated until one value is left.
-// Bindings: 0 params, 1 x, 2 out.
+//   sum_strided4: the same reading vec4s (n % 4 == 0; `rows` counts vec4s).
+// Bindings: 0 params, 1 x, 2 out, 3 x4.
 // Dispatch: colsum (ceil(cols / WG), chunks) workgroups, one invocation per column and chunk;
 // sum_strided ceil(T / WG) workgroups in x.
 
@@ -20,6 +21,7 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read> x4: array<vec4<f32>>;
 
 override WG: u32 = 64;
 override ACCUMULATE: bool = false;
@@ -59,4 +61,19 @@ fn sum_strided(@builtin(global_invocation_id) gid: vec3<u32>) {
         acc += select(v, v * v, SQUARE);
     }
     out[t] = acc;
+}
+
+// Here `rows` is the number of vec4s and `threads` is T.
+@compute @workgroup_size(WG)
+fn sum_strided4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let t = gid.x;
+    if (t >= p.threads) {
+        return;
+    }
+    var acc = vec4<f32>(0.0);
+    for (var i = t; i < p.rows; i += p.threads) {
+        let v = x4[i];
+        acc += select(v, v * v, SQUARE);
+    }
+    out[t] = acc.x + acc.y + acc.z + acc.w;
 }

@@ -5,9 +5,14 @@
 // -inf (or below -3e38) yields zeros instead of NaN. For attention scores laid out
 // [batch, heads, queries, keys] with a key-padding mask [batch, keys], rows_per_mask is
 // heads * queries; with HAS_MASK = false the mask binding is not read.
-// Bindings: 0 params, 1 x, 2 mask, 3 y, 4 dy, 5 dx; forward uses 1-3, backward 3-5.
+//   *_rows variants: the same with one invocation per row and vec4 loads (cols % 4 == 0), no
+//   workgroup memory and no barriers (the fast form on CPU adapters); the forward takes the
+//   maximum and the sum in one pass (online softmax).
+// Bindings: 0 params, 1 x, 2 mask, 3 y, 4 dy, 5 dx, and vec4 views 6 x4, 7 mask4, 8 y4,
+// 9 dy4, 10 dx4; each entry uses its subset in binding order.
 // Dispatch: one workgroup of WG invocations (a power of two) per row, rows folded into
-// x * y when many; the workgroup reduces max and sum through workgroup memory.
+// x * y when many; the workgroup reduces max and sum through workgroup memory. The row
+// variants run ceil(rows / WG) workgroups, folded likewise.
 
 struct Params {
     rows: u32,
@@ -22,6 +27,11 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<storage, read> dy: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(6) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read> mask4: array<vec4<f32>>;
+@group(0) @binding(8) var<storage, read_write> y4: array<vec4<f32>>;
+@group(0) @binding(9) var<storage, read> dy4: array<vec4<f32>>;
+@group(0) @binding(10) var<storage, read_write> dx4: array<vec4<f32>>;
 
 override WG: u32 = 128;
 override HAS_MASK: bool = false;
@@ -110,5 +120,68 @@ fn softmax_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     dot = reduce_sum(lid, dot);
     for (var c = lid; c < p.cols; c += WG) {
         dx[base + c] = p.scale * y[base + c] * (dy[base + c] - dot);
+    }
+}
+
+fn logit4(row: u32, j: u32, c4: u32) -> vec4<f32> {
+    var v = p.scale * x4[row * c4 + j];
+    if (HAS_MASK) {
+        v += mask4[(row / p.rows_per_mask) * c4 + j];
+    }
+    return v;
+}
+
+@compute @workgroup_size(WG)
+fn softmax_forward_rows(@builtin(workgroup_id) wid: vec3<u32>,
+                        @builtin(num_workgroups) nwg: vec3<u32>,
+                        @builtin(local_invocation_index) lid: u32) {
+    let row = (wid.y * nwg.x + wid.x) * WG + lid;
+    if (row >= p.rows) {
+        return;
+    }
+    let c4 = p.cols / 4u;
+    // Online maximum and sum: s is kept relative to the running maximum m.
+    var m = NEG_HUGE;
+    var s = 0.0;
+    for (var j = 0u; j < c4; j++) {
+        let v = logit4(row, j, c4);
+        let mj = max(max(v.x, v.y), max(v.z, v.w));
+        if (mj > m) {
+            s *= exp(m - mj);
+            m = mj;
+        }
+        if (m > NEG_HUGE) {
+            let e = exp(v - vec4(m));
+            s += e.x + e.y + e.z + e.w;
+        }
+    }
+    let inv = select(0.0, 1.0 / s, s > 0.0);
+    for (var j = 0u; j < c4; j++) {
+        var out = vec4<f32>(0.0);
+        if (m > NEG_HUGE) {
+            out = exp(logit4(row, j, c4) - vec4(m)) * inv;
+        }
+        y4[row * c4 + j] = out;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn softmax_backward_rows(@builtin(workgroup_id) wid: vec3<u32>,
+                         @builtin(num_workgroups) nwg: vec3<u32>,
+                         @builtin(local_invocation_index) lid: u32) {
+    let row = (wid.y * nwg.x + wid.x) * WG + lid;
+    if (row >= p.rows) {
+        return;
+    }
+    let c4 = p.cols / 4u;
+    let base = row * c4;
+    var acc = vec4<f32>(0.0);
+    for (var j = 0u; j < c4; j++) {
+        acc += dy4[base + j] * y4[base + j];
+    }
+    let dot = acc.x + acc.y + acc.z + acc.w;
+    for (var j = 0u; j < c4; j++) {
+        let yv = y4[base + j];
+        dx4[base + j] = p.scale * yv * (dy4[base + j] - vec4(dot));
     }
 }

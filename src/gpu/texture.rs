@@ -38,6 +38,10 @@ impl PooledTexture {
     pub fn size(&self) -> (u32, u32) {
         self.key
     }
+
+    pub fn texture(&self) -> &wgpu::Texture {
+        self.texture.as_ref().expect("texture present until drop")
+    }
 }
 
 impl Drop for PooledTexture {
@@ -89,7 +93,8 @@ impl Gpu {
                     dimension: wgpu::TextureDimension::D2,
                     format: wgpu::TextureFormat::Rgba32Float,
                     usage: wgpu::TextureUsages::TEXTURE_BINDING
-                        | wgpu::TextureUsages::STORAGE_BINDING,
+                        | wgpu::TextureUsages::STORAGE_BINDING
+                        | wgpu::TextureUsages::COPY_DST,
                     view_formats: &[],
                 })
             }

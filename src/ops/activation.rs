@@ -31,6 +31,11 @@ fn launch(entry: &'static str, inputs: &[&Tensor]) -> Result<Tensor> {
     let params = Params { n, _pad: [0; 3] };
     let mut buffers = inputs.to_vec();
     buffers.push(&out);
+    let (entry, items) = match (n % 4, entry) {
+        (0, "gelu") => ("gelu4", n / 4),
+        (0, "gelu_backward") => ("gelu_backward4", n / 4),
+        _ => (entry, n),
+    };
     dispatch_1d(
         &ACTIVATION,
         entry,
@@ -38,7 +43,7 @@ fn launch(entry: &'static str, inputs: &[&Tensor]) -> Result<Tensor> {
         &[],
         bytemuck::bytes_of(&params),
         &buffers,
-        n as u64,
+        items as u64,
     )?;
     Ok(out)
 }

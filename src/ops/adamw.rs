@@ -131,13 +131,19 @@ pub fn adamw_step(
         max_norm: 0.0,
         _pad: [0; 2],
     };
+    let vec4 = n % 4 == 0 && range.start % 4 == 0;
+    let (entry, items) = if vec4 {
+        ("adamw4", n / 4)
+    } else {
+        ("adamw", n)
+    };
     dispatch_1d(
         &ADAMW,
-        "adamw",
+        entry,
         WG,
         &[],
         bytemuck::bytes_of(&params),
         &[clip, param, grad, m, v],
-        n as u64,
+        items as u64,
     )
 }

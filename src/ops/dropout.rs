@@ -63,14 +63,19 @@ pub fn dropout(x: &Tensor, p: f32, seed: u32) -> Result<Tensor> {
         threshold: threshold(p),
         scale: 1.0 / (1.0 - p),
     };
+    let (entry, items) = if n % 4 == 0 {
+        ("dropout4", n / 4)
+    } else {
+        ("dropout", n)
+    };
     dispatch_1d(
         &DROPOUT,
-        "dropout",
+        entry,
         WG,
         &[],
         bytemuck::bytes_of(&params),
         &[x, &out],
-        n as u64,
+        items as u64,
     )?;
     Ok(out)
 }

@@ -4,7 +4,10 @@
 use anyhow::{Result, bail};
 use bytemuck::{Pod, Zeroable};
 
-use super::{ensure_f32, reduce::colsum_into, row_workgroup, rows_cols, to_u32};
+use super::{
+    ROWS_WG, RowStrategy, dispatch_1d, ensure_f32, reduce::colsum_into, row_workgroup, rows_cols,
+    to_u32,
+};
 use crate::gpu::{DType, Dispatch, Tensor};
 use crate::shaders::LAYERNORM;
 
@@ -19,6 +22,13 @@ struct Params {
     d: u32,
     eps: f32,
     chunk_rows: u32,
+}
+
+fn check_vec4(d: usize) -> Result<()> {
+    if !d.is_multiple_of(4) {
+        bail!("layernorm: the per-invocation kernel needs a width divisible by 4, got {d}");
+    }
+    Ok(())
 }
 
 /// Forward results kept for the backward.
@@ -60,21 +70,48 @@ pub fn layernorm_forward(
     beta: &Tensor,
     eps: f32,
 ) -> Result<LayerNormOutput> {
+    let d = gamma.numel();
+    layernorm_forward_with(x, gamma, beta, eps, RowStrategy::choose(x.gpu(), d))
+}
+
+/// [`layernorm_forward`] with an explicit row strategy.
+pub fn layernorm_forward_with(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f32,
+    strategy: RowStrategy,
+) -> Result<LayerNormOutput> {
     let (p, rows, d) = params(x, gamma, eps)?;
     beta.expect("layernorm beta", &[d], DType::F32)?;
     let gpu = x.gpu();
     let y = Tensor::empty(gpu, x.shape(), DType::F32)?;
     let mean = Tensor::empty(gpu, &[rows], DType::F32)?;
     let rstd = Tensor::empty(gpu, &[rows], DType::F32)?;
-    gpu.dispatch(&Dispatch {
-        shader: &LAYERNORM,
-        entry: "layernorm_forward",
-        overrides: &[("WG", row_workgroup(d, 32, 256) as f64)],
-        params: bytemuck::bytes_of(&p),
-        buffers: &[x, gamma, beta, &y, &mean, &rstd],
-        textures: &[],
-        workgroups: gpu.grid_for(rows as u64, 1)?,
-    })?;
+    match strategy {
+        RowStrategy::Workgroup => gpu.dispatch(&Dispatch {
+            shader: &LAYERNORM,
+            entry: "layernorm_forward",
+            overrides: &[("WG", row_workgroup(d, 32, 256) as f64)],
+            params: bytemuck::bytes_of(&p),
+            buffers: &[x, gamma, beta, &y, &mean, &rstd],
+            textures: &[],
+            workgroups: gpu.grid_for(rows as u64, 1)?,
+        })?,
+        RowStrategy::PerInvocation => {
+            check_vec4(d)?;
+            let buffers = [&mean, &rstd, x, gamma, beta, &y];
+            dispatch_1d(
+                &LAYERNORM,
+                "layernorm_forward_rows",
+                ROWS_WG,
+                &[],
+                bytemuck::bytes_of(&p),
+                &buffers,
+                rows as u64,
+            )?
+        }
+    }
     Ok(LayerNormOutput { y, mean, rstd })
 }
 
@@ -88,6 +125,22 @@ pub fn layernorm_backward_into(
     dgamma: &Tensor,
     dbeta: &Tensor,
     accumulate: bool,
+) -> Result<Tensor> {
+    let strategy = RowStrategy::choose(x.gpu(), gamma.numel());
+    layernorm_backward_into_with(x, gamma, dy, saved, dgamma, dbeta, accumulate, strategy)
+}
+
+/// [`layernorm_backward_into`] with an explicit row strategy.
+#[allow(clippy::too_many_arguments)]
+pub fn layernorm_backward_into_with(
+    x: &Tensor,
+    gamma: &Tensor,
+    dy: &Tensor,
+    saved: &LayerNormOutput,
+    dgamma: &Tensor,
+    dbeta: &Tensor,
+    accumulate: bool,
+    strategy: RowStrategy,
 ) -> Result<Tensor> {
     let (p, rows, d) = params(x, gamma, 0.0)?;
     if dy.shape() != x.shape() {
@@ -103,15 +156,31 @@ pub fn layernorm_backward_into(
     dbeta.expect("layernorm dbeta", &[d], DType::F32)?;
     let gpu = x.gpu();
     let dx = Tensor::empty(gpu, x.shape(), DType::F32)?;
-    gpu.dispatch(&Dispatch {
-        shader: &LAYERNORM,
-        entry: "layernorm_backward_input",
-        overrides: &[("WG", row_workgroup(d, 32, 256) as f64)],
-        params: bytemuck::bytes_of(&p),
-        buffers: &[x, gamma, &saved.mean, &saved.rstd, dy, &dx],
-        textures: &[],
-        workgroups: gpu.grid_for(rows as u64, 1)?,
-    })?;
+    match strategy {
+        RowStrategy::Workgroup => gpu.dispatch(&Dispatch {
+            shader: &LAYERNORM,
+            entry: "layernorm_backward_input",
+            overrides: &[("WG", row_workgroup(d, 32, 256) as f64)],
+            params: bytemuck::bytes_of(&p),
+            buffers: &[x, gamma, &saved.mean, &saved.rstd, dy, &dx],
+            textures: &[],
+            workgroups: gpu.grid_for(rows as u64, 1)?,
+        })?,
+        RowStrategy::PerInvocation => {
+            check_vec4(d)?;
+            let buffers = [&saved.mean, &saved.rstd, x, gamma, dy, &dx];
+            let entry = "layernorm_backward_input_rows";
+            dispatch_1d(
+                &LAYERNORM,
+                entry,
+                ROWS_WG,
+                &[],
+                bytemuck::bytes_of(&p),
+                &buffers,
+                rows as u64,
+            )?
+        }
+    }
     let chunks = rows.div_ceil(CHUNK_ROWS).max(1);
     let pgamma = Tensor::empty(gpu, &[chunks, d], DType::F32)?;
     let pbeta = Tensor::empty(gpu, &[chunks, d], DType::F32)?;

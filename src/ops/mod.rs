@@ -89,3 +89,27 @@ pub(crate) fn dispatch_1d(
         workgroups: gpu.grid_for(items, wg)?,
     })
 }
+
+/// How a row-wise kernel (LayerNorm, softmax) spreads a row over invocations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowStrategy {
+    /// A workgroup per row, reducing through workgroup memory (GPUs).
+    Workgroup,
+    /// One invocation per row with vec4 loads and no barriers (CPU adapters; the row width
+    /// must be a multiple of 4).
+    PerInvocation,
+}
+
+impl RowStrategy {
+    /// The better strategy for rows of `width` on `gpu`.
+    pub fn choose(gpu: &crate::gpu::Gpu, width: usize) -> Self {
+        if gpu.adapter_info().device_type == wgpu::DeviceType::Cpu && width.is_multiple_of(4) {
+            RowStrategy::PerInvocation
+        } else {
+            RowStrategy::Workgroup
+        }
+    }
+}
+
+/// Workgroup size of the per-invocation row kernels.
+pub(crate) const ROWS_WG: u32 = 64;

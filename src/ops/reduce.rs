@@ -89,18 +89,25 @@ fn sum_impl(x: &Tensor, square: bool) -> Result<Tensor> {
     loop {
         let threads = n.div_ceil(SUM_ITEMS_PER_THREAD).clamp(1, MAX_SUM_THREADS);
         let out = Tensor::empty(gpu, &[threads], DType::F32)?;
+        // Whole vec4s when the length allows (the output binding precedes the vec4 input).
+        let vec4 = n % 4 == 0 && n >= 4 * threads;
         let params = Params {
-            rows: to_u32("sum elements", n)?,
+            rows: to_u32("sum elements", if vec4 { n / 4 } else { n })?,
             cols: 0,
             chunk_rows: 0,
             threads: threads as u32,
         };
+        let (entry, buffers): (&'static str, [&Tensor; 2]) = if vec4 {
+            ("sum_strided4", [&out, &current])
+        } else {
+            ("sum_strided", [&current, &out])
+        };
         gpu.dispatch(&Dispatch {
             shader: &REDUCE,
-            entry: "sum_strided",
+            entry,
             overrides: &[("WG", WG as f64), ("SQUARE", square as u32 as f64)],
             params: bytemuck::bytes_of(&params),
-            buffers: &[&current, &out],
+            buffers: &buffers,
             textures: &[],
             workgroups: [(threads as u32).div_ceil(WG), 1, 1],
         })?;

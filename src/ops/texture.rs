@@ -1,5 +1,6 @@
-//! Launcher for `shaders/texture_pack.wgsl`: copies a tensor, viewed as rows of `ld` floats,
-//! into a pooled rgba32float texture (see `gpu::texture`).
+//! Copies a tensor, viewed as rows of `ld` floats, into a pooled rgba32float texture (see
+//! `gpu::texture`): with a buffer-to-texture copy when rows are 256-byte multiples, else with
+//! `shaders/texture_pack.wgsl`.
 
 use anyhow::{Result, bail};
 use bytemuck::{Pod, Zeroable};
@@ -36,6 +37,37 @@ pub fn pack(t: &Tensor, ld: usize) -> Result<PooledTexture> {
         to_u32("texture width", width)?,
         to_u32("texture height", height)?,
     )?;
+    // Whole rows of 256-byte multiples copy with the copy engine (a memcpy on CPU adapters).
+    let row_bytes = (ld * 4) as u64;
+    if row_bytes.is_multiple_of(256)
+        && t.numel().is_multiple_of(ld)
+        && t.offset_bytes().is_multiple_of(16)
+    {
+        gpu.record(|enc| {
+            enc.copy_buffer_to_texture(
+                wgpu::TexelCopyBufferInfo {
+                    buffer: t.buffer(),
+                    layout: wgpu::TexelCopyBufferLayout {
+                        offset: t.offset_bytes(),
+                        bytes_per_row: Some(row_bytes as u32),
+                        rows_per_image: Some(height as u32),
+                    },
+                },
+                wgpu::TexelCopyTextureInfo {
+                    texture: texture.texture(),
+                    mip_level: 0,
+                    origin: wgpu::Origin3d::ZERO,
+                    aspect: wgpu::TextureAspect::All,
+                },
+                wgpu::Extent3d {
+                    width: width as u32,
+                    height: height as u32,
+                    depth_or_array_layers: 1,
+                },
+            )
+        });
+        return Ok(texture);
+    }
     let params = Params {
         ld4: (ld / 4) as u32,
         n4: to_u32("texture pack", t.numel().div_ceil(4))?,

@@ -9,7 +9,7 @@ use taskgate::reference::finite_difference;
 
 use crate::common::*;
 
-const SIZES: &[usize] = &[1, 7, 257, 70001];
+const SIZES: &[usize] = &[1, 7, 64, 257, 70001, 70004];
 
 fn inputs(seed: u64, n: usize) -> Vec<f32> {
     let mut x = uniform(&mut rng(seed), n, -10.0, 10.0);

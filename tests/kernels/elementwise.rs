@@ -6,7 +6,7 @@ use taskgate::{DType, Tensor};
 
 use crate::common::*;
 
-const SIZES: &[usize] = &[1, 7, 257, 100_003];
+const SIZES: &[usize] = &[1, 4, 7, 256, 257, 100_003, 100_004];
 
 #[test]
 fn elementwise_ops_match_reference() {
@@ -68,7 +68,7 @@ fn elementwise_ops_match_reference() {
 /// element is still written once.
 #[test]
 fn large_fill_uses_a_two_dimensional_grid() {
-    let n = 65535 * 256 + 300;
+    let n = 65535 * 256 + 301; // not a multiple of 4: the scalar kernel, folded into 2-D
     let t = Tensor::empty(gpu(), &[n], DType::F32).unwrap();
     fill(&t, 2.5).unwrap();
     let got = download(&t);

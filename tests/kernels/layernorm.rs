@@ -3,7 +3,11 @@
 
 use taskgate::DType;
 use taskgate::Tensor;
-use taskgate::ops::layernorm::{layernorm_backward, layernorm_backward_into, layernorm_forward};
+use taskgate::ops::RowStrategy;
+use taskgate::ops::layernorm::{
+    LayerNormGrads, layernorm_backward_into, layernorm_backward_into_with, layernorm_forward,
+    layernorm_forward_with,
+};
 use taskgate::reference::layernorm::{layernorm, layernorm_backward as ref_backward};
 use taskgate::reference::{dot, finite_difference};
 
@@ -37,10 +41,22 @@ fn case(seed: u64, rows: usize, d: usize) -> Case {
     }
 }
 
+/// Both row strategies where the width allows the per-invocation one.
+fn strategies(d: usize) -> Vec<RowStrategy> {
+    let mut s = vec![RowStrategy::Workgroup];
+    if d % 4 == 0 {
+        s.push(RowStrategy::PerInvocation);
+    }
+    s
+}
+
 #[test]
 fn forward_matches_reference() {
     for (i, &(rows, d)) in SHAPES.iter().enumerate() {
-        for eps in [1e-5f32, 1e-12] {
+        for (eps, strategy) in [1e-5f32, 1e-12]
+            .into_iter()
+            .flat_map(|e| strategies(d).into_iter().map(move |s| (e, s)))
+        {
             let c = case(i as u64, rows, d);
             let (want, mean, rstd) = layernorm(
                 &to_f64(&c.x),
@@ -48,14 +64,15 @@ fn forward_matches_reference() {
                 &to_f64(&c.beta),
                 eps as f64,
             );
-            let out = layernorm_forward(
+            let out = layernorm_forward_with(
                 &upload(&c.x, &[rows, d]),
                 &upload(&c.gamma, &[d]),
                 &upload(&c.beta, &[d]),
                 eps,
+                strategy,
             )
             .unwrap();
-            let tag = format!("rows{rows} d{d} eps{eps:e}");
+            let tag = format!("rows{rows} d{d} eps{eps:e} {strategy:?}");
             assert_close(
                 &format!("layernorm y {tag}"),
                 &download(&out.y),
@@ -125,39 +142,61 @@ fn reference_backward_matches_finite_differences() {
 #[test]
 fn gpu_backward_matches_reference() {
     for (i, &(rows, d)) in SHAPES.iter().enumerate() {
-        let c = case(50 + i as u64, rows, d);
-        let eps = 1e-5f32;
-        let (dx, dg, db) =
-            ref_backward(&to_f64(&c.x), &to_f64(&c.gamma), &to_f64(&c.dy), eps as f64);
-        let x = upload(&c.x, &[rows, d]);
-        let gamma = upload(&c.gamma, &[d]);
-        let saved = layernorm_forward(&x, &gamma, &upload(&c.beta, &[d]), eps).unwrap();
-        let grads = layernorm_backward(&x, &gamma, &upload(&c.dy, &[rows, d]), &saved).unwrap();
-        let tag = format!("rows{rows} d{d}");
-        // With d = 1, rstd = 1/sqrt(eps) amplifies f32 rounding of x - mean; dx is 0 exactly
-        // in exact arithmetic and tiny here.
-        let dx_tol = if d == 1 { 1e-2 } else { 5e-5 };
-        assert_close(
-            &format!("layernorm dx {tag}"),
-            &download(&grads.dx),
-            &dx,
-            dx_tol,
-            1e-4,
-        );
-        assert_close(
-            &format!("layernorm dgamma {tag}"),
-            &download(&grads.dgamma),
-            &dg,
-            5e-5 * (1.0 + rows as f64).sqrt(),
-            1e-4,
-        );
-        assert_close(
-            &format!("layernorm dbeta {tag}"),
-            &download(&grads.dbeta),
-            &db,
-            1e-5 * (1.0 + rows as f64).sqrt(),
-            1e-5,
-        );
+        for strategy in strategies(d) {
+            let c = case(50 + i as u64, rows, d);
+            let eps = 1e-5f32;
+            let (dx, dg, db) =
+                ref_backward(&to_f64(&c.x), &to_f64(&c.gamma), &to_f64(&c.dy), eps as f64);
+            let x = upload(&c.x, &[rows, d]);
+            let gamma = upload(&c.gamma, &[d]);
+            let saved =
+                layernorm_forward_with(&x, &gamma, &upload(&c.beta, &[d]), eps, strategy).unwrap();
+            let (dgamma_t, dbeta_t) = (
+                Tensor::zeros(gpu(), &[d], DType::F32).unwrap(),
+                Tensor::zeros(gpu(), &[d], DType::F32).unwrap(),
+            );
+            let dx_t = layernorm_backward_into_with(
+                &x,
+                &gamma,
+                &upload(&c.dy, &[rows, d]),
+                &saved,
+                &dgamma_t,
+                &dbeta_t,
+                false,
+                strategy,
+            )
+            .unwrap();
+            let grads = LayerNormGrads {
+                dx: dx_t,
+                dgamma: dgamma_t,
+                dbeta: dbeta_t,
+            };
+            let tag = format!("rows{rows} d{d} {strategy:?}");
+            // With d = 1, rstd = 1/sqrt(eps) amplifies f32 rounding of x - mean; dx is 0 exactly
+            // in exact arithmetic and tiny here.
+            let dx_tol = if d == 1 { 1e-2 } else { 5e-5 };
+            assert_close(
+                &format!("layernorm dx {tag}"),
+                &download(&grads.dx),
+                &dx,
+                dx_tol,
+                1e-4,
+            );
+            assert_close(
+                &format!("layernorm dgamma {tag}"),
+                &download(&grads.dgamma),
+                &dg,
+                5e-5 * (1.0 + rows as f64).sqrt(),
+                1e-4,
+            );
+            assert_close(
+                &format!("layernorm dbeta {tag}"),
+                &download(&grads.dbeta),
+                &db,
+                1e-5 * (1.0 + rows as f64).sqrt(),
+                1e-5,
+            );
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Masked, scaled row softmax and its backward. Tolerance: 1e-6 absolute + 1e-5 relative.
 
-use taskgate::ops::softmax::{RowMask, softmax_backward, softmax_forward};
+use taskgate::ops::RowStrategy;
+use taskgate::ops::softmax::{RowMask, softmax_backward_with, softmax_forward_with};
 use taskgate::reference::softmax::{softmax, softmax_backward as ref_backward};
 use taskgate::reference::{dot, finite_difference};
 
@@ -9,16 +10,29 @@ use crate::common::*;
 /// (rows, cols): 1, primes, wider than the largest workgroup (256).
 const SHAPES: &[(usize, usize)] = &[(1, 1), (1, 7), (5, 33), (13, 257), (3, 1000), (64, 64)];
 
+/// Both row strategies where the row length allows the per-invocation one.
+fn strategies(cols: usize) -> Vec<RowStrategy> {
+    let mut s = vec![RowStrategy::Workgroup];
+    if cols % 4 == 0 {
+        s.push(RowStrategy::PerInvocation);
+    }
+    s
+}
+
 #[test]
 fn forward_matches_reference() {
     for (i, &(rows, cols)) in SHAPES.iter().enumerate() {
-        for scale in [1.0f32, 0.125] {
+        for (scale, strategy) in [1.0f32, 0.125]
+            .into_iter()
+            .flat_map(|sc| strategies(cols).into_iter().map(move |st| (sc, st)))
+        {
             let mut r = rng(i as u64);
             let x = uniform(&mut r, rows * cols, -8.0, 8.0);
             let want = softmax(&to_f64(&x), cols, scale as f64, None);
-            let y = softmax_forward(&upload(&x, &[rows, cols]), scale, None).unwrap();
+            let y =
+                softmax_forward_with(&upload(&x, &[rows, cols]), scale, None, strategy).unwrap();
             assert_close(
-                &format!("softmax rows{rows} cols{cols} scale{scale}"),
+                &format!("softmax rows{rows} cols{cols} scale{scale} {strategy:?}"),
                 &download(&y),
                 &want,
                 1e-6,
@@ -31,59 +45,73 @@ fn forward_matches_reference() {
 /// Attention layout: scores [batch, heads, queries, keys], key-padding mask [batch, keys].
 #[test]
 fn padding_mask_is_shared_by_heads_and_queries() {
-    let (batch, heads, queries, keys) = (2, 3, 5, 7);
-    let rows = batch * heads * queries;
-    let mut r = rng(42);
-    let x = uniform(&mut r, rows * keys, -4.0, 4.0);
-    let mut mask = vec![0.0f32; batch * keys];
-    for k in 4..keys {
-        mask[keys + k] = -1e30; // the second sequence has 4 real tokens
-    }
-    let want = softmax(
-        &to_f64(&x),
-        keys,
-        0.5,
-        Some((&to_f64(&mask), heads * queries)),
-    );
-    let y = softmax_forward(
-        &upload(&x, &[batch, heads, queries, keys]),
-        0.5,
-        Some(RowMask {
-            mask: &upload(&mask, &[batch, keys]),
-            rows_per_mask: heads * queries,
-        }),
-    )
-    .unwrap();
-    let got = download(&y);
-    assert_close("softmax masked", &got, &want, 1e-6, 1e-5);
-    for row in got.chunks(keys).skip(heads * queries) {
-        assert!(
-            row[4..].iter().all(|&p| p == 0.0),
-            "masked keys get no weight: {row:?}"
-        );
+    for keys in [7, 8] {
+        for strategy in strategies(keys) {
+            let (batch, heads, queries) = (2, 3, 5);
+            let rows = batch * heads * queries;
+            let mut r = rng(42);
+            let x = uniform(&mut r, rows * keys, -4.0, 4.0);
+            let mut mask = vec![0.0f32; batch * keys];
+            for k in 4..keys {
+                mask[keys + k] = -1e30; // the second sequence has 4 real tokens
+            }
+            let want = softmax(
+                &to_f64(&x),
+                keys,
+                0.5,
+                Some((&to_f64(&mask), heads * queries)),
+            );
+            let y = softmax_forward_with(
+                &upload(&x, &[batch, heads, queries, keys]),
+                0.5,
+                Some(RowMask {
+                    mask: &upload(&mask, &[batch, keys]),
+                    rows_per_mask: heads * queries,
+                }),
+                strategy,
+            )
+            .unwrap();
+            let got = download(&y);
+            assert_close(
+                &format!("softmax masked keys{keys} {strategy:?}"),
+                &got,
+                &want,
+                1e-6,
+                1e-5,
+            );
+            for row in got.chunks(keys).skip(heads * queries) {
+                assert!(
+                    row[4..].iter().all(|&p| p == 0.0),
+                    "masked keys get no weight: {row:?}"
+                );
+            }
+        }
     }
 }
 
 #[test]
 fn large_and_infinite_logits_stay_finite() {
-    let x = vec![1e4f32, -1e4, 0.0, 1e4 - 1.0, 3e4, -3e4, 2e4, 1e4];
-    let want = softmax(&to_f64(&x), 4, 1.0, None);
-    let y = download(&softmax_forward(&upload(&x, &[2, 4]), 1.0, None).unwrap());
-    assert_close("softmax logits 1e4", &y, &want, 1e-6, 1e-5);
-    // A row masked entirely with -inf gives zeros, not NaN.
-    let mask = vec![f32::NEG_INFINITY; 4];
-    let y = download(
-        &softmax_forward(
-            &upload(&[1.0, 2.0, 3.0, 4.0], &[1, 4]),
-            1.0,
-            Some(RowMask {
-                mask: &upload(&mask, &[1, 4]),
-                rows_per_mask: 1,
-            }),
-        )
-        .unwrap(),
-    );
-    assert_eq!(y, vec![0.0; 4]);
+    for strategy in strategies(4) {
+        let x = vec![1e4f32, -1e4, 0.0, 1e4 - 1.0, 3e4, -3e4, 2e4, 1e4];
+        let want = softmax(&to_f64(&x), 4, 1.0, None);
+        let y = download(&softmax_forward_with(&upload(&x, &[2, 4]), 1.0, None, strategy).unwrap());
+        assert_close("softmax logits 1e4", &y, &want, 1e-6, 1e-5);
+        // A row masked entirely with -inf gives zeros, not NaN.
+        let mask = vec![f32::NEG_INFINITY; 4];
+        let y = download(
+            &softmax_forward_with(
+                &upload(&[1.0, 2.0, 3.0, 4.0], &[1, 4]),
+                1.0,
+                Some(RowMask {
+                    mask: &upload(&mask, &[1, 4]),
+                    rows_per_mask: 1,
+                }),
+                strategy,
+            )
+            .unwrap(),
+        );
+        assert_eq!(y, vec![0.0; 4], "{strategy:?}");
+    }
 }
 
 #[test]
@@ -101,19 +129,21 @@ fn reference_backward_matches_finite_differences() {
 #[test]
 fn gpu_backward_matches_reference() {
     for (i, &(rows, cols)) in SHAPES.iter().enumerate() {
-        let mut r = rng(100 + i as u64);
-        let x = uniform(&mut r, rows * cols, -3.0, 3.0);
-        let dy = uniform(&mut r, rows * cols, -1.0, 1.0);
-        let y64 = softmax(&to_f64(&x), cols, 0.3, None);
-        let want = ref_backward(&y64, &to_f64(&dy), cols, 0.3);
-        let y = softmax_forward(&upload(&x, &[rows, cols]), 0.3, None).unwrap();
-        let dx = softmax_backward(&y, &upload(&dy, &[rows, cols]), 0.3).unwrap();
-        assert_close(
-            &format!("softmax backward rows{rows} cols{cols}"),
-            &download(&dx),
-            &want,
-            1e-6,
-            1e-5,
-        );
+        for strategy in strategies(cols) {
+            let mut r = rng(100 + i as u64);
+            let x = uniform(&mut r, rows * cols, -3.0, 3.0);
+            let dy = uniform(&mut r, rows * cols, -1.0, 1.0);
+            let y64 = softmax(&to_f64(&x), cols, 0.3, None);
+            let want = ref_backward(&y64, &to_f64(&dy), cols, 0.3);
+            let y = softmax_forward_with(&upload(&x, &[rows, cols]), 0.3, None, strategy).unwrap();
+            let dx = softmax_backward_with(&y, &upload(&dy, &[rows, cols]), 0.3, strategy).unwrap();
+            assert_close(
+                &format!("softmax backward rows{rows} cols{cols} {strategy:?}"),
+                &download(&dx),
+                &want,
+                1e-6,
+                1e-5,
+            );
+        }
     }
 }
