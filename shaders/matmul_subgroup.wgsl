@@ -7,6 +7,7 @@
 //   * A (shared by the subgroup): each lane loads ONE vec4 per step of 4 along K, covering
 //     8 rows x 4 k between the 8 lanes, and subgroupBroadcast hands every row to every lane;
 //     two such loads give the subgroup's 16 rows. Transposed A is loaded as vec4 along M.
+//     With TEX_A the vec4 comes from a texture of A (like B's) instead of the buffer.
 //   * B (different for every lane): read from an rgba32float texture holding B's buffer as
 //     rows of ldb floats (texel (x, y) = B[y * ldb + 4x .. +4]; ops::texture packs it).
 //   * each lane accumulates 16 rows x 4 columns in f32; a subgroup covers 16 x 32 of C.
@@ -14,8 +15,9 @@
 // K % 4 == 0, lda, ldb, offsets and batch strides of A and B multiples of 4.
 // Batch z = outer * batch_inner + inner as in matmul.wgsl; B's batch origin maps to texel
 // (x, y) = ((base % ldb) / 4, base / ldb).
-// Bindings: 0 params, 1 a (vec4), 2 bt (texture of B), 3 bias (read only when HAS_BIAS),
-// 4 c. Dispatch: (ceil(N / 32), ceil(M / (16 * CHUNKS)), batch) workgroups of 8 * CHUNKS.
+// Bindings: 0 params, 1 a (vec4; read unless TEX_A), 2 bt (texture of B), 3 bias (read
+// only when HAS_BIAS), 4 c, 5 at (texture of A; read when TEX_A).
+// Dispatch: (ceil(N / 32), ceil(M / (16 * CHUNKS)), batch) workgroups of 8 * CHUNKS.
 
 struct Params {
     m: u32,
@@ -38,6 +40,10 @@ struct Params {
     b_offset: u32,
     c_offset: u32,
     tex_height: u32,
+    a_tex_width: u32,
+    a_tex_height: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -45,6 +51,7 @@ struct Params {
 @group(0) @binding(2) var bt: texture_2d<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
+@group(0) @binding(5) var at: texture_2d<f32>;
 
 /// Subgroups per workgroup.
 override CHUNKS: u32 = 8;
@@ -52,8 +59,20 @@ override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override HAS_BIAS: bool = false;
 override ACCUMULATE: bool = false;
+override TEX_A: bool = false;
 
 const SG: u32 = 8u;
+
+/// The vec4 of A at element `e` (a multiple of 4): from the texture of A (rows of lda) or
+/// from the buffer.
+fn a_at(e: u32) -> vec4<f32> {
+    if (TEX_A) {
+        let x = min((e % p.lda) / 4u, p.a_tex_width - 1u);
+        let y = min(e / p.lda, p.a_tex_height - 1u);
+        return textureLoad(at, vec2<u32>(x, y), 0);
+    }
+    return a[e / 4u];
+}
 
 /// The lane's share of 8 rows x 4 k of op(A) starting at row `row0`, k = 4 * kq.
 fn a_vec(base: u32, row0: u32, lane: u32, kq: u32) -> vec4<f32> {
@@ -61,10 +80,10 @@ fn a_vec(base: u32, row0: u32, lane: u32, kq: u32) -> vec4<f32> {
         let m_last4 = ((p.m - 1u) / 4u) * 4u;
         let m = min(row0 + 4u * (lane >> 2u), m_last4);
         let k = kq * 4u + (lane & 3u);
-        return a[(base + k * p.lda + m) / 4u];
+        return a_at(base + k * p.lda + m);
     }
     let row = min(row0 + lane, p.m - 1u);
-    return a[(base + row * p.lda) / 4u + kq];
+    return a_at(base + row * p.lda + 4u * kq);
 }
 
 /// The 8 rows of `v` (one per lane) as k-vectors, broadcast to every lane.

@@ -33,6 +33,10 @@ struct Params {
     b_offset: u32,
     c_offset: u32,
     tex_height: u32,
+    a_tex_width: u32,
+    a_tex_height: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;

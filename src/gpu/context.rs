@@ -260,6 +260,7 @@ pub struct ComputeLimits {
     pub max_compute_workgroup_size_y: u32,
     pub max_compute_workgroup_size_z: u32,
     pub max_compute_workgroups_per_dimension: u32,
+    pub max_texture_dimension_2d: u32,
     pub min_storage_buffer_offset_alignment: u32,
     pub min_uniform_buffer_offset_alignment: u32,
 }
@@ -278,6 +279,7 @@ impl From<&wgpu::Limits> for ComputeLimits {
             max_compute_workgroup_size_y: l.max_compute_workgroup_size_y,
             max_compute_workgroup_size_z: l.max_compute_workgroup_size_z,
             max_compute_workgroups_per_dimension: l.max_compute_workgroups_per_dimension,
+            max_texture_dimension_2d: l.max_texture_dimension_2d,
             min_storage_buffer_offset_alignment: l.min_storage_buffer_offset_alignment,
             min_uniform_buffer_offset_alignment: l.min_uniform_buffer_offset_alignment,
         }

@@ -62,9 +62,10 @@ pub enum Kernel {
     General(Tiling),
     /// The vec4 kernel with this tiling (errors when the layout does not allow it).
     Vec4(Tiling),
-    /// The subgroup kernel with this many subgroups per workgroup (errors when the device or
-    /// the layout does not allow it).
-    Subgroup { chunks: u32 },
+    /// The subgroup kernel with this many subgroups per workgroup, reading A through a
+    /// texture when `tex_a` (and A fits one) or from its buffer (errors when the device or
+    /// the layout does not allow the kernel).
+    Subgroup { chunks: u32, tex_a: bool },
 }
 
 /// Subgroups per workgroup of the subgroup kernel by default.
@@ -138,14 +139,11 @@ impl Matmul {
     /// the vec4 alignment, and a B buffer that fits a texture with rows of `ldb` floats.
     pub fn subgroup_ok(&self, gpu: &Gpu, b_numel: usize) -> bool {
         let info = gpu.adapter_info();
-        let max = gpu.limits().max_texture_dimension_2d as usize;
-        let (width, height) = texture_size(b_numel, self.b.ld.max(1));
         gpu.features().contains(wgpu::Features::SUBGROUP)
             && info.subgroup_min_size == 8
             && info.subgroup_max_size == 8
             && self.vec4_ok()
-            && width <= max
-            && height <= max
+            && texture_fits(gpu, b_numel, self.b.ld)
     }
 
     /// True when the vec4 kernel can run this product.
@@ -186,6 +184,9 @@ struct Params {
     b_offset: u32,
     c_offset: u32,
     tex_height: u32,
+    a_tex_width: u32,
+    a_tex_height: u32,
+    _pad: [u32; 2],
 }
 
 /// Errors unless `t` holds every element `layout` reaches for `batch` x `inner` matrices of
@@ -263,7 +264,7 @@ pub fn matmul_into(
     let gpu = c.gpu();
     let choice = match kernel {
         Kernel::Auto if prefers_subgroup(gpu) && s.subgroup_ok(gpu, b.numel()) => {
-            Choice::Subgroup(SUBGROUP_CHUNKS)
+            Choice::Subgroup(SUBGROUP_CHUNKS, true)
         }
         Kernel::Auto if s.vec4_ok() => Choice::Tiled(true, VEC4_TILING),
         Kernel::Auto => Choice::Tiled(false, GENERAL_TILING),
@@ -276,7 +277,7 @@ pub fn matmul_into(
             }
             Choice::Tiled(true, t)
         }
-        Kernel::Subgroup { chunks } => {
+        Kernel::Subgroup { chunks, tex_a } => {
             if !s.subgroup_ok(gpu, b.numel()) {
                 bail!(
                     "matmul: the subgroup kernel needs 8-wide subgroups and the vec4 layout: {s:?}"
@@ -285,7 +286,7 @@ pub fn matmul_into(
             if chunks == 0 {
                 bail!("matmul: the subgroup kernel needs at least one subgroup per workgroup");
             }
-            Choice::Subgroup(chunks)
+            Choice::Subgroup(chunks, tex_a)
         }
     };
     let u = |what: &str, v: usize| to_u32(what, v);
@@ -310,6 +311,9 @@ pub fn matmul_into(
         b_offset: u("B offset", s.b.offset)?,
         c_offset: u("C offset", s.c.offset)?,
         tex_height: 0,
+        a_tex_width: 0,
+        a_tex_height: 0,
+        _pad: [0; 2],
     };
     let flag = |v: bool| v as u32 as f64;
     let switches = [
@@ -322,18 +326,31 @@ pub fn matmul_into(
     // Without a bias the binding is not read; bind A in its place.
     let bias = bias.unwrap_or(a);
     match choice {
-        Choice::Subgroup(chunks) => {
+        Choice::Subgroup(chunks, tex_a) => {
             let texture = pack(b, s.b.ld)?;
             (params.tex_width, params.tex_height) = texture.size();
-            let mut overrides = vec![("CHUNKS", chunks as f64)];
+            // A through a texture too when it fits one (a texel fetch beats a buffer load
+            // whose address differs per lane).
+            let a_texture = if tex_a && texture_fits(gpu, a.numel(), s.a.ld) {
+                let t = pack(a, s.a.ld)?;
+                (params.a_tex_width, params.a_tex_height) = t.size();
+                Some(t)
+            } else {
+                None
+            };
+            let mut overrides = vec![
+                ("CHUNKS", chunks as f64),
+                ("TEX_A", flag(a_texture.is_some())),
+            ];
             overrides.extend_from_slice(&switches);
+            let a_view = a_texture.as_ref().map_or(texture.view(), |t| t.view());
             gpu.dispatch(&Dispatch {
                 shader: &MATMUL_SUBGROUP,
                 entry: "matmul_subgroup",
                 overrides: &overrides,
                 params: bytemuck::bytes_of(&params),
                 buffers: &[a, bias, c],
-                textures: &[texture.view()],
+                textures: &[texture.view(), a_view],
                 workgroups: [
                     u("N tiles", s.n.div_ceil(32))?,
                     u("M tiles", s.m.div_ceil(16 * chunks as usize))?,
@@ -371,8 +388,15 @@ pub fn matmul_into(
 enum Choice {
     /// The vec4 (true) or general (false) register-tiled kernel.
     Tiled(bool, Tiling),
-    /// The subgroup kernel with this many subgroups per workgroup.
-    Subgroup(u32),
+    /// The subgroup kernel with this many subgroups per workgroup, A from a texture or not.
+    Subgroup(u32, bool),
+}
+
+/// True when `numel` floats in rows of `ld` fit one texture of this adapter.
+fn texture_fits(gpu: &Gpu, numel: usize, ld: usize) -> bool {
+    let max = gpu.limits().max_texture_dimension_2d as usize;
+    let (width, height) = texture_size(numel, ld.max(1));
+    ld.is_multiple_of(4) && width >= 1 && width <= max && height <= max
 }
 
 /// True on adapters where the subgroup kernel is the default (CPU adapters: lavapipe).

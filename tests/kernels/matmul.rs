@@ -182,14 +182,14 @@ fn subgroup_kernel_matches_reference_on_awkward_shapes() {
             let (batch, m, n, k) = shape;
             let m = if ta { m.next_multiple_of(4) } else { m };
             let n = if tb { n } else { n.next_multiple_of(4) };
-            for chunks in [1, 2, 8] {
+            for (chunks, tex_a) in [(1, true), (2, false), (8, true)] {
                 seed += 1;
                 run_case(
                     "subgroup",
                     (batch, m, n, k),
                     ta,
                     tb,
-                    Kernel::Subgroup { chunks },
+                    Kernel::Subgroup { chunks, tex_a },
                     seed % 2 == 0,
                     seed,
                 );
@@ -299,11 +299,22 @@ fn strided_head_batches_match_reference() {
         }
     }
     let qkt = upload(&qk, &[batch, t, 2 * d]);
-    for kernel in [
+    let mut kernels = vec![
         Kernel::General(GENERAL_TILING),
         Kernel::Vec4(VEC4_TILING),
         Kernel::Auto,
-    ] {
+    ];
+    if spec.subgroup_ok(gpu(), qk.len()) {
+        kernels.push(Kernel::Subgroup {
+            chunks: 2,
+            tex_a: false,
+        });
+        kernels.push(Kernel::Subgroup {
+            chunks: 2,
+            tex_a: true,
+        });
+    }
+    for kernel in kernels {
         let c = Tensor::empty(gpu(), &[batch, heads, t, t], DType::F32).unwrap();
         matmul_into(&qkt, &qkt, None, &c, &spec, 1.0, 0.0, kernel).unwrap();
         assert_close(
