@@ -1,6 +1,11 @@
-// Row softmax with an optional additive mask, and its backward.
+// Row softmax with an optional additive mask and fused dropout, and its backward.
 //   softmax_forward:  y[r, c] = softmax_c(scale * x[r, c] + mask[r / rows_per_mask, c])
-//   softmax_backward: dx[r, c] = scale * y[r, c] * (dy[r, c] - sum_k dy[r, k] * y[r, k])
+//                     and, with HAS_DROPOUT, yd = y * keep / (1 - p) in the same pass
+//   softmax_backward: with g = dy (or dy * keep / (1 - p) when HAS_DROPOUT: dy is then the
+//                     gradient of the dropped probabilities),
+//                     dx[r, c] = scale * y[r, c] * (g[r, c] - sum_k g[r, k] * y[r, k])
+// The dropout mask is dropout.wgsl's hash of the element index (row * cols + c) and the seed,
+// so it matches the stand-alone kernel bit for bit and is never stored.
 // Numerically stable: the row maximum is subtracted before exp. A row whose every entry is
 // -inf (or below -3e38) yields zeros instead of NaN. For attention scores laid out
 // [batch, heads, queries, keys] with a key-padding mask [batch, keys], rows_per_mask is
@@ -8,8 +13,8 @@
 //   *_rows variants: the same with one invocation per row and vec4 loads (cols % 4 == 0), no
 //   workgroup memory and no barriers (the fast form on CPU adapters); the forward takes the
 //   maximum and the sum in one pass (online softmax).
-// Bindings: 0 params, 1 x, 2 mask, 3 y, 4 dy, 5 dx, and vec4 views 6 x4, 7 mask4, 8 y4,
-// 9 dy4, 10 dx4; each entry uses its subset in binding order.
+// Bindings: 0 params, 1 x, 2 mask, 3 y, 4 dy, 5 dx, 6 yd, and vec4 views 7 x4, 8 mask4,
+// 9 y4, 10 dy4, 11 dx4, 12 yd4; each entry uses its subset in binding order.
 // Dispatch: one workgroup of WG invocations (a power of two) per row, rows folded into
 // x * y when many; the workgroup reduces max and sum through workgroup memory. The row
 // variants run ceil(rows / WG) workgroups, folded likewise.
@@ -19,6 +24,10 @@ struct Params {
     cols: u32,
     rows_per_mask: u32,
     scale: f32,
+    seed: u32,
+    threshold: u32,
+    drop_scale: f32,
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -27,39 +36,47 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<storage, read> dy: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dx: array<f32>;
-@group(0) @binding(6) var<storage, read> x4: array<vec4<f32>>;
-@group(0) @binding(7) var<storage, read> mask4: array<vec4<f32>>;
-@group(0) @binding(8) var<storage, read_write> y4: array<vec4<f32>>;
-@group(0) @binding(9) var<storage, read> dy4: array<vec4<f32>>;
-@group(0) @binding(10) var<storage, read_write> dx4: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> yd: array<f32>;
+@group(0) @binding(7) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(8) var<storage, read> mask4: array<vec4<f32>>;
+@group(0) @binding(9) var<storage, read_write> y4: array<vec4<f32>>;
+@group(0) @binding(10) var<storage, read> dy4: array<vec4<f32>>;
+@group(0) @binding(11) var<storage, read_write> dx4: array<vec4<f32>>;
+@group(0) @binding(12) var<storage, read_write> yd4: array<vec4<f32>>;
 
 override WG: u32 = 128;
 override HAS_MASK: bool = false;
+override HAS_DROPOUT: bool = false;
 
 var<workgroup> red: array<f32, WG>;
 
 const NEG_HUGE: f32 = -3.0e38;
 
-fn reduce_max(lid: u32, v: f32) -> f32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            red[lid] = max(red[lid], red[lid + s]);
-        }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
+fn lowbias32(v: u32) -> u32 {
+    var h = v;
+    h ^= h >> 16u;
+    h *= 0x7feb352du;
+    h ^= h >> 15u;
+    h *= 0x846ca68bu;
+    h ^= h >> 16u;
+    return h;
 }
 
-fn reduce_sum(lid: u32, v: f32) -> f32 {
+/// The dropout factor of element `i`: 0 or 1 / (1 - p).
+fn keep(i: u32) -> f32 {
+    return select(0.0, p.drop_scale, lowbias32(lowbias32(i) ^ p.seed) >= p.threshold);
+}
+
+fn keep4(i: u32) -> vec4<f32> {
+    return vec4(keep(i), keep(i + 1u), keep(i + 2u), keep(i + 3u));
+}
+
+fn reduce(lid: u32, v: f32, take_max: bool) -> f32 {
     red[lid] = v;
     workgroupBarrier();
     for (var s = WG / 2u; s > 0u; s >>= 1u) {
         if (lid < s) {
-            red[lid] = red[lid] + red[lid + s];
+            red[lid] = select(red[lid] + red[lid + s], max(red[lid], red[lid + s]), take_max);
         }
         workgroupBarrier();
     }
@@ -87,21 +104,25 @@ fn softmax_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     for (var c = lid; c < p.cols; c += WG) {
         m = max(m, logit(row, c));
     }
-    m = reduce_max(lid, m);
+    m = reduce(lid, m, true);
     var s = 0.0;
     if (m > NEG_HUGE) {
         for (var c = lid; c < p.cols; c += WG) {
             s += exp(logit(row, c) - m);
         }
     }
-    s = reduce_sum(lid, s);
+    s = reduce(lid, s, false);
     let inv = select(0.0, 1.0 / s, s > 0.0);
     for (var c = lid; c < p.cols; c += WG) {
         var v = 0.0;
         if (m > NEG_HUGE) {
             v = exp(logit(row, c) - m) * inv;
         }
-        y[row * p.cols + c] = v;
+        let i = row * p.cols + c;
+        y[i] = v;
+        if (HAS_DROPOUT) {
+            yd[i] = v * keep(i);
+        }
     }
 }
 
@@ -115,11 +136,19 @@ fn softmax_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     let base = row * p.cols;
     var dot = 0.0;
     for (var c = lid; c < p.cols; c += WG) {
-        dot += dy[base + c] * y[base + c];
+        var g = dy[base + c];
+        if (HAS_DROPOUT) {
+            g *= keep(base + c);
+        }
+        dot += g * y[base + c];
     }
-    dot = reduce_sum(lid, dot);
+    dot = reduce(lid, dot, false);
     for (var c = lid; c < p.cols; c += WG) {
-        dx[base + c] = p.scale * y[base + c] * (dy[base + c] - dot);
+        var g = dy[base + c];
+        if (HAS_DROPOUT) {
+            g *= keep(base + c);
+        }
+        dx[base + c] = p.scale * y[base + c] * (g - dot);
     }
 }
 
@@ -162,6 +191,9 @@ fn softmax_forward_rows(@builtin(workgroup_id) wid: vec3<u32>,
             out = exp(logit4(row, j, c4) - vec4(m)) * inv;
         }
         y4[row * c4 + j] = out;
+        if (HAS_DROPOUT) {
+            yd4[row * c4 + j] = out * keep4(row * p.cols + 4u * j);
+        }
     }
 }
 
@@ -177,11 +209,19 @@ fn softmax_backward_rows(@builtin(workgroup_id) wid: vec3<u32>,
     let base = row * c4;
     var acc = vec4<f32>(0.0);
     for (var j = 0u; j < c4; j++) {
-        acc += dy4[base + j] * y4[base + j];
+        var g = dy4[base + j];
+        if (HAS_DROPOUT) {
+            g *= keep4(row * p.cols + 4u * j);
+        }
+        acc += g * y4[base + j];
     }
     let dot = acc.x + acc.y + acc.z + acc.w;
     for (var j = 0u; j < c4; j++) {
+        var g = dy4[base + j];
+        if (HAS_DROPOUT) {
+            g *= keep4(row * p.cols + 4u * j);
+        }
         let yv = y4[base + j];
-        dx4[base + j] = p.scale * yv * (dy4[base + j] - vec4(dot));
+        dx4[base + j] = p.scale * yv * (g - vec4(dot));
     }
 }

@@ -11,8 +11,10 @@ use super::linear::Linear;
 use super::{GradInto, Mode, Site};
 use crate::gpu::{DType, Tensor};
 use crate::model::device_batch::DeviceBatch;
+use crate::ops::RowStrategy;
+use crate::ops::dropout::site_seed;
 use crate::ops::matmul::{Kernel, Layout, Matmul, matmul_backward_into, matmul_into};
-use crate::ops::softmax::{RowMask, softmax_backward, softmax_forward};
+use crate::ops::softmax::{FusedDropout, RowMask, softmax_backward_with, softmax_forward_with};
 
 pub struct SelfAttention {
     /// Q, K and V projections as one `[3d, d]` layer.
@@ -29,10 +31,16 @@ pub struct AttentionCore {
     pub site: Site,
 }
 
+/// The attention probabilities of a forward, and the dropped ones when dropout was on.
+pub struct Probabilities {
+    pub probs: Tensor,
+    pub dropped: Option<Tensor>,
+}
+
 /// What the backward needs.
 pub struct AttentionSaved {
     qkv: Tensor,
-    probs: Tensor,
+    probs: Probabilities,
     context: Tensor,
 }
 
@@ -92,8 +100,19 @@ impl AttentionCore {
         }
     }
 
+    /// The dropout fused into the softmax in `mode`, if any.
+    fn fused_dropout(&self, mode: Mode) -> Option<FusedDropout> {
+        match mode {
+            Mode::Train { seed, step } if self.dropout > 0.0 => Some(FusedDropout {
+                p: self.dropout,
+                seed: site_seed(seed, step, self.site.0),
+            }),
+            _ => None,
+        }
+    }
+
     /// `(context [B*T, d], probabilities [B, H, T, T])` from `qkv` `[B*T, 3d]` and the
-    /// additive key mask `[B, T]`.
+    /// additive key mask `[B, T]`. Scale, mask, softmax and dropout are one pass.
     pub fn forward(
         &self,
         qkv: &Tensor,
@@ -101,7 +120,7 @@ impl AttentionCore {
         b: usize,
         t: usize,
         mode: Mode,
-    ) -> Result<(Tensor, Tensor)> {
+    ) -> Result<(Tensor, Probabilities)> {
         let d = qkv.numel() / (b * t * 3);
         let h = self.heads;
         let s = self.shapes(b, t, d);
@@ -112,11 +131,19 @@ impl AttentionCore {
             mask,
             rows_per_mask: h * t,
         };
-        let probs = softmax_forward(&scores, s.scale, Some(row_mask))?;
-        let dropped = mode.dropout(&probs, self.dropout, self.site)?;
+        let strategy = RowStrategy::choose(gpu, t);
+        let (probs, dropped) = softmax_forward_with(
+            &scores,
+            s.scale,
+            Some(row_mask),
+            self.fused_dropout(mode),
+            strategy,
+        )?;
+        drop(scores);
         let context = Tensor::empty(gpu, &[b * t, d], DType::F32)?;
+        let weights = dropped.as_ref().unwrap_or(&probs);
         matmul_into(
-            &dropped,
+            weights,
             qkv,
             None,
             &context,
@@ -125,14 +152,14 @@ impl AttentionCore {
             0.0,
             Kernel::Auto,
         )?;
-        Ok((context, probs))
+        Ok((context, Probabilities { probs, dropped }))
     }
 
     /// The gradient of `qkv` from the gradient of the context.
     pub fn backward(
         &self,
         qkv: &Tensor,
-        probs: &Tensor,
+        probs: &Probabilities,
         dcontext: &Tensor,
         b: usize,
         t: usize,
@@ -143,21 +170,28 @@ impl AttentionCore {
         let s = self.shapes(b, t, d);
         let gpu = qkv.gpu();
         let dqkv = Tensor::empty(gpu, &[b * t, 3 * d], DType::F32)?;
-        let dropped = mode.dropout(probs, self.dropout, self.site)?;
-        let ddropped = Tensor::empty(gpu, &[b, h, t, t], DType::F32)?;
-        // context = dropped * V: d(dropped) and dV (into the V columns of dqkv).
+        let weights = probs.dropped.as_ref().unwrap_or(&probs.probs);
+        let dweights = Tensor::empty(gpu, &[b, h, t, t], DType::F32)?;
+        // context = weights * V: d(weights) and dV (into the V columns of dqkv).
         matmul_backward_into(
-            &dropped,
+            weights,
             qkv,
             dcontext,
             &s.context,
             1.0,
-            Some((&ddropped, false)),
+            Some((&dweights, false)),
             Some((&dqkv, false)),
             None,
         )?;
-        let dprobs = mode.dropout(&ddropped, self.dropout, self.site)?;
-        let dscores = softmax_backward(probs, &dprobs, s.scale)?;
+        // Dropout's backward and softmax's in one pass.
+        let fused = probs.dropped.as_ref().and(self.fused_dropout(mode));
+        let dscores = softmax_backward_with(
+            &probs.probs,
+            &dweights,
+            s.scale,
+            fused,
+            RowStrategy::choose(gpu, t),
+        )?;
         // scores = Q K^T: dQ and dK into their columns of dqkv.
         matmul_backward_into(
             qkv,

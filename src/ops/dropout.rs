@@ -40,13 +40,19 @@ pub fn site_seed(model_seed: u64, step: u64, site: u64) -> u32 {
     (z ^ (z >> 31)) as u32
 }
 
-fn threshold(p: f32) -> u32 {
+/// The hash threshold below which an element drops (p * 2^32).
+pub fn drop_threshold(p: f32) -> u32 {
     ((p as f64) * 4_294_967_296.0).round().min(u32::MAX as f64) as u32
+}
+
+/// The factor a kept element is scaled by, 1 / (1 - p).
+pub fn keep_scale(p: f32) -> f32 {
+    1.0 / (1.0 - p)
 }
 
 /// Whether element `i` survives dropout `p` under `seed` (the CPU reference of the mask).
 pub fn keeps(i: u32, seed: u32, p: f32) -> bool {
-    lowbias32(lowbias32(i) ^ seed) >= threshold(p)
+    lowbias32(lowbias32(i) ^ seed) >= drop_threshold(p)
 }
 
 /// `x * mask / (1 - p)` with the mask drawn from `seed`; also the backward on `dy`.
@@ -60,8 +66,8 @@ pub fn dropout(x: &Tensor, p: f32, seed: u32) -> Result<Tensor> {
     let params = Params {
         n,
         seed,
-        threshold: threshold(p),
-        scale: 1.0 / (1.0 - p),
+        threshold: drop_threshold(p),
+        scale: keep_scale(p),
     };
     let (entry, items) = if n % 4 == 0 {
         ("dropout4", n / 4)

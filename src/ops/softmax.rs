@@ -1,13 +1,15 @@
-//! Launchers for `shaders/softmax.wgsl`: masked, scaled row softmax and its backward.
+//! Launchers for `shaders/softmax.wgsl`: masked, scaled row softmax with optional fused
+//! dropout, and its backward.
 
 use anyhow::{Result, bail};
 use bytemuck::{Pod, Zeroable};
 
+use super::dropout::{drop_threshold, keep_scale};
 use super::{
     ROWS_WG, RowStrategy, dispatch_1d, ensure_f32, ensure_same_len, row_workgroup, rows_cols,
     to_u32,
 };
-use crate::gpu::{Dispatch, Tensor};
+use crate::gpu::{DType, Dispatch, Tensor};
 use crate::shaders::SOFTMAX;
 
 #[repr(C)]
@@ -17,6 +19,10 @@ struct Params {
     cols: u32,
     rows_per_mask: u32,
     scale: f32,
+    seed: u32,
+    threshold: u32,
+    drop_scale: f32,
+    _pad: u32,
 }
 
 /// An additive mask of shape `[rows / rows_per_mask, cols]`: row `r` of the input uses mask
@@ -26,6 +32,13 @@ struct Params {
 pub struct RowMask<'a> {
     pub mask: &'a Tensor,
     pub rows_per_mask: usize,
+}
+
+/// Dropout fused into the softmax: probability and seed (the mask is `ops::dropout`'s).
+#[derive(Clone, Copy, Debug)]
+pub struct FusedDropout {
+    pub p: f32,
+    pub seed: u32,
 }
 
 fn check_vec4(cols: usize) -> Result<()> {
@@ -39,26 +52,51 @@ fn workgroup(cols: usize) -> u32 {
     row_workgroup(cols, 32, 256)
 }
 
+fn params(
+    rows: usize,
+    cols: usize,
+    rows_per_mask: usize,
+    scale: f32,
+    dropout: Option<FusedDropout>,
+) -> Result<Params> {
+    if let Some(d) = dropout {
+        if !(0.0..1.0).contains(&d.p) {
+            bail!("dropout probability must be in [0, 1), got {}", d.p);
+        }
+    }
+    Ok(Params {
+        rows: to_u32("softmax rows", rows)?,
+        cols: to_u32("softmax cols", cols)?,
+        rows_per_mask: to_u32("softmax rows per mask", rows_per_mask)?,
+        scale,
+        seed: dropout.map_or(0, |d| d.seed),
+        threshold: dropout.map_or(0, |d| drop_threshold(d.p)),
+        drop_scale: dropout.map_or(1.0, |d| keep_scale(d.p)),
+        _pad: 0,
+    })
+}
+
 /// `softmax(scale * x + mask)` over the last dimension of `x`.
 pub fn softmax_forward(x: &Tensor, scale: f32, mask: Option<RowMask<'_>>) -> Result<Tensor> {
     let cols = x.shape().last().copied().unwrap_or(0);
-    softmax_forward_with(x, scale, mask, RowStrategy::choose(x.gpu(), cols))
+    Ok(softmax_forward_with(x, scale, mask, None, RowStrategy::choose(x.gpu(), cols))?.0)
 }
 
-/// [`softmax_forward`] with an explicit row strategy.
+/// The probabilities and, with `dropout`, the dropped probabilities in the same pass.
 pub fn softmax_forward_with(
     x: &Tensor,
     scale: f32,
     mask: Option<RowMask<'_>>,
+    dropout: Option<FusedDropout>,
     strategy: RowStrategy,
-) -> Result<Tensor> {
+) -> Result<(Tensor, Option<Tensor>)> {
     ensure_f32("softmax input", x)?;
     let (rows, cols) = rows_cols("softmax input", x)?;
     let rows_per_mask = match mask {
         Some(m) => {
             ensure_f32("softmax mask", m.mask)?;
             if m.rows_per_mask == 0
-                || rows % m.rows_per_mask != 0
+                || !rows.is_multiple_of(m.rows_per_mask)
                 || m.mask.numel() != rows / m.rows_per_mask * cols
             {
                 bail!(
@@ -73,86 +111,86 @@ pub fn softmax_forward_with(
         None => 1,
     };
     let gpu = x.gpu();
+    let p = params(rows, cols, rows_per_mask, scale, dropout)?;
     let y = Tensor::empty(gpu, x.shape(), x.dtype())?;
-    let params = Params {
-        rows: to_u32("softmax rows", rows)?,
-        cols: to_u32("softmax cols", cols)?,
-        rows_per_mask: to_u32("softmax rows per mask", rows_per_mask)?,
-        scale,
+    // Without dropout the dropped-output binding is not written; bind a scratch float.
+    let dropped = match dropout {
+        Some(_) => Tensor::empty(gpu, x.shape(), DType::F32)?,
+        None => Tensor::empty(gpu, &[4], DType::F32)?,
     };
-    let wg = workgroup(cols);
     // Without a mask the binding is not read; bind the input in its place.
     let mask_buffer = mask.map(|m| m.mask).unwrap_or(x);
-    let has_mask = ("HAS_MASK", mask.is_some() as u32 as f64);
+    let switches = [
+        ("HAS_MASK", mask.is_some() as u32 as f64),
+        ("HAS_DROPOUT", dropout.is_some() as u32 as f64),
+    ];
+    let buffers = [x, mask_buffer, &y, &dropped];
     match strategy {
         RowStrategy::Workgroup => gpu.dispatch(&Dispatch {
             shader: &SOFTMAX,
             entry: "softmax_forward",
-            overrides: &[("WG", wg as f64), has_mask],
-            params: bytemuck::bytes_of(&params),
-            buffers: &[x, mask_buffer, &y],
+            overrides: &[("WG", workgroup(cols) as f64), switches[0], switches[1]],
+            params: bytemuck::bytes_of(&p),
+            buffers: &buffers,
             textures: &[],
             workgroups: gpu.grid_for(rows as u64, 1)?,
         })?,
         RowStrategy::PerInvocation => {
             check_vec4(cols)?;
-            let buffers = [x, mask_buffer, &y];
-            let bytes = bytemuck::bytes_of(&params);
+            let bytes = bytemuck::bytes_of(&p);
             dispatch_1d(
                 &SOFTMAX,
                 "softmax_forward_rows",
                 ROWS_WG,
-                &[has_mask],
+                &switches,
                 bytes,
                 &buffers,
                 rows as u64,
             )?
         }
     }
-    Ok(y)
+    Ok((y, dropout.map(|_| dropped)))
 }
 
 /// Gradient of `softmax(scale * x + mask)` with respect to `x`, from the output `y`.
 pub fn softmax_backward(y: &Tensor, dy: &Tensor, scale: f32) -> Result<Tensor> {
     let cols = y.shape().last().copied().unwrap_or(0);
-    softmax_backward_with(y, dy, scale, RowStrategy::choose(y.gpu(), cols))
+    softmax_backward_with(y, dy, scale, None, RowStrategy::choose(y.gpu(), cols))
 }
 
-/// [`softmax_backward`] with an explicit row strategy.
+/// The backward; with `dropout`, `dy` is the gradient of the dropped probabilities and the
+/// dropout's backward is applied in the same pass.
 pub fn softmax_backward_with(
     y: &Tensor,
     dy: &Tensor,
     scale: f32,
+    dropout: Option<FusedDropout>,
     strategy: RowStrategy,
 ) -> Result<Tensor> {
     ensure_same_len("softmax backward", y, dy)?;
     let (rows, cols) = rows_cols("softmax output", y)?;
     let gpu = y.gpu();
     let dx = Tensor::empty(gpu, y.shape(), y.dtype())?;
-    let params = Params {
-        rows: to_u32("softmax rows", rows)?,
-        cols: to_u32("softmax cols", cols)?,
-        rows_per_mask: 1,
-        scale,
-    };
+    let p = params(rows, cols, 1, scale, dropout)?;
+    let has_dropout = ("HAS_DROPOUT", dropout.is_some() as u32 as f64);
     match strategy {
         RowStrategy::Workgroup => gpu.dispatch(&Dispatch {
             shader: &SOFTMAX,
             entry: "softmax_backward",
-            overrides: &[("WG", workgroup(cols) as f64)],
-            params: bytemuck::bytes_of(&params),
+            overrides: &[("WG", workgroup(cols) as f64), has_dropout],
+            params: bytemuck::bytes_of(&p),
             buffers: &[y, dy, &dx],
             textures: &[],
             workgroups: gpu.grid_for(rows as u64, 1)?,
         })?,
         RowStrategy::PerInvocation => {
             check_vec4(cols)?;
-            let bytes = bytemuck::bytes_of(&params);
+            let bytes = bytemuck::bytes_of(&p);
             dispatch_1d(
                 &SOFTMAX,
                 "softmax_backward_rows",
                 ROWS_WG,
-                &[],
+                &[has_dropout],
                 bytes,
                 &[y, dy, &dx],
                 rows as u64,

@@ -29,8 +29,9 @@ fn forward_matches_reference() {
             let mut r = rng(i as u64);
             let x = uniform(&mut r, rows * cols, -8.0, 8.0);
             let want = softmax(&to_f64(&x), cols, scale as f64, None);
-            let y =
-                softmax_forward_with(&upload(&x, &[rows, cols]), scale, None, strategy).unwrap();
+            let y = softmax_forward_with(&upload(&x, &[rows, cols]), scale, None, None, strategy)
+                .unwrap()
+                .0;
             assert_close(
                 &format!("softmax rows{rows} cols{cols} scale{scale} {strategy:?}"),
                 &download(&y),
@@ -68,9 +69,11 @@ fn padding_mask_is_shared_by_heads_and_queries() {
                     mask: &upload(&mask, &[batch, keys]),
                     rows_per_mask: heads * queries,
                 }),
+                None,
                 strategy,
             )
-            .unwrap();
+            .unwrap()
+            .0;
             let got = download(&y);
             assert_close(
                 &format!("softmax masked keys{keys} {strategy:?}"),
@@ -94,7 +97,11 @@ fn large_and_infinite_logits_stay_finite() {
     for strategy in strategies(4) {
         let x = vec![1e4f32, -1e4, 0.0, 1e4 - 1.0, 3e4, -3e4, 2e4, 1e4];
         let want = softmax(&to_f64(&x), 4, 1.0, None);
-        let y = download(&softmax_forward_with(&upload(&x, &[2, 4]), 1.0, None, strategy).unwrap());
+        let y = download(
+            &softmax_forward_with(&upload(&x, &[2, 4]), 1.0, None, None, strategy)
+                .unwrap()
+                .0,
+        );
         assert_close("softmax logits 1e4", &y, &want, 1e-6, 1e-5);
         // A row masked entirely with -inf gives zeros, not NaN.
         let mask = vec![f32::NEG_INFINITY; 4];
@@ -106,9 +113,11 @@ fn large_and_infinite_logits_stay_finite() {
                     mask: &upload(&mask, &[1, 4]),
                     rows_per_mask: 1,
                 }),
+                None,
                 strategy,
             )
-            .unwrap(),
+            .unwrap()
+            .0,
         );
         assert_eq!(y, vec![0.0; 4], "{strategy:?}");
     }
@@ -135,10 +144,65 @@ fn gpu_backward_matches_reference() {
             let dy = uniform(&mut r, rows * cols, -1.0, 1.0);
             let y64 = softmax(&to_f64(&x), cols, 0.3, None);
             let want = ref_backward(&y64, &to_f64(&dy), cols, 0.3);
-            let y = softmax_forward_with(&upload(&x, &[rows, cols]), 0.3, None, strategy).unwrap();
-            let dx = softmax_backward_with(&y, &upload(&dy, &[rows, cols]), 0.3, strategy).unwrap();
+            let y = softmax_forward_with(&upload(&x, &[rows, cols]), 0.3, None, None, strategy)
+                .unwrap()
+                .0;
+            let dx = softmax_backward_with(&y, &upload(&dy, &[rows, cols]), 0.3, None, strategy)
+                .unwrap();
             assert_close(
                 &format!("softmax backward rows{rows} cols{cols} {strategy:?}"),
+                &download(&dx),
+                &want,
+                1e-6,
+                1e-5,
+            );
+        }
+    }
+}
+
+/// Dropout fused into the softmax matches the stand-alone dropout kernel (same mask), and
+/// the fused backward equals the softmax backward of the dropout backward.
+#[test]
+fn fused_dropout_matches_the_separate_kernels() {
+    use taskgate::ops::dropout::{dropout, keeps};
+    use taskgate::ops::softmax::FusedDropout;
+    for (rows, cols) in [(6, 12), (5, 33), (64, 64)] {
+        for strategy in strategies(cols) {
+            let mut r = rng(rows as u64 * 31 + cols as u64);
+            let x = uniform(&mut r, rows * cols, -3.0, 3.0);
+            let dyd = uniform(&mut r, rows * cols, -1.0, 1.0);
+            let fused = FusedDropout {
+                p: 0.25,
+                seed: 1234,
+            };
+            let xt = upload(&x, &[rows, cols]);
+            let (y, dropped) = softmax_forward_with(&xt, 0.5, None, Some(fused), strategy).unwrap();
+            let separate = dropout(&y, 0.25, 1234).unwrap();
+            let tag = format!("rows{rows} cols{cols} {strategy:?}");
+            assert_eq!(
+                download(&dropped.unwrap()),
+                download(&separate),
+                "dropped probabilities {tag}"
+            );
+            // Reference: dx = softmax_backward(y, dy * keep / (1 - p)).
+            let y64 = softmax(&to_f64(&x), cols, 0.5, None);
+            let g: Vec<f64> = dyd
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| {
+                    if keeps(i as u32, 1234, 0.25) {
+                        v as f64 / 0.75
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            let want = ref_backward(&y64, &g, cols, 0.5);
+            let dx =
+                softmax_backward_with(&y, &upload(&dyd, &[rows, cols]), 0.5, Some(fused), strategy)
+                    .unwrap();
+            assert_close(
+                &format!("softmax backward with fused dropout {tag}"),
                 &download(&dx),
                 &want,
                 1e-6,
