@@ -4,9 +4,8 @@
 //   tanh_forward:   out = tanh(x)
 //   tanh_backward:  out = dy * (1 - tanh(x)^2)
 //   sigmoid:        out = 1 / (1 + exp(-x))
-// erf has no WGSL builtin: it comes from the Chebyshev fit of erfc in Numerical Recipes
-// (fractional error below 1.2e-7). tanh is evaluated on x clamped to [-15, 15], where f32
-// tanh is already +-1, so no backend overflows into NaN.
+// GELU comes from lib/gelu.wgsl (prepended). tanh is evaluated on x clamped to [-15, 15],
+// where f32 tanh is already +-1, so no backend overflows into NaN.
 //   gelu4, gelu_backward4: GELU and its backward on vec4s (n % 4 == 0).
 // Bindings: 0 params, 1 x, 2 dy, 3 out (forward entries use x, out), and vec4 views 4 x4,
 // 5 dy4, 6 out4.
@@ -29,21 +28,8 @@ struct Params {
 
 override WG: u32 = 256;
 
-const INV_SQRT2: f32 = 0.70710678118654752;
-const INV_SQRT_2PI: f32 = 0.39894228040143268;
-
 fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wid.y * nwg.x + wid.x) * WG + lid;
-}
-
-fn erf_approx(v: f32) -> f32 {
-    let z = abs(v);
-    let t = 1.0 / (1.0 + 0.5 * z);
-    let poly = -z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418
-        + t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587
-        + t * (-0.82215223 + t * 0.17087277))))))));
-    let erfc_abs = t * exp(poly);
-    return select(erfc_abs - 1.0, 1.0 - erfc_abs, v >= 0.0);
 }
 
 fn safe_tanh(v: f32) -> f32 {
@@ -55,8 +41,7 @@ fn gelu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         @builtin(local_invocation_index) lid: u32) {
     let i = linear_index(wid, nwg, lid);
     if (i < p.n) {
-        let v = x[i];
-        out[i] = 0.5 * v * (1.0 + erf_approx(v * INV_SQRT2));
+        out[i] = gelu_of(x[i]);
     }
 }
 
@@ -65,10 +50,7 @@ fn gelu_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
                  @builtin(local_invocation_index) lid: u32) {
     let i = linear_index(wid, nwg, lid);
     if (i < p.n) {
-        let v = x[i];
-        let cdf = 0.5 * (1.0 + erf_approx(v * INV_SQRT2));
-        let pdf = exp(-0.5 * v * v) * INV_SQRT_2PI;
-        out[i] = dy[i] * (cdf + v * pdf);
+        out[i] = dy[i] * gelu_grad_of(x[i]);
     }
 }
 
@@ -100,9 +82,6 @@ fn sigmoid(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     }
 }
 
-fn erf4(v: vec4<f32>) -> vec4<f32> {
-    return vec4(erf_approx(v.x), erf_approx(v.y), erf_approx(v.z), erf_approx(v.w));
-}
 
 @compute @workgroup_size(WG)
 fn gelu4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -110,7 +89,7 @@ fn gelu4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     let i = linear_index(wid, nwg, lid);
     if (i < p.n / 4u) {
         let v = x4[i];
-        out4[i] = 0.5 * v * (1.0 + erf4(v * INV_SQRT2));
+        out4[i] = vec4(gelu_of(v.x), gelu_of(v.y), gelu_of(v.z), gelu_of(v.w));
     }
 }
 
@@ -120,8 +99,6 @@ fn gelu_backward4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     let i = linear_index(wid, nwg, lid);
     if (i < p.n / 4u) {
         let v = x4[i];
-        let cdf = 0.5 * (1.0 + erf4(v * INV_SQRT2));
-        let pdf = exp(-0.5 * v * v) * INV_SQRT_2PI;
-        out4[i] = dy4[i] * (cdf + v * pdf);
+        out4[i] = dy4[i] * vec4(gelu_grad_of(v.x), gelu_grad_of(v.y), gelu_grad_of(v.z), gelu_grad_of(v.w));
     }
 }

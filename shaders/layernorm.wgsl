@@ -7,12 +7,16 @@
 //   layernorm_backward_params: partial column sums over a chunk of chunk_rows rows,
 //                       pgamma[c, j] = sum dy * xhat, pbeta[c, j] = sum dy; the host sums
 //                       the chunks with the column-sum kernel.
+//   With HAS_RESIDUAL the forward normalizes x + res (the residual connection fused in) and
+//   writes that sum too (the backward needs it); each invocation reads back only what it
+//   wrote itself, so no barrier is needed.
 //   *_rows variants: the same forward and backward_input with one invocation per row and
 //                       vec4 loads (d % 4 == 0), no workgroup memory and no barriers: the
 //                       fast form on CPU adapters, where barriers are expensive.
 // Bindings: 0 params, 1 x, 2 gamma, 3 beta, 4 y, 5 mean, 6 rstd, 7 dy, 8 dx, 9 pgamma,
 // 10 pbeta, and vec4 views for the row variants: 11 x4, 12 gamma4, 13 beta4, 14 y4, 15 dy4,
-// 16 dx4; each entry uses its subset in binding order.
+// 16 dx4, and for the residual 17 res, 18 sum, 19 res4, 20 sum4; each entry uses its subset
+// in binding order.
 // Dispatch: forward and backward_input run one workgroup of WG invocations (a power of two)
 // per row (rows folded into x * y); the row variants ceil(rows / WG) workgroups (folded);
 // backward_params runs (ceil(d / WG), chunks) workgroups, one invocation per column and chunk.
@@ -41,8 +45,13 @@ struct Params {
 @group(0) @binding(14) var<storage, read_write> y4: array<vec4<f32>>;
 @group(0) @binding(15) var<storage, read> dy4: array<vec4<f32>>;
 @group(0) @binding(16) var<storage, read_write> dx4: array<vec4<f32>>;
+@group(0) @binding(17) var<storage, read> res: array<f32>;
+@group(0) @binding(18) var<storage, read_write> sum: array<f32>;
+@group(0) @binding(19) var<storage, read> res4: array<vec4<f32>>;
+@group(0) @binding(20) var<storage, read_write> sum4: array<vec4<f32>>;
 
 override WG: u32 = 128;
+override HAS_RESIDUAL: bool = false;
 
 var<workgroup> red: array<f32, WG>;
 var<workgroup> red2: array<f32, WG>;
@@ -77,6 +86,21 @@ fn reduce_sum2(lid: u32, v: vec2<f32>) -> vec2<f32> {
     return r;
 }
 
+/// The normalized input at `i`: x, or the sum x + res written by the first pass.
+fn input(i: u32) -> f32 {
+    if (HAS_RESIDUAL) {
+        return sum[i];
+    }
+    return x[i];
+}
+
+fn input4(i: u32) -> vec4<f32> {
+    if (HAS_RESIDUAL) {
+        return sum4[i];
+    }
+    return x4[i];
+}
+
 @compute @workgroup_size(WG)
 fn layernorm_forward(@builtin(workgroup_id) wid: vec3<u32>,
                      @builtin(num_workgroups) nwg: vec3<u32>,
@@ -88,17 +112,22 @@ fn layernorm_forward(@builtin(workgroup_id) wid: vec3<u32>,
     let base = row * p.d;
     var s = 0.0;
     for (var j = lid; j < p.d; j += WG) {
-        s += x[base + j];
+        var v = x[base + j];
+        if (HAS_RESIDUAL) {
+            v += res[base + j];
+            sum[base + j] = v;
+        }
+        s += v;
     }
     let mu = reduce_sum(lid, s) / f32(p.d);
     var q = 0.0;
     for (var j = lid; j < p.d; j += WG) {
-        let c = x[base + j] - mu;
+        let c = input(base + j) - mu;
         q += c * c;
     }
     let r = inverseSqrt(reduce_sum(lid, q) / f32(p.d) + p.eps);
     for (var j = lid; j < p.d; j += WG) {
-        y[base + j] = (x[base + j] - mu) * r * gamma[j] + beta[j];
+        y[base + j] = (input(base + j) - mu) * r * gamma[j] + beta[j];
     }
     if (lid == 0u) {
         mean[row] = mu;
@@ -167,17 +196,22 @@ fn layernorm_forward_rows(@builtin(workgroup_id) wid: vec3<u32>,
     let base = row * d4;
     var s = vec4<f32>(0.0);
     for (var j = 0u; j < d4; j++) {
-        s += x4[base + j];
+        var v = x4[base + j];
+        if (HAS_RESIDUAL) {
+            v += res4[base + j];
+            sum4[base + j] = v;
+        }
+        s += v;
     }
     let mu = hsum(s) / f32(p.d);
     var q = vec4<f32>(0.0);
     for (var j = 0u; j < d4; j++) {
-        let c = x4[base + j] - vec4(mu);
+        let c = input4(base + j) - vec4(mu);
         q += c * c;
     }
     let r = inverseSqrt(hsum(q) / f32(p.d) + p.eps);
     for (var j = 0u; j < d4; j++) {
-        y4[base + j] = (x4[base + j] - vec4(mu)) * r * gamma4[j] + beta4[j];
+        y4[base + j] = (input4(base + j) - vec4(mu)) * r * gamma4[j] + beta4[j];
     }
     mean[row] = mu;
     rstd[row] = r;

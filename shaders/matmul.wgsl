@@ -9,7 +9,10 @@
 // workgroup of WG_X x WG_Y invocations covers a (WG_Y * TM) x (WG_X * TN) tile of C. Edge
 // rows and columns are clamped for loads and skipped for stores, so no shape is excluded.
 // matmul_vec4.wgsl is the faster variant for operands whose contiguous axis allows vec4.
-// Bindings: 0 params, 1 a, 2 b, 3 bias (read only when HAS_BIAS; pass any buffer), 4 c.
+// With GELU_OUT, d also receives gelu(C) (the fused bias + GELU epilogue; GELU from
+// lib/gelu.wgsl, prepended).
+// Bindings: 0 params, 1 a, 2 b, 3 bias (read only when HAS_BIAS; pass any buffer), 4 c,
+// 5 d (written only when GELU_OUT; pass a scratch buffer otherwise).
 // Dispatch: (ceil(N / (WG_X * TN)), ceil(M / (WG_Y * TM)), batch) workgroups.
 
 struct Params {
@@ -44,6 +47,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
+@group(0) @binding(5) var<storage, read_write> d: array<f32>;
 
 override WG_X: u32 = 8;
 override WG_Y: u32 = 8;
@@ -53,6 +57,8 @@ override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override HAS_BIAS: bool = false;
 override ACCUMULATE: bool = false;
+/// Also write gelu(C) into d (the bias + GELU epilogue of a feed-forward layer).
+override GELU_OUT: bool = false;
 
 @compute @workgroup_size(WG_X, WG_Y, 1)
 fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -120,6 +126,9 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
                 v += p.beta * c[o];
             }
             c[o] = v;
+            if (GELU_OUT) {
+                d[o] = gelu_of(v);
+            }
         }
     }
 }

@@ -15,8 +15,10 @@
 // K % 4 == 0, lda, ldb, offsets and batch strides of A and B multiples of 4.
 // Batch z = outer * batch_inner + inner as in matmul.wgsl; B's batch origin maps to texel
 // (x, y) = ((base % ldb) / 4, base / ldb).
+// With GELU_OUT, d also receives gelu(C) (the fused bias + GELU epilogue).
 // Bindings: 0 params, 1 a (vec4; read unless TEX_A), 2 bt (texture of B), 3 bias (read
-// only when HAS_BIAS), 4 c, 5 at (texture of A; read when TEX_A).
+// only when HAS_BIAS), 4 c, 5 at (texture of A; read when TEX_A), 6 d (written only when
+// GELU_OUT).
 // Dispatch: (ceil(N / 32), ceil(M / (16 * CHUNKS)), batch) workgroups of 8 * CHUNKS.
 
 struct Params {
@@ -52,6 +54,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
 @group(0) @binding(5) var at: texture_2d<f32>;
+@group(0) @binding(6) var<storage, read_write> d: array<f32>;
 
 /// Subgroups per workgroup.
 override CHUNKS: u32 = 8;
@@ -59,6 +62,8 @@ override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override HAS_BIAS: bool = false;
 override ACCUMULATE: bool = false;
+/// Also write gelu(C) into d (the bias + GELU epilogue of a feed-forward layer).
+override GELU_OUT: bool = false;
 override TEX_A: bool = false;
 
 const SG: u32 = 8u;
@@ -152,6 +157,9 @@ fn store_row(base: u32, row: u32, col: u32, v: vec4<f32>) {
                 x += p.beta * c[o];
             }
             c[o] = x;
+            if (GELU_OUT) {
+                d[o] = gelu_of(x);
+            }
         }
     }
 }

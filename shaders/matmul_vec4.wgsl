@@ -9,7 +9,9 @@
 // transposed A and along K for a transposed B), regroups them in registers and accumulates a
 // TM x TN block of C in f32. TM and TN are 4 or 8. Edge rows/columns are clamped for loads
 // (to the last full vec4) and skipped for stores, so M and N are free.
-// Bindings: 0 params, 1 a (vec4), 2 b (vec4), 3 bias (read only when HAS_BIAS), 4 c.
+// With GELU_OUT, d also receives gelu(C) (the fused bias + GELU epilogue).
+// Bindings: 0 params, 1 a (vec4), 2 b (vec4), 3 bias (read only when HAS_BIAS), 4 c, 5 d
+// (written only when GELU_OUT).
 // Dispatch: (ceil(N / (WG_X * TN)), ceil(M / (WG_Y * TM)), batch) workgroups.
 
 struct Params {
@@ -44,6 +46,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
+@group(0) @binding(5) var<storage, read_write> d: array<f32>;
 
 override WG_X: u32 = 8;
 override WG_Y: u32 = 8;
@@ -53,6 +56,8 @@ override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override HAS_BIAS: bool = false;
 override ACCUMULATE: bool = false;
+/// Also write gelu(C) into d (the bias + GELU epilogue of a feed-forward layer).
+override GELU_OUT: bool = false;
 
 @compute @workgroup_size(WG_X, WG_Y, 1)
 fn matmul_vec4(@builtin(workgroup_id) wid: vec3<u32>,
@@ -144,6 +149,9 @@ fn matmul_vec4(@builtin(workgroup_id) wid: vec3<u32>,
                 v += p.beta * c[o];
             }
             c[o] = v;
+            if (GELU_OUT) {
+                d[o] = gelu_of(v);
+            }
         }
     }
 }

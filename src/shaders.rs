@@ -8,12 +8,17 @@ pub struct ShaderSource {
     pub source: &'static str,
 }
 
+/// Each shader is its file under `shaders/`, after the shared snippets of `shaders/lib/` it
+/// names (WGSL has no includes; the snippets hold functions several kernels need).
 macro_rules! shaders {
-    ($($ident:ident => $file:literal),* $(,)?) => {
+    ($($ident:ident => $file:literal $([$($lib:literal),*])?),* $(,)?) => {
         $(
             pub static $ident: ShaderSource = ShaderSource {
                 name: $file,
-                source: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/", $file)),
+                source: concat!(
+                    $($(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/lib/", $lib)), "\n",)*)?
+                    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/", $file))
+                ),
             };
         )*
         /// Every shader, for validation and tooling.
@@ -22,7 +27,7 @@ macro_rules! shaders {
 }
 
 shaders! {
-    ACTIVATION => "activation.wgsl",
+    ACTIVATION => "activation.wgsl" ["gelu.wgsl"],
     ADAMW => "adamw.wgsl",
     DROPOUT => "dropout.wgsl",
     ELEMENTWISE => "elementwise.wgsl",
@@ -30,9 +35,9 @@ shaders! {
     GATE => "gate.wgsl",
     LAYERNORM => "layernorm.wgsl",
     LOSS => "loss.wgsl",
-    MATMUL => "matmul.wgsl",
-    MATMUL_SUBGROUP => "matmul_subgroup.wgsl",
-    MATMUL_VEC4 => "matmul_vec4.wgsl",
+    MATMUL => "matmul.wgsl" ["gelu.wgsl"],
+    MATMUL_SUBGROUP => "matmul_subgroup.wgsl" ["gelu.wgsl"],
+    MATMUL_VEC4 => "matmul_vec4.wgsl" ["gelu.wgsl"],
     REDUCE => "reduce.wgsl",
     SOFTMAX => "softmax.wgsl",
     TEXTURE_PACK => "texture_pack.wgsl",
@@ -63,10 +68,21 @@ mod tests {
             if let Err(e) = validate_wgsl(shader.name, shader.source) {
                 panic!("{e}");
             }
+            let own = std::fs::read_to_string(dir.join(shader.name)).unwrap();
             assert!(
-                shader.source.trim_start().starts_with("//"),
+                own.trim_start().starts_with("//"),
                 "{} needs a header comment",
                 shader.name
+            );
+        }
+        for lib in std::fs::read_dir(dir.join("lib")).unwrap() {
+            let path = lib.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            validate_wgsl(&path.display().to_string(), &text).unwrap();
+            assert!(
+                text.trim_start().starts_with("//"),
+                "{} needs a header comment",
+                path.display()
             );
         }
     }

@@ -1,5 +1,6 @@
 //! One post-LN BERT layer: `h1 = LN(x + dropout(attn(x)))`,
-//! `out = LN(h1 + dropout(W2 gelu(W1 h1)))`.
+//! `out = LN(h1 + dropout(W2 gelu(W1 h1)))`, with the residual sums fused into the
+//! LayerNorms and bias + GELU fused into the first feed-forward matmul.
 
 use anyhow::Result;
 
@@ -9,8 +10,7 @@ use super::linear::Linear;
 use super::{GradInto, Mode, Site};
 use crate::gpu::Tensor;
 use crate::model::device_batch::DeviceBatch;
-use crate::ops::activation::{gelu, gelu_backward};
-use crate::ops::elementwise::add;
+use crate::ops::activation::gelu_backward;
 use crate::ops::layernorm::LayerNormOutput;
 
 pub struct EncoderLayer {
@@ -50,13 +50,12 @@ impl EncoderLayer {
     ) -> Result<(Tensor, LayerSaved)> {
         let (attn_site, ffn_site) = self.sites();
         let (attn, attention) = self.attention.forward(x, batch, mode)?;
-        let residual1 = add(x, &mode.dropout(&attn, self.dropout, attn_site)?)?;
-        let norm1 = self.attention_norm.forward(&residual1)?;
-        let pre_gelu = self.intermediate.forward(&norm1.y)?;
-        let post_gelu = gelu(&pre_gelu)?;
+        let attn = mode.dropout(&attn, self.dropout, attn_site)?;
+        let (residual1, norm1) = self.attention_norm.forward_residual(x, &attn)?;
+        let (pre_gelu, post_gelu) = self.intermediate.forward_gelu(&norm1.y)?;
         let ffn = self.output.forward(&post_gelu)?;
-        let residual2 = add(&norm1.y, &mode.dropout(&ffn, self.dropout, ffn_site)?)?;
-        let norm2 = self.output_norm.forward(&residual2)?;
+        let ffn = mode.dropout(&ffn, self.dropout, ffn_site)?;
+        let (residual2, norm2) = self.output_norm.forward_residual(&norm1.y, &ffn)?;
         let out = norm2.y.clone();
         Ok((
             out,

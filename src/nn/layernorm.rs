@@ -3,7 +3,9 @@
 use anyhow::Result;
 
 use crate::gpu::Tensor;
-use crate::ops::layernorm::{LayerNormOutput, layernorm_backward_into, layernorm_forward};
+use crate::ops::layernorm::{
+    LayerNormOutput, layernorm_backward_into, layernorm_forward, layernorm_forward_residual,
+};
 
 pub struct LayerNorm {
     pub gamma: Tensor,
@@ -16,6 +18,15 @@ pub struct LayerNorm {
 impl LayerNorm {
     pub fn forward(&self, x: &Tensor) -> Result<LayerNormOutput> {
         layernorm_forward(x, &self.gamma, &self.beta, self.eps)
+    }
+
+    /// LayerNorm of `x + residual` in one kernel; returns the sum (the backward's input) too.
+    pub fn forward_residual(
+        &self,
+        x: &Tensor,
+        residual: &Tensor,
+    ) -> Result<(Tensor, LayerNormOutput)> {
+        layernorm_forward_residual(x, residual, &self.gamma, &self.beta, self.eps)
     }
 
     /// Adds dgamma and dbeta; returns dx.

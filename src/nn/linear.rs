@@ -4,7 +4,7 @@ use anyhow::Result;
 
 use super::GradInto;
 use crate::gpu::{DType, Tensor};
-use crate::ops::matmul::{Matmul, matmul, matmul_backward_into};
+use crate::ops::matmul::{Kernel, Matmul, matmul, matmul_backward_into, matmul_bias_gelu};
 
 /// A linear layer over views of the parameter and gradient arenas.
 pub struct Linear {
@@ -39,6 +39,19 @@ impl Linear {
         let rows = x.numel() / self.in_features();
         let x2 = x.reshape(&[rows, self.in_features()])?;
         matmul(&x2, &self.weight, Some(&self.bias), &self.spec(rows))
+    }
+
+    /// `(x W^T + b, gelu(x W^T + b))` from one kernel (the fused bias + GELU epilogue).
+    pub fn forward_gelu(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let rows = x.numel() / self.in_features();
+        let x2 = x.reshape(&[rows, self.in_features()])?;
+        matmul_bias_gelu(
+            &x2,
+            &self.weight,
+            &self.bias,
+            &self.spec(rows),
+            Kernel::Auto,
+        )
     }
 
     /// Adds dW and db; writes or adds dx into `dx` when given.

@@ -82,37 +82,90 @@ pub fn layernorm_forward_with(
     eps: f32,
     strategy: RowStrategy,
 ) -> Result<LayerNormOutput> {
+    Ok(forward_impl(x, None, gamma, beta, eps, strategy)?.1)
+}
+
+/// LayerNorm of `x + residual` in one kernel (the residual connection fused in): returns the
+/// sum (which the backward needs) and the LayerNorm output.
+pub fn layernorm_forward_residual(
+    x: &Tensor,
+    residual: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f32,
+) -> Result<(Tensor, LayerNormOutput)> {
+    let strategy = RowStrategy::choose(x.gpu(), gamma.numel());
+    layernorm_forward_residual_with(x, residual, gamma, beta, eps, strategy)
+}
+
+/// [`layernorm_forward_residual`] with an explicit row strategy.
+pub fn layernorm_forward_residual_with(
+    x: &Tensor,
+    residual: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f32,
+    strategy: RowStrategy,
+) -> Result<(Tensor, LayerNormOutput)> {
+    if residual.shape() != x.shape() {
+        bail!(
+            "layernorm: residual {:?} must match x {:?}",
+            residual.shape(),
+            x.shape()
+        );
+    }
+    let (sum, out) = forward_impl(x, Some(residual), gamma, beta, eps, strategy)?;
+    Ok((sum.expect("a residual gives a sum"), out))
+}
+
+fn forward_impl(
+    x: &Tensor,
+    residual: Option<&Tensor>,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f32,
+    strategy: RowStrategy,
+) -> Result<(Option<Tensor>, LayerNormOutput)> {
     let (p, rows, d) = params(x, gamma, eps)?;
     beta.expect("layernorm beta", &[d], DType::F32)?;
     let gpu = x.gpu();
     let y = Tensor::empty(gpu, x.shape(), DType::F32)?;
     let mean = Tensor::empty(gpu, &[rows], DType::F32)?;
     let rstd = Tensor::empty(gpu, &[rows], DType::F32)?;
+    // Without a residual its bindings are not touched: the input stands in for it and a
+    // scratch float for the sum.
+    let sum = match residual {
+        Some(_) => Tensor::empty(gpu, x.shape(), DType::F32)?,
+        None => Tensor::empty(gpu, &[4], DType::F32)?,
+    };
+    let res = residual.unwrap_or(x);
+    let switch = ("HAS_RESIDUAL", residual.is_some() as u32 as f64);
     match strategy {
         RowStrategy::Workgroup => gpu.dispatch(&Dispatch {
             shader: &LAYERNORM,
             entry: "layernorm_forward",
-            overrides: &[("WG", row_workgroup(d, 32, 256) as f64)],
+            overrides: &[("WG", row_workgroup(d, 32, 256) as f64), switch],
             params: bytemuck::bytes_of(&p),
-            buffers: &[x, gamma, beta, &y, &mean, &rstd],
+            buffers: &[x, gamma, beta, &y, &mean, &rstd, res, &sum],
             textures: &[],
             workgroups: gpu.grid_for(rows as u64, 1)?,
         })?,
         RowStrategy::PerInvocation => {
             check_vec4(d)?;
-            let buffers = [&mean, &rstd, x, gamma, beta, &y];
+            let buffers = [&mean, &rstd, x, gamma, beta, &y, res, &sum];
+            let bytes = bytemuck::bytes_of(&p);
             dispatch_1d(
                 &LAYERNORM,
                 "layernorm_forward_rows",
                 ROWS_WG,
-                &[],
-                bytemuck::bytes_of(&p),
+                &[switch],
+                bytes,
                 &buffers,
                 rows as u64,
             )?
         }
     }
-    Ok(LayerNormOutput { y, mean, rstd })
+    Ok((residual.map(|_| sum), LayerNormOutput { y, mean, rstd }))
 }
 
 /// Returns dx and writes (or with `accumulate` adds) dgamma and dbeta into the given tensors.

@@ -247,6 +247,40 @@ pub fn matmul_into(
     beta: f32,
     kernel: Kernel,
 ) -> Result<()> {
+    matmul_impl(a, b, bias, c, None, spec, alpha, beta, kernel)
+}
+
+/// The feed-forward layer's fused epilogue: `pre = op(A) op(B) + bias` and `post = gelu(pre)`
+/// from one kernel, as new contiguous tensors.
+pub fn matmul_bias_gelu(
+    a: &Tensor,
+    b: &Tensor,
+    bias: &Tensor,
+    spec: &Matmul,
+    kernel: Kernel,
+) -> Result<(Tensor, Tensor)> {
+    let batches = spec.batch * spec.batch_inner;
+    let shape = [batches * spec.m, spec.n];
+    let pre = Tensor::empty(a.gpu(), &shape, DType::F32)?;
+    let post = Tensor::empty(a.gpu(), &shape, DType::F32)?;
+    let mut spec = *spec;
+    spec.c = contiguous(spec.m, spec.n, spec.batch_inner);
+    matmul_impl(a, b, Some(bias), &pre, Some(&post), &spec, 1.0, 0.0, kernel)?;
+    Ok((pre, post))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn matmul_impl(
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+    c: &Tensor,
+    gelu_out: Option<&Tensor>,
+    spec: &Matmul,
+    alpha: f32,
+    beta: f32,
+    kernel: Kernel,
+) -> Result<()> {
     let s = spec;
     if s.batch == 0 || s.batch_inner == 0 || s.m == 0 || s.n == 0 {
         return Ok(());
@@ -260,6 +294,11 @@ pub fn matmul_into(
     check_footprint("C", c, &s.c, (s.m, s.n), s.batch, s.batch_inner)?;
     if let Some(bias) = bias {
         bias.expect("matmul bias", &[s.n], DType::F32)?;
+    }
+    if let Some(d) = gelu_out {
+        if beta != 0.0 || d.numel() != c.numel() {
+            bail!("matmul: the GELU epilogue needs beta = 0 and an output shaped like C");
+        }
     }
     let gpu = c.gpu();
     let choice = match kernel {
@@ -321,7 +360,17 @@ pub fn matmul_into(
         ("TRANS_B", flag(s.trans_b)),
         ("HAS_BIAS", flag(bias.is_some())),
         ("ACCUMULATE", flag(beta != 0.0)),
+        ("GELU_OUT", flag(gelu_out.is_some())),
     ];
+    // Without the GELU epilogue its output is not written; bind a scratch buffer.
+    let scratch;
+    let d = match gelu_out {
+        Some(d) => d,
+        None => {
+            scratch = Tensor::empty(gpu, &[4], DType::F32)?;
+            &scratch
+        }
+    };
     let batches = u("batches", batches)?;
     // Without a bias the binding is not read; bind A in its place.
     let bias = bias.unwrap_or(a);
@@ -349,7 +398,7 @@ pub fn matmul_into(
                 entry: "matmul_subgroup",
                 overrides: &overrides,
                 params: bytemuck::bytes_of(&params),
-                buffers: &[a, bias, c],
+                buffers: &[a, bias, c, d],
                 textures: &[texture.view(), a_view],
                 workgroups: [
                     u("N tiles", s.n.div_ceil(32))?,
@@ -372,7 +421,7 @@ pub fn matmul_into(
                 entry: if vec4 { "matmul_vec4" } else { "matmul" },
                 overrides: &overrides,
                 params: bytemuck::bytes_of(&params),
-                buffers: &[a, b, bias, c],
+                buffers: &[a, b, bias, c, d],
                 textures: &[],
                 workgroups: [
                     u("N tiles", s.n.div_ceil((tiling.wg_x * tiling.tn) as usize))?,

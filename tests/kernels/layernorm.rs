@@ -236,3 +236,46 @@ fn parameter_gradients_accumulate() {
         1e-4,
     );
 }
+
+/// LayerNorm(x + residual) in one kernel equals LayerNorm of the sum, and returns the sum.
+#[test]
+fn residual_is_fused_into_the_forward() {
+    use taskgate::ops::layernorm::layernorm_forward_residual_with;
+    for (i, &(rows, d)) in SHAPES.iter().enumerate() {
+        for strategy in strategies(d) {
+            let c = case(900 + i as u64, rows, d);
+            let res = uniform(&mut rng(950 + i as u64), rows * d, -2.0, 2.0);
+            let sum: Vec<f64> =
+                c.x.iter()
+                    .zip(&res)
+                    .map(|(a, b)| (*a + *b) as f64)
+                    .collect();
+            let (want, _, _) = layernorm(&sum, &to_f64(&c.gamma), &to_f64(&c.beta), 1e-5);
+            let (got_sum, out) = layernorm_forward_residual_with(
+                &upload(&c.x, &[rows, d]),
+                &upload(&res, &[rows, d]),
+                &upload(&c.gamma, &[d]),
+                &upload(&c.beta, &[d]),
+                1e-5,
+                strategy,
+            )
+            .unwrap();
+            let tag = format!("rows{rows} d{d} {strategy:?}");
+            assert_close(
+                &format!("layernorm residual sum {tag}"),
+                &download(&got_sum),
+                &sum,
+                1e-6,
+                1e-6,
+            );
+            let tol = if d == 1 { 1e-2 } else { 2e-5 };
+            assert_close(
+                &format!("layernorm residual y {tag}"),
+                &download(&out.y),
+                &want,
+                tol,
+                1e-4,
+            );
+        }
+    }
+}

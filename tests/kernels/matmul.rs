@@ -497,3 +497,53 @@ fn operands_too_small_for_the_layout_are_refused() {
     .unwrap_err();
     assert!(err.to_string().contains("layout reaches"), "{err}");
 }
+
+/// The fused bias + GELU epilogue writes both the pre-activation and gelu of it, on every
+/// kernel.
+#[test]
+fn bias_gelu_epilogue_matches_reference() {
+    use taskgate::ops::matmul::matmul_bias_gelu;
+    use taskgate::reference::activation::gelu;
+    for (m, n, k) in [(5, 12, 8), (37, 64, 20), (64, 36, 12)] {
+        let mut r = rng((m * n * k) as u64);
+        let x = uniform(&mut r, m * k, -1.0, 1.0);
+        let w = uniform(&mut r, n * k, -1.0, 1.0);
+        let bias = uniform(&mut r, n, -1.0, 1.0);
+        let rs = MatmulShape::new(1, m, n, k, false, true);
+        let pre = ref_matmul(&to_f64(&x), &to_f64(&w), Some(&to_f64(&bias)), &rs);
+        let post: Vec<f64> = pre.iter().map(|&v| gelu(v)).collect();
+        let spec = Matmul::new(1, m, n, k, false, true);
+        let mut kernels = vec![Kernel::General(GENERAL_TILING), Kernel::Vec4(VEC4_TILING)];
+        if spec.subgroup_ok(gpu(), w.len()) {
+            kernels.push(Kernel::Subgroup {
+                chunks: 2,
+                tex_a: true,
+            });
+        }
+        for kernel in kernels {
+            let (p, q) = matmul_bias_gelu(
+                &upload(&x, &[m, k]),
+                &upload(&w, &[n, k]),
+                &upload(&bias, &[n]),
+                &spec,
+                kernel,
+            )
+            .unwrap();
+            let tag = format!("m{m} n{n} k{k} {kernel:?}");
+            assert_close(
+                &format!("matmul+bias {tag}"),
+                &download(&p),
+                &pre,
+                atol(k),
+                1e-5,
+            );
+            assert_close(
+                &format!("matmul+bias+gelu {tag}"),
+                &download(&q),
+                &post,
+                atol(k),
+                1e-5,
+            );
+        }
+    }
+}
