@@ -37,6 +37,7 @@ shaders! {
     LOSS => "loss.wgsl",
     MATMUL => "matmul.wgsl" ["gelu.wgsl"],
     MATMUL_SUBGROUP => "matmul_subgroup.wgsl" ["gelu.wgsl"],
+    MATMUL_TILED => "matmul_tiled.wgsl" ["gelu.wgsl"],
     MATMUL_VEC4 => "matmul_vec4.wgsl" ["gelu.wgsl"],
     REDUCE => "reduce.wgsl",
     SOFTMAX => "softmax.wgsl",

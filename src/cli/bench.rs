@@ -24,6 +24,9 @@ pub enum BenchCommand {
         warmup: usize,
         #[arg(long, default_value_t = 5)]
         samples: usize,
+        /// Tune the matmul kernels per shape class first (cached on disk per adapter).
+        #[arg(long)]
+        autotune: bool,
     },
     /// Time whole training steps on synthetic batches.
     Train {
@@ -41,6 +44,9 @@ pub enum BenchCommand {
         /// Print the share of step time per kernel family.
         #[arg(long)]
         profile: bool,
+        /// Tune the matmul kernels per shape class first (cached on disk per adapter).
+        #[arg(long)]
+        autotune: bool,
         #[arg(long)]
         json: Option<PathBuf>,
     },
@@ -60,7 +66,9 @@ pub fn run(request: &AdapterRequest, what: BenchCommand) -> Result<()> {
             filter,
             warmup,
             samples,
+            autotune,
         } => {
+            gpu.set_autotune(autotune || gpu.autotune_enabled());
             println!("timing: {}", kernels::timing_name(&gpu));
             (
                 kernels::run(
@@ -81,8 +89,10 @@ pub fn run(request: &AdapterRequest, what: BenchCommand) -> Result<()> {
             warmup,
             samples,
             profile,
+            autotune,
             json,
         } => {
+            gpu.set_autotune(autotune || gpu.autotune_enabled());
             let opts = TrainBench {
                 model,
                 batch,

@@ -42,6 +42,8 @@ pub(crate) struct GpuInner {
     pub pending: Mutex<Pending>,
     pub profiler: super::profiler::ProfilerSlot,
     pub textures: super::texture::TexturePool,
+    pub tuning: Mutex<Option<crate::ops::autotune::TuneCache>>,
+    pub autotune: std::sync::atomic::AtomicBool,
     errors: Arc<Mutex<Vec<String>>>,
 }
 
@@ -124,6 +126,8 @@ impl Gpu {
                 }),
                 profiler: Mutex::new(None),
                 textures: Default::default(),
+                tuning: Mutex::new(None),
+                autotune: crate::ops::autotune::enabled_by_env().into(),
                 errors,
             }),
         })
@@ -174,6 +178,19 @@ impl Gpu {
     pub fn trim_pool(&self) {
         self.flush().ok();
         self.inner.pool.trim();
+    }
+
+    /// Turns matmul autotuning on or off (see `ops::autotune`).
+    pub fn set_autotune(&self, on: bool) {
+        self.inner
+            .autotune
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn autotune_enabled(&self) -> bool {
+        self.inner
+            .autotune
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Number of distinct compute pipelines created so far.

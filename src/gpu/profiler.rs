@@ -4,6 +4,7 @@
 //!   queued, not when its threads finish, and read far too low, so CPU adapters use:
 //! - wall clock: every dispatch is submitted and waited for on its own, and timed on the
 //!   host. Serializing costs little where nothing overlaps anyway (CPU adapters).
+//!
 //! Native only (both modes read back or block).
 
 use std::sync::Mutex;

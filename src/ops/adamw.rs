@@ -131,7 +131,7 @@ pub fn adamw_step(
         max_norm: 0.0,
         _pad: [0; 2],
     };
-    let vec4 = n % 4 == 0 && range.start % 4 == 0;
+    let vec4 = n.is_multiple_of(4) && range.start.is_multiple_of(4);
     let (entry, items) = if vec4 {
         ("adamw4", n / 4)
     } else {

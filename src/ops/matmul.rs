@@ -10,7 +10,7 @@ use bytemuck::{Pod, Zeroable};
 use super::texture::{pack, texture_size};
 use super::{ensure_f32, reduce::colsum_into, to_u32};
 use crate::gpu::{DType, Dispatch, Gpu, Tensor};
-use crate::shaders::{MATMUL, MATMUL_SUBGROUP, MATMUL_VEC4};
+use crate::shaders::{MATMUL, MATMUL_SUBGROUP, MATMUL_TILED, MATMUL_VEC4};
 
 /// Where one operand's matrices sit in its tensor (in elements). Batch `z` of a product is
 /// split as `z = outer * batch_inner + inner`, and the matrix starts at
@@ -43,7 +43,7 @@ pub struct Matmul {
 }
 
 /// Register and workgroup tiling of one matmul kernel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Tiling {
     pub wg_x: u32,
     pub wg_y: u32,
@@ -54,7 +54,7 @@ pub struct Tiling {
 }
 
 /// Which kernel computes a product.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Kernel {
     /// The vec4 kernel when the layout allows it, else the general one, default tilings.
     Auto,
@@ -62,6 +62,8 @@ pub enum Kernel {
     General(Tiling),
     /// The vec4 kernel with this tiling (errors when the layout does not allow it).
     Vec4(Tiling),
+    /// The workgroup-memory tiled kernel with this tiling (for GPUs).
+    Workgroup(Tiling),
     /// The subgroup kernel with this many subgroups per workgroup, reading A through a
     /// texture when `tex_a` (and A fits one) or from its buffer (errors when the device or
     /// the layout does not allow the kernel).
@@ -74,6 +76,14 @@ pub const SUBGROUP_CHUNKS: u32 = 8;
 pub const GENERAL_TILING: Tiling = Tiling {
     wg_x: 8,
     wg_y: 8,
+    tm: 4,
+    tn: 4,
+};
+
+/// The workgroup-memory kernel's default: 64 x 64 tiles, 16 x 16 invocations of 4 x 4.
+pub const WORKGROUP_TILING: Tiling = Tiling {
+    wg_x: 16,
+    wg_y: 16,
     tm: 4,
     tn: 4,
 };
@@ -221,7 +231,24 @@ fn check_footprint(
     Ok(())
 }
 
-fn check_tiling(t: &Tiling, vec4: bool) -> Result<()> {
+/// The register-tiled kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TiledKind {
+    General,
+    Vec4,
+    Workgroup,
+}
+
+fn check_tiling(t: &Tiling, kind: TiledKind) -> Result<()> {
+    let vec4 = kind == TiledKind::Vec4;
+    if kind == TiledKind::Workgroup {
+        let (bm, bn) = (t.wg_y * t.tm, t.wg_x * t.tn);
+        if t.wg_x * t.wg_y > 256 || bm + bn > 256 {
+            bail!(
+                "matmul: workgroup tiling {t:?} exceeds 256 invocations or 16 KiB of workgroup memory"
+            );
+        }
+    }
     let ok_tile = |v: u32| {
         if vec4 {
             v == 4 || v == 8
@@ -301,20 +328,26 @@ fn matmul_impl(
         }
     }
     let gpu = c.gpu();
+    if kernel == Kernel::Auto && gpu.autotune_enabled() {
+        if let Some(tuned) = super::autotune::tuned_kernel(gpu, a, b, s)? {
+            return matmul_impl(a, b, bias, c, gelu_out, spec, alpha, beta, tuned);
+        }
+    }
     let choice = match kernel {
         Kernel::Auto if prefers_subgroup(gpu) && s.subgroup_ok(gpu, b.numel()) => {
             Choice::Subgroup(SUBGROUP_CHUNKS, true)
         }
-        Kernel::Auto if s.vec4_ok() => Choice::Tiled(true, VEC4_TILING),
-        Kernel::Auto => Choice::Tiled(false, GENERAL_TILING),
-        Kernel::General(t) => Choice::Tiled(false, t),
+        Kernel::Auto if s.vec4_ok() => Choice::Tiled(TiledKind::Vec4, VEC4_TILING),
+        Kernel::Auto => Choice::Tiled(TiledKind::General, GENERAL_TILING),
+        Kernel::General(t) => Choice::Tiled(TiledKind::General, t),
+        Kernel::Workgroup(t) => Choice::Tiled(TiledKind::Workgroup, t),
         Kernel::Vec4(t) => {
             if !s.vec4_ok() {
                 bail!(
                     "matmul: the vec4 kernel needs K, offsets, leading dimensions and batch strides of A and B divisible by 4: {s:?}"
                 );
             }
-            Choice::Tiled(true, t)
+            Choice::Tiled(TiledKind::Vec4, t)
         }
         Kernel::Subgroup { chunks, tex_a } => {
             if !s.subgroup_ok(gpu, b.numel()) {
@@ -407,8 +440,8 @@ fn matmul_impl(
                 ],
             })
         }
-        Choice::Tiled(vec4, tiling) => {
-            check_tiling(&tiling, vec4)?;
+        Choice::Tiled(kind, tiling) => {
+            check_tiling(&tiling, kind)?;
             let mut overrides = vec![
                 ("WG_X", tiling.wg_x as f64),
                 ("WG_Y", tiling.wg_y as f64),
@@ -417,8 +450,16 @@ fn matmul_impl(
             ];
             overrides.extend_from_slice(&switches);
             gpu.dispatch(&Dispatch {
-                shader: if vec4 { &MATMUL_VEC4 } else { &MATMUL },
-                entry: if vec4 { "matmul_vec4" } else { "matmul" },
+                shader: match kind {
+                    TiledKind::General => &MATMUL,
+                    TiledKind::Vec4 => &MATMUL_VEC4,
+                    TiledKind::Workgroup => &MATMUL_TILED,
+                },
+                entry: match kind {
+                    TiledKind::General => "matmul",
+                    TiledKind::Vec4 => "matmul_vec4",
+                    TiledKind::Workgroup => "matmul_tiled",
+                },
                 overrides: &overrides,
                 params: bytemuck::bytes_of(&params),
                 buffers: &[a, b, bias, c, d],
@@ -435,8 +476,8 @@ fn matmul_impl(
 
 /// The kernel a product runs on.
 enum Choice {
-    /// The vec4 (true) or general (false) register-tiled kernel.
-    Tiled(bool, Tiling),
+    /// One of the register-tiled kernels.
+    Tiled(TiledKind, Tiling),
     /// The subgroup kernel with this many subgroups per workgroup, A from a texture or not.
     Subgroup(u32, bool),
 }

@@ -90,7 +90,7 @@ fn sum_impl(x: &Tensor, square: bool) -> Result<Tensor> {
         let threads = n.div_ceil(SUM_ITEMS_PER_THREAD).clamp(1, MAX_SUM_THREADS);
         let out = Tensor::empty(gpu, &[threads], DType::F32)?;
         // Whole vec4s when the length allows (the output binding precedes the vec4 input).
-        let vec4 = n % 4 == 0 && n >= 4 * threads;
+        let vec4 = n.is_multiple_of(4) && n >= 4 * threads;
         let params = Params {
             rows: to_u32("sum elements", if vec4 { n / 4 } else { n })?,
             cols: 0,

@@ -44,7 +44,7 @@ fn case(seed: u64, rows: usize, d: usize) -> Case {
 /// Both row strategies where the width allows the per-invocation one.
 fn strategies(d: usize) -> Vec<RowStrategy> {
     let mut s = vec![RowStrategy::Workgroup];
-    if d % 4 == 0 {
+    if d.is_multiple_of(4) {
         s.push(RowStrategy::PerInvocation);
     }
     s

@@ -2,8 +2,8 @@
 //! Tolerance: |err| <= 1e-5 * (1 + K) + 1e-5 * |want| for inputs in [-1, 1).
 
 use taskgate::ops::matmul::{
-    GENERAL_TILING, Kernel, Layout, Matmul, Tiling, VEC4_TILING, matmul, matmul_backward,
-    matmul_backward_into, matmul_into,
+    GENERAL_TILING, Kernel, Layout, Matmul, Tiling, VEC4_TILING, WORKGROUP_TILING, matmul,
+    matmul_backward, matmul_backward_into, matmul_into,
 };
 use taskgate::reference::matmul::{
     MatmulShape, matmul as ref_matmul, matmul_backward as ref_backward,
@@ -196,6 +196,62 @@ fn subgroup_kernel_matches_reference_on_awkward_shapes() {
             }
         }
     }
+}
+
+#[test]
+fn workgroup_tiled_kernel_matches_reference_on_awkward_shapes() {
+    let tilings = [
+        WORKGROUP_TILING,
+        Tiling {
+            wg_x: 8,
+            wg_y: 8,
+            tm: 8,
+            tn: 8,
+        },
+        Tiling {
+            wg_x: 16,
+            wg_y: 8,
+            tm: 3,
+            tn: 5,
+        },
+    ];
+    let mut seed = 700;
+    for &shape in SHAPES {
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            for tiling in tilings {
+                seed += 1;
+                run_case(
+                    "workgroup",
+                    shape,
+                    ta,
+                    tb,
+                    Kernel::Workgroup(tiling),
+                    seed % 2 == 0,
+                    seed,
+                );
+            }
+        }
+    }
+    let c = Tensor::empty(gpu(), &[4], DType::F32).unwrap();
+    let t = upload(&[0.0; 4], &[4]);
+    let too_big = Tiling {
+        wg_x: 32,
+        wg_y: 16,
+        tm: 4,
+        tn: 4,
+    };
+    let err = matmul_into(
+        &t,
+        &t,
+        None,
+        &c,
+        &Matmul::new(1, 2, 2, 1, false, false),
+        1.0,
+        0.0,
+        Kernel::Workgroup(too_big),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("exceeds 256 invocations"), "{err}");
 }
 
 #[test]
@@ -513,7 +569,11 @@ fn bias_gelu_epilogue_matches_reference() {
         let pre = ref_matmul(&to_f64(&x), &to_f64(&w), Some(&to_f64(&bias)), &rs);
         let post: Vec<f64> = pre.iter().map(|&v| gelu(v)).collect();
         let spec = Matmul::new(1, m, n, k, false, true);
-        let mut kernels = vec![Kernel::General(GENERAL_TILING), Kernel::Vec4(VEC4_TILING)];
+        let mut kernels = vec![
+            Kernel::General(GENERAL_TILING),
+            Kernel::Vec4(VEC4_TILING),
+            Kernel::Workgroup(WORKGROUP_TILING),
+        ];
         if spec.subgroup_ok(gpu(), w.len()) {
             kernels.push(Kernel::Subgroup {
                 chunks: 2,

@@ -13,7 +13,7 @@ const SHAPES: &[(usize, usize)] = &[(1, 1), (1, 7), (5, 33), (13, 257), (3, 1000
 /// Both row strategies where the row length allows the per-invocation one.
 fn strategies(cols: usize) -> Vec<RowStrategy> {
     let mut s = vec![RowStrategy::Workgroup];
-    if cols % 4 == 0 {
+    if cols.is_multiple_of(4) {
         s.push(RowStrategy::PerInvocation);
     }
     s

@@ -1,0 +1,167 @@
+//! Matmul autotuning: when enabled (`TASKGATE_AUTOTUNE=1`, `Gpu::set_autotune`, or
+//! `--autotune` on the bench commands), the first product of each shape class on an adapter
+//! times a few candidate kernels and tilings and keeps the fastest; the choice is cached on
+//! disk per adapter (`$TASKGATE_CACHE_DIR`, else `$XDG_CACHE_HOME/taskgate`, else
+//! `~/.cache/taskgate`, file `autotune.json`). When tuning is off, `Kernel::Auto` uses fixed
+//! defaults. Tuning a class waits for the GPU (once per class and adapter); native only.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use super::matmul::{GENERAL_TILING, Kernel, Matmul, Tiling, VEC4_TILING, WORKGROUP_TILING};
+use crate::gpu::{DType, Gpu, Tensor};
+
+/// The cache: "adapter | driver | class" to the chosen kernel.
+pub type TuneCache = BTreeMap<String, Kernel>;
+
+/// Where tuning results are stored.
+pub fn cache_path() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("TASKGATE_CACHE_DIR") {
+        return Some(PathBuf::from(dir).join("autotune.json"));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("taskgate").join("autotune.json"))
+}
+
+/// True when `TASKGATE_AUTOTUNE` asks for tuning.
+pub fn enabled_by_env() -> bool {
+    matches!(
+        std::env::var("TASKGATE_AUTOTUNE").as_deref(),
+        Ok("1" | "true" | "on" | "yes")
+    )
+}
+
+fn load() -> TuneCache {
+    cache_path()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_default()
+}
+
+fn save(cache: &TuneCache) {
+    let Some(path) = cache_path() else {
+        return;
+    };
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if let Ok(text) = serde_json::to_string_pretty(cache) {
+        // A cache that cannot be written only costs a re-tune later.
+        let _ = crate::model::host::write_atomic(&path, text.as_bytes());
+    }
+}
+
+/// The shape class of a product: sizes rounded up to powers of two, layout and batching.
+pub fn shape_class(spec: &Matmul) -> String {
+    let bucket = |v: usize| v.next_power_of_two();
+    format!(
+        "m{} n{} k{} ta{} tb{} batched{}",
+        bucket(spec.m),
+        bucket(spec.n),
+        bucket(spec.k),
+        spec.trans_a as u8,
+        spec.trans_b as u8,
+        (spec.batch * spec.batch_inner > 1) as u8
+    )
+}
+
+/// The candidates worth timing for `spec` on `gpu`.
+pub fn candidates(gpu: &Gpu, spec: &Matmul, b_numel: usize) -> Vec<Kernel> {
+    let mut out = Vec::new();
+    if spec.subgroup_ok(gpu, b_numel) {
+        for chunks in [2, 4, 8, 16] {
+            out.push(Kernel::Subgroup {
+                chunks,
+                tex_a: true,
+            });
+        }
+    }
+    if gpu.adapter_info().device_type != wgpu::DeviceType::Cpu {
+        if spec.vec4_ok() {
+            out.push(Kernel::Vec4(VEC4_TILING));
+            out.push(Kernel::Vec4(Tiling {
+                wg_x: 16,
+                wg_y: 16,
+                tm: 4,
+                tn: 4,
+            }));
+        }
+        out.push(Kernel::Workgroup(WORKGROUP_TILING));
+        out.push(Kernel::Workgroup(Tiling {
+            wg_x: 16,
+            wg_y: 16,
+            tm: 8,
+            tn: 4,
+        }));
+        out.push(Kernel::General(GENERAL_TILING));
+    }
+    out
+}
+
+/// The tuned kernel for `spec`, timing the candidates on first use of its class.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn tuned_kernel(gpu: &Gpu, a: &Tensor, b: &Tensor, spec: &Matmul) -> Result<Option<Kernel>> {
+    let info = gpu.adapter_info();
+    let key = format!(
+        "{} | {} | {}",
+        info.name,
+        info.driver_info,
+        shape_class(spec)
+    );
+    let mut guard = gpu.inner.tuning.lock().unwrap();
+    let cache = guard.get_or_insert_with(load);
+    if let Some(kernel) = cache.get(&key) {
+        return Ok(Some(*kernel));
+    }
+    let candidates = candidates(gpu, spec, b.numel());
+    if candidates.len() < 2 {
+        return Ok(candidates.first().copied());
+    }
+    // Time each candidate on the real operands into a scratch output.
+    let c_len = (spec.batch - 1) * spec.c.outer_stride
+        + (spec.batch_inner - 1) * spec.c.inner_stride
+        + spec.c.offset
+        + (spec.m - 1) * spec.c.ld
+        + spec.n;
+    let scratch = Tensor::empty(gpu, &[c_len], DType::F32)?;
+    let mut best: Option<(f64, Kernel)> = None;
+    for kernel in candidates {
+        let run = || super::matmul::matmul_into(a, b, None, &scratch, spec, 1.0, 0.0, kernel);
+        // A candidate the adapter cannot run (limits) is skipped, not fatal.
+        if run().and_then(|_| gpu.wait_idle()).is_err() {
+            continue;
+        }
+        let mut times = Vec::new();
+        for _ in 0..3 {
+            let start = std::time::Instant::now();
+            run()?;
+            gpu.wait_idle()?;
+            times.push(start.elapsed().as_secs_f64());
+        }
+        // The minimum: least disturbed by whatever else the machine does.
+        let t = times.into_iter().fold(f64::INFINITY, f64::min);
+        if best.is_none_or(|(bt, _)| t < bt) {
+            best = Some((t, kernel));
+        }
+    }
+    let chosen = best.map(|(_, k)| k);
+    if let Some(kernel) = chosen {
+        cache.insert(key, kernel);
+        save(cache);
+    }
+    Ok(chosen)
+}
+
+#[cfg(target_arch = "wasm32")]
+pub fn tuned_kernel(
+    _gpu: &Gpu,
+    _a: &Tensor,
+    _b: &Tensor,
+    _spec: &Matmul,
+) -> Result<Option<Kernel>> {
+    Ok(None)
+}
