@@ -70,12 +70,17 @@ def result(suite, name, shape, median, minimum, samples, flops=None, bytes_=None
 
 def kernels(args, device, timer):
     out = []
+
+    def wanted(name, shape):
+        return args.filter is None or args.filter in f"{name} {shape}"
     g = torch.Generator(device="cpu").manual_seed(0)
 
     def rand(*shape, scale=1.0):
         return (torch.randn(*shape, generator=g) * scale).to(device)
 
     for m, n, k, layout in SUITE["matmul"]:
+        if not wanted("matmul", f"{m}x{n}x{k} {layout}"):
+            continue
         a = rand(k, m) if layout == "tn" else rand(m, k)
         b = rand(n, k) if layout == "nt" else rand(k, n)
         if layout == "nn":
@@ -89,6 +94,8 @@ def kernels(args, device, timer):
         print(f"matmul {m}x{n}x{k} {layout}: {out[-1]['gflops']:.1f} GFLOP/s", flush=True)
 
     for bsz, heads, seq, dh in SUITE["attention"]:
+        if not wanted("attention", f"b{bsz} h{heads} t{seq} d{dh}"):
+            continue
         q, kk, v = (rand(bsz, heads, seq, dh).requires_grad_() for _ in range(3))
         mask = torch.zeros(bsz, 1, 1, seq, device=device)
         mask[:, :, :, seq - seq // 8:] = torch.finfo(torch.float32).min
@@ -109,15 +116,21 @@ def kernels(args, device, timer):
 
     with torch.no_grad():
         for rows, width in SUITE["layernorm"]:
+            if not wanted("layernorm", f"{rows}x{width}"):
+                continue
             x, w, b = rand(rows, width), rand(width), rand(width)
             med, mn = timer.measure(lambda: F.layer_norm(x, (width,), w, b, 1e-12), args.warmup, args.samples)
             out.append(result("kernels", "layernorm", f"{rows}x{width}", med, mn, args.samples, bytes_=8.0 * rows * width))
         for n in SUITE["gelu"]:
+            if not wanted("gelu", f"{n}"):
+                continue
             x = rand(n)
             med, mn = timer.measure(lambda: F.gelu(x), args.warmup, args.samples)
             out.append(result("kernels", "gelu", f"{n}", med, mn, args.samples, bytes_=8.0 * n))
 
     def loss_case(name, rows, cols, fn):
+        if not wanted(name, f"{rows}x{cols}"):
+            return
         x = rand(rows, cols).requires_grad_()
 
         def run():
@@ -138,6 +151,8 @@ def kernels(args, device, timer):
         loss_case("mse", rows, outs, lambda x, t=t: F.mse_loss(x, t))
 
     for n in SUITE["adamw"]:
+        if not wanted("adamw", f"{n}"):
+            continue
         p = torch.nn.Parameter(rand(n))
         p.grad = rand(n)
         opt = torch.optim.AdamW([p], lr=1e-4, foreach=True)
@@ -230,6 +245,7 @@ def main():
     parser.add_argument("--seq", type=int, default=64)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--samples", type=int, default=5)
+    parser.add_argument("--filter", help='only the kernel cases whose "name shape" contains this text')
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)

@@ -3,8 +3,8 @@ fail for every edit (a test suite that cannot fail proves nothing). Both the ker
 and the model tests (PyTorch parity, training) run, so the output also shows which model-level
 tests each kernel bug breaks.
 
-Run from the repository root: python3 scripts/check_tests_catch_kernel_bugs.py
-Each edit is undone afterwards; takes a few minutes (one rebuild per edit).
+Run from the repository root: python3 scripts/check_tests_catch_kernel_bugs.py [TEXT]
+(with TEXT, only the edits whose file name contains it). Each edit is undone afterwards; takes a few minutes (one rebuild per edit).
 """
 import pathlib
 import subprocess
@@ -24,7 +24,13 @@ muts = [
  ("shaders/elementwise.wgsl", "out[i] = out[i] + p.alpha * a[i];", "out[i] = p.alpha * a[i];"),
  ("shaders/reduce.wgsl", "i += p.threads", "i += p.threads + 1u"),
  ("shaders/loss.wgsl", "loss = max(v, 0.0) - v * t + softplus_neg_abs(v);", "loss = max(v, 0.0) - v * t;"),
+ ("shaders/matmul_tiled.wgsl", "for (var kk = 0u; kk < BK; kk++)", "for (var kk = 0u; kk + 1u < BK; kk++)"),
+ ("shaders/matmul_subgroup.wgsl", "fma(vec4(a_k.w), b[3],", "fma(vec4(a_k.z), b[3],"),
+ ("shaders/attention.wgsl", "acc[c] = acc[c] * rescale + weight", "acc[c] = acc[c] + weight"),
+ ("shaders/attention.wgsl", "select(0.0, 1.0 / running_sum, running_sum > 0.0)", "1.0 / running_sum"),
 ]
+only = sys.argv[1] if len(sys.argv) > 1 else ""
+muts = [m for m in muts if only in m[0]]
 missed = 0
 for path, old, new in muts:
     p = pathlib.Path(path); orig = p.read_text()

@@ -29,6 +29,7 @@ macro_rules! shaders {
 shaders! {
     ACTIVATION => "activation.wgsl" ["gelu.wgsl"],
     ADAMW => "adamw.wgsl",
+    ATTENTION => "attention.wgsl",
     DROPOUT => "dropout.wgsl",
     ELEMENTWISE => "elementwise.wgsl",
     EMBEDDING => "embedding.wgsl",

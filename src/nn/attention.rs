@@ -3,7 +3,9 @@
 //! through strided head layouts into `[B, H, T, T]`; softmax applies the scale and the
 //! key-padding mask in one pass; the context matmul writes `[B*T, d]` directly in the
 //! head-interleaved layout the output projection reads. The probabilities (`B*H*T*T` floats)
-//! are kept for the backward; the dropout mask is recomputed from its seed.
+//! are kept for the backward; the dropout mask is recomputed from its seed. In `Mode::Infer`
+//! no backward follows and the whole core is one fused kernel (`ops::attention`) that never
+//! stores scores or probabilities.
 
 use anyhow::Result;
 
@@ -12,6 +14,7 @@ use super::{GradInto, Mode, Site};
 use crate::gpu::{DType, Tensor};
 use crate::model::device_batch::DeviceBatch;
 use crate::ops::RowStrategy;
+use crate::ops::attention::{attention_forward_fused, fused_unsupported};
 use crate::ops::dropout::site_seed;
 use crate::ops::matmul::{Kernel, Layout, Matmul, matmul_backward_into, matmul_into};
 use crate::ops::softmax::{FusedDropout, RowMask, softmax_backward_with, softmax_forward_with};
@@ -40,7 +43,8 @@ pub struct Probabilities {
 /// What the backward needs.
 pub struct AttentionSaved {
     qkv: Tensor,
-    probs: Probabilities,
+    /// None after a `Mode::Infer` forward.
+    probs: Option<Probabilities>,
     context: Tensor,
 }
 
@@ -112,7 +116,9 @@ impl AttentionCore {
     }
 
     /// `(context [B*T, d], probabilities [B, H, T, T])` from `qkv` `[B*T, 3d]` and the
-    /// additive key mask `[B, T]`. Scale, mask, softmax and dropout are one pass.
+    /// additive key mask `[B, T]`. Scale, mask, softmax and dropout are one pass. In
+    /// `Mode::Infer` (when the head width allows) the whole core is one kernel and no
+    /// probabilities are returned.
     pub fn forward(
         &self,
         qkv: &Tensor,
@@ -120,10 +126,14 @@ impl AttentionCore {
         b: usize,
         t: usize,
         mode: Mode,
-    ) -> Result<(Tensor, Probabilities)> {
+    ) -> Result<(Tensor, Option<Probabilities>)> {
         let d = qkv.numel() / (b * t * 3);
         let h = self.heads;
         let s = self.shapes(b, t, d);
+        if mode == Mode::Infer && fused_unsupported(d, h).is_none() {
+            let context = attention_forward_fused(qkv, Some(mask), b, t, h, s.scale)?;
+            return Ok((context, None));
+        }
         let gpu = qkv.gpu();
         let scores = Tensor::empty(gpu, &[b, h, t, t], DType::F32)?;
         matmul_into(qkv, qkv, None, &scores, &s.scores, 1.0, 0.0, Kernel::Auto)?;
@@ -152,7 +162,7 @@ impl AttentionCore {
             0.0,
             Kernel::Auto,
         )?;
-        Ok((context, Probabilities { probs, dropped }))
+        Ok((context, Some(Probabilities { probs, dropped })))
     }
 
     /// The gradient of `qkv` from the gradient of the context.
@@ -240,10 +250,13 @@ impl SelfAttention {
         mode: Mode,
         dx: GradInto<'_>,
     ) -> Result<()> {
+        let Some(probs) = &saved.probs else {
+            anyhow::bail!("attention backward after a Mode::Infer forward (nothing was kept)");
+        };
         let dcontext = self.output.backward_new(&saved.context, dout)?;
         let dqkv = self.core.backward(
             &saved.qkv,
-            &saved.probs,
+            probs,
             &dcontext,
             batch.batch,
             batch.seq,

@@ -15,11 +15,14 @@ use anyhow::Result;
 use crate::gpu::Tensor;
 use crate::ops::dropout::{dropout, site_seed};
 
-/// Whether dropout is active, and with which randomness.
+/// Whether dropout is active, with which randomness, and whether a backward follows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
-    /// Dropout off (evaluation, prediction, `taskgate dump`).
+    /// Dropout off, everything a backward needs kept (`taskgate dump`, gradient checks).
     Eval,
+    /// Dropout off and no backward to follow (evaluation, prediction): attention runs as one
+    /// fused kernel and keeps no probabilities.
+    Infer,
     /// Dropout on, seeded by the model seed and the step.
     Train { seed: u64, step: u64 },
 }

@@ -6,6 +6,7 @@
 
 pub mod activation;
 pub mod adamw;
+pub mod attention;
 pub mod autotune;
 pub mod dropout;
 pub mod elementwise;

@@ -3,6 +3,7 @@
 //! states the formula its kernel must match.
 
 pub mod activation;
+pub mod attention;
 pub mod gate;
 pub mod layernorm;
 pub mod loss;

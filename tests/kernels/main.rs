@@ -5,6 +5,7 @@
 
 mod activation;
 mod adamw;
+mod attention;
 mod common;
 mod dropout;
 mod elementwise;

@@ -51,24 +51,27 @@ fn minilm_hidden_states_match_hugging_face() {
 
     let model = MultiTaskModel::new(gpu(), spec.clone(), &pretrained.params).unwrap();
     let device_batch = DeviceBatch::new(gpu(), &batch, &spec.encoder, false).unwrap();
-    let pass = model.forward(&device_batch, Mode::Eval, None).unwrap();
-    let hidden: Vec<f32> = pass.hidden.to_vec().unwrap();
-    assert_eq!(hidden.len(), hidden_want.len());
-    let d = spec.encoder.hidden;
-    let (mut worst_real, mut worst_pad) = (0.0f32, 0.0f32);
-    for (i, (a, b)) in hidden.iter().zip(&hidden_want).enumerate() {
-        let err = (a - b).abs();
-        if batch.attention[i / d] != 0 {
-            worst_real = worst_real.max(err);
-        } else {
-            worst_pad = worst_pad.max(err);
+    // Both attention paths: the kept-for-backward chain and the fused inference kernel.
+    for mode in [Mode::Eval, Mode::Infer] {
+        let pass = model.forward(&device_batch, mode, None).unwrap();
+        let hidden: Vec<f32> = pass.hidden.to_vec().unwrap();
+        assert_eq!(hidden.len(), hidden_want.len());
+        let d = spec.encoder.hidden;
+        let (mut worst_real, mut worst_pad) = (0.0f32, 0.0f32);
+        for (i, (a, b)) in hidden.iter().zip(&hidden_want).enumerate() {
+            let err = (a - b).abs();
+            if batch.attention[i / d] != 0 {
+                worst_real = worst_real.max(err);
+            } else {
+                worst_pad = worst_pad.max(err);
+            }
         }
+        println!(
+            "worst parity minilm hidden {mode:?}: max abs {worst_real:.2e} on tokens, {worst_pad:.2e} on padding"
+        );
+        assert!(
+            worst_real <= 1e-4 && worst_pad <= 1e-4,
+            "{mode:?}: tokens {worst_real:e}, padding {worst_pad:e}"
+        );
     }
-    println!(
-        "worst parity minilm hidden: max abs {worst_real:.2e} on tokens, {worst_pad:.2e} on padding"
-    );
-    assert!(
-        worst_real <= 1e-4 && worst_pad <= 1e-4,
-        "tokens {worst_real:e}, padding {worst_pad:e}"
-    );
 }
