@@ -138,7 +138,7 @@ fn b_rows(bx: u32, by: u32, kq: u32, col: u32) -> array<vec4<f32>, 4> {
 }
 
 fn mac(acc: vec4<f32>, a_k: vec4<f32>, b: array<vec4<f32>, 4>) -> vec4<f32> {
-    return fma(vec4(a_k.z), b[3], fma(vec4(a_k.z), b[2], fma(vec4(a_k.y), b[1], fma(vec4(a_k.x), b[0], acc))));
+    return fma(vec4(a_k.w), b[3], fma(vec4(a_k.z), b[2], fma(vec4(a_k.y), b[1], fma(vec4(a_k.x), b[0], acc))));
 }
 
 fn store_row(base: u32, row: u32, col: u32, v: vec4<f32>) {
