@@ -44,6 +44,8 @@ pub(crate) struct GpuInner {
     pub textures: super::texture::TexturePool,
     pub tuning: Mutex<Option<crate::ops::autotune::TuneCache>>,
     pub autotune: std::sync::atomic::AtomicBool,
+    /// Times the host waited for the GPU (readbacks and `wait_idle`).
+    pub host_waits: std::sync::atomic::AtomicU64,
     errors: Arc<Mutex<Vec<String>>>,
 }
 
@@ -128,6 +130,7 @@ impl Gpu {
                 textures: Default::default(),
                 tuning: Mutex::new(None),
                 autotune: crate::ops::autotune::enabled_by_env().into(),
+                host_waits: 0.into(),
                 errors,
             }),
         })
@@ -193,6 +196,20 @@ impl Gpu {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// How many times the host has waited for the GPU so far: readbacks (blocking or not)
+    /// and `wait_idle`. Training steps must not add to it (see tests/host_waits.rs).
+    pub fn host_waits(&self) -> u64 {
+        self.inner
+            .host_waits
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_host_wait(&self) {
+        self.inner
+            .host_waits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Number of distinct compute pipelines created so far.
     pub fn pipeline_count(&self) -> usize {
         self.inner.pipelines.len()
@@ -240,6 +257,7 @@ impl Gpu {
     /// Blocks until the device has finished all submitted work (native only).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn wait_idle(&self) -> Result<()> {
+        self.count_host_wait();
         self.flush()?;
         self.inner
             .device

@@ -44,6 +44,7 @@ impl Gpu {
     /// Starts reading `tensors` back: records the copies, submits everything pending and
     /// requests the maps.
     pub fn begin_read(&self, tensors: &[&Tensor]) -> Result<PendingRead> {
+        self.count_host_wait();
         let mut staged = Vec::with_capacity(tensors.len());
         for t in tensors {
             let bytes = t.bytes().div_ceil(4) * 4;

@@ -152,7 +152,7 @@ fn evaluate(model: &MultiTaskModel, batches: &[Batch]) -> (f32, f32, f32) {
     let (mut cls_ok, mut cls_n, mut se, mut reg_n, mut tok_ok, mut tok_n) = (0, 0, 0.0, 0, 0, 0);
     for batch in batches {
         let db = DeviceBatch::new(gpu(), batch, &model.spec.encoder, false).unwrap();
-        let pass = model.forward(&db, Mode::Eval, None).unwrap();
+        let pass = model.forward(&db, Mode::Infer, None).unwrap();
         let logits: Vec<Vec<f32>> = pass
             .tasks
             .iter()
