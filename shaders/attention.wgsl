@@ -15,6 +15,7 @@
 // invocations of a workgroup share (b, h) and walk the same keys and values in step
 // (broadcast loads served from cache). The override DH4 = dh / 4 fixes the inner loop
 // bounds at pipeline creation, so the compiler can keep q and the accumulator in registers.
+// Meant for GPUs: on CPU adapters the unfused chain is faster (ops::attention::fused_preferred).
 
 struct Params {
     seq: u32,
@@ -40,10 +41,12 @@ fn attention_forward_fused(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,
 ) {
-    let i = wid.x * WG + lid.x;
-    if i >= p.seq {
-        return;
-    }
+    // No early return and no branch around the key loop: invocations past the last query
+    // compute a copy of it and skip only the store. Loads whose address is the same for every
+    // invocation (keys, values, mask) then stay single loads on CPU adapters, which fall back
+    // to a per-lane loop for any load inside divergent control flow.
+    let i_real = wid.x * WG + lid.x;
+    let i = min(i_real, p.seq - 1u);
     let h = wid.y;
     let b = wid.z;
     let row = 3u * p.d4;
@@ -66,12 +69,11 @@ fn attention_forward_fused(
         if HAS_MASK {
             s += mask[b * p.seq + j];
         }
-        if s <= NEG_HUGE {
-            continue;
-        }
-        let new_max = max(running_max, s);
+        // A masked key (logit -inf or below -3e38) changes nothing; NaN propagates.
+        let live = !(s <= NEG_HUGE);
+        let new_max = select(running_max, max(running_max, s), live);
         let rescale = exp(running_max - new_max);
-        let weight = exp(s - new_max);
+        let weight = select(0.0, exp(s - new_max), live);
         running_sum = running_sum * rescale + weight;
         let v_at = k_at + p.d4;
         for (var c = 0u; c < DH4; c++) {
@@ -79,9 +81,11 @@ fn attention_forward_fused(
         }
         running_max = new_max;
     }
-    let out_at = (b * p.seq + i) * p.d4 + h * DH4;
     let inv = select(0.0, 1.0 / running_sum, running_sum > 0.0);
-    for (var c = 0u; c < DH4; c++) {
-        context[out_at + c] = acc[c] * inv;
+    if i_real < p.seq {
+        let out_at = (b * p.seq + i) * p.d4 + h * DH4;
+        for (var c = 0u; c < DH4; c++) {
+            context[out_at + c] = acc[c] * inv;
+        }
     }
 }

@@ -37,8 +37,16 @@ fn training_steps_never_wait_for_the_gpu() {
     for _ in 0..3 {
         outputs.push(trainer.train_step(&batch).unwrap());
     }
-    assert_eq!(gpu.host_waits(), before, "a training step waited for the GPU");
+    assert_eq!(
+        gpu.host_waits(),
+        before,
+        "a training step waited for the GPU"
+    );
     let last = outputs.pop().unwrap().read().unwrap();
     assert!(last.loss.is_finite());
-    assert_eq!(gpu.host_waits(), before + 1, "reading a step's output is one wait");
+    assert_eq!(
+        gpu.host_waits(),
+        before + 1,
+        "reading a step's output is one wait"
+    );
 }

@@ -3,9 +3,9 @@
 //! through strided head layouts into `[B, H, T, T]`; softmax applies the scale and the
 //! key-padding mask in one pass; the context matmul writes `[B*T, d]` directly in the
 //! head-interleaved layout the output projection reads. The probabilities (`B*H*T*T` floats)
-//! are kept for the backward; the dropout mask is recomputed from its seed. In `Mode::Infer`
-//! no backward follows and the whole core is one fused kernel (`ops::attention`) that never
-//! stores scores or probabilities.
+//! are kept for the backward. In `Mode::Infer` no backward follows, and on GPUs the whole
+//! core is one fused kernel (`ops::attention`) that never stores scores or probabilities (on
+//! CPU adapters the chain is faster; see `ops::attention::fused_preferred`).
 
 use anyhow::Result;
 
@@ -14,7 +14,7 @@ use super::{GradInto, Mode, Site};
 use crate::gpu::{DType, Tensor};
 use crate::model::device_batch::DeviceBatch;
 use crate::ops::RowStrategy;
-use crate::ops::attention::{attention_forward_fused, fused_unsupported};
+use crate::ops::attention::{attention_forward_fused, fused_preferred, fused_unsupported};
 use crate::ops::dropout::site_seed;
 use crate::ops::matmul::{Kernel, Layout, Matmul, matmul_backward_into, matmul_into};
 use crate::ops::softmax::{FusedDropout, RowMask, softmax_backward_with, softmax_forward_with};
@@ -117,8 +117,8 @@ impl AttentionCore {
 
     /// `(context [B*T, d], probabilities [B, H, T, T])` from `qkv` `[B*T, 3d]` and the
     /// additive key mask `[B, T]`. Scale, mask, softmax and dropout are one pass. In
-    /// `Mode::Infer` (when the head width allows) the whole core is one kernel and no
-    /// probabilities are returned.
+    /// `Mode::Infer` on GPUs (when the head width allows) the whole core is one kernel and
+    /// no probabilities are returned.
     pub fn forward(
         &self,
         qkv: &Tensor,
@@ -130,7 +130,7 @@ impl AttentionCore {
         let d = qkv.numel() / (b * t * 3);
         let h = self.heads;
         let s = self.shapes(b, t, d);
-        if mode == Mode::Infer && fused_unsupported(d, h).is_none() {
+        if mode == Mode::Infer && fused_unsupported(d, h).is_none() && fused_preferred(qkv.gpu()) {
             let context = attention_forward_fused(qkv, Some(mask), b, t, h, s.scale)?;
             return Ok((context, None));
         }
@@ -254,14 +254,9 @@ impl SelfAttention {
             anyhow::bail!("attention backward after a Mode::Infer forward (nothing was kept)");
         };
         let dcontext = self.output.backward_new(&saved.context, dout)?;
-        let dqkv = self.core.backward(
-            &saved.qkv,
-            probs,
-            &dcontext,
-            batch.batch,
-            batch.seq,
-            mode,
-        )?;
+        let dqkv =
+            self.core
+                .backward(&saved.qkv, probs, &dcontext, batch.batch, batch.seq, mode)?;
         self.qkv.backward(x, &dqkv, Some(dx))
     }
 }

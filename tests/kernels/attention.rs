@@ -3,7 +3,7 @@
 
 use taskgate::nn::attention::AttentionCore;
 use taskgate::nn::{Mode, Site};
-use taskgate::ops::attention::attention_forward_fused;
+use taskgate::ops::attention::{attention_forward_fused, fused_preferred};
 use taskgate::reference::attention::attention_forward;
 
 use crate::common::*;
@@ -98,8 +98,9 @@ fn fully_masked_queries_get_zeros() {
     assert!(got[seq * d..].iter().all(|v| *v == 0.0), "{got:?}");
 }
 
-/// `Mode::Infer` (fused) and `Mode::Eval` (scores, softmax, context matmul) agree, and the
-/// training chain keeps probabilities while the fused one keeps none.
+/// The fused kernel and the chain the training forward runs (scores, softmax, context
+/// matmul) agree; `Mode::Infer` keeps no probabilities where it runs fused, and falls back to
+/// the chain for head widths the kernel cannot hold.
 #[test]
 fn fused_and_unfused_paths_agree() {
     for &(batch, seq, heads, dh) in &[(2, 7, 3, 8), (2, 64, 12, 32), (1, 9, 2, 6)] {
@@ -108,23 +109,36 @@ fn fused_and_unfused_paths_agree() {
         let mask = upload(&padding_mask(batch, seq, f32::MIN), &[batch, seq]);
         let qkv_t = upload(&qkv, &[batch * seq, 3 * d]);
         let attention = core(heads);
-        let (fused, none) = attention
-            .forward(&qkv_t, &mask, batch, seq, Mode::Infer)
-            .unwrap();
         let (chain, probs) = attention
             .forward(&qkv_t, &mask, batch, seq, Mode::Eval)
             .unwrap();
-        // dh = 6 is not a multiple of 4: Mode::Infer falls back to the chain.
-        assert_eq!(none.is_none(), dh % 4 == 0);
         assert!(probs.is_some());
-        let chain: Vec<f64> = to_f64(&download(&chain));
+        let chain = to_f64(&download(&chain));
+        let (infer, kept) = attention
+            .forward(&qkv_t, &mask, batch, seq, Mode::Infer)
+            .unwrap();
+        let fusable = dh % 4 == 0;
+        assert_eq!(kept.is_none(), fusable && fused_preferred(gpu()));
         assert_close(
-            &format!("attention fused vs chain b{batch} t{seq} h{heads} dh{dh}"),
-            &download(&fused),
+            &format!("attention infer vs chain b{batch} t{seq} h{heads} dh{dh}"),
+            &download(&infer),
             &chain,
             1e-5,
             1e-4,
         );
+        if fusable {
+            let fused = attention_forward_fused(&qkv_t, Some(&mask), batch, seq, heads, {
+                1.0 / (dh as f32).sqrt()
+            })
+            .unwrap();
+            assert_close(
+                &format!("attention fused vs chain b{batch} t{seq} h{heads} dh{dh}"),
+                &download(&fused),
+                &chain,
+                1e-5,
+                1e-4,
+            );
+        }
     }
 }
 
@@ -139,7 +153,7 @@ fn unsupported_head_widths_are_refused() {
             .to_string();
         assert!(err.contains("head width"), "{err}");
     }
-    let qkv = upload(&vec![0.0; 2 * 3 * 8], &[2, 24]);
+    let qkv = upload(&[0.0; 2 * 3 * 8], &[2, 24]);
     let mask = upload(&[0.0; 3], &[3]);
     let err = attention_forward_fused(&qkv, Some(&mask), 1, 2, 2, 1.0)
         .unwrap_err()
