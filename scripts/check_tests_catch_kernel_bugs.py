@@ -6,6 +6,7 @@ tests each kernel bug breaks.
 Run from the repository root: python3 scripts/check_tests_catch_kernel_bugs.py [TEXT]
 (with TEXT, only the edits whose file name contains it). Each edit is undone afterwards; takes a few minutes (one rebuild per edit).
 """
+import os
 import pathlib
 import subprocess
 import sys
@@ -26,18 +27,21 @@ muts = [
  ("shaders/loss.wgsl", "loss = max(v, 0.0) - v * t + softplus_neg_abs(v);", "loss = max(v, 0.0) - v * t;"),
  ("shaders/matmul_tiled.wgsl", "for (var kk = 0u; kk < BK; kk++)", "for (var kk = 0u; kk + 1u < BK; kk++)"),
  ("shaders/matmul_subgroup.wgsl", "fma(vec4(a_k.w), b[3],", "fma(vec4(a_k.z), b[3],"),
+ ("shaders/matmul_subgroup.wgsl", "subgroupBroadcast(v, 14u), subgroupBroadcast(v, 15u)", "subgroupBroadcast(v, 14u), subgroupBroadcast(v, 14u)",
+  {"LP_NATIVE_VECTOR_WIDTH": "512"}),  # the 16-wide path (lavapipe with 512-bit vectors)
  ("shaders/attention.wgsl", "acc[c] = acc[c] * rescale + weight", "acc[c] = acc[c] + weight"),
  ("shaders/attention.wgsl", "select(0.0, 1.0 / running_sum, running_sum > 0.0)", "1.0 / running_sum"),
 ]
 only = sys.argv[1] if len(sys.argv) > 1 else ""
 muts = [m for m in muts if only in m[0]]
 missed = 0
-for path, old, new in muts:
+for path, old, new, *env in muts:
     p = pathlib.Path(path); orig = p.read_text()
     assert old in orig, (path, old)
     p.write_text(orig.replace(old, new, 1))
     try:
-        r = subprocess.run(["cargo", "test", "-q", "--test", "kernels", "--test", "model", "--no-fail-fast"], capture_output=True, text=True)
+        r = subprocess.run(["cargo", "test", "-q", "--test", "kernels", "--test", "model", "--no-fail-fast"], capture_output=True, text=True,
+                           env={**os.environ, **(env[0] if env else {})})
         out = r.stdout + r.stderr
         names = [l.strip() for l in out.splitlines() if l.startswith("    ") and "::" in l]
         caught = r.returncode != 0 and names

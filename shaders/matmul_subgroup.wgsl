@@ -1,17 +1,18 @@
-// Batched matrix multiply for CPU adapters with 8-wide subgroups (lavapipe): the same
+// Batched matrix multiply for CPU adapters with 8- or 16-wide subgroups (lavapipe with 256-
+// or 512-bit vectors, LP_NATIVE_VECTOR_WIDTH): the same
 // contract as matmul.wgsl,
 //   C[z] = alpha * op(A[z]) * op(B[z]) (+ beta * C[z] when ACCUMULATE) (+ bias, per column),
 // shaped by what is cheap there. A storage-buffer load whose address differs per invocation
 // costs a loop over the subgroup's lanes, a texel fetch does not, and a subgroup broadcast is
 // a register move. So:
 //   * A (shared by the subgroup): each lane loads ONE vec4 per step of 4 along K, covering
-//     8 rows x 4 k between the 8 lanes, and subgroupBroadcast hands every row to every lane;
-//     two such loads give the subgroup's 16 rows. Transposed A is loaded as vec4 along M.
+//     SG rows x 4 k between the SG lanes, and subgroupBroadcast hands every row to every lane;
+//     two such loads give the subgroup's 16 rows (one load when SG = 16). Transposed A is loaded as vec4 along M.
 //     With TEX_A the vec4 comes from a texture of A (like B's) instead of the buffer.
 //   * B (different for every lane): read from an rgba32float texture holding B's buffer as
 //     rows of ldb floats (texel (x, y) = B[y * ldb + 4x .. +4]; ops::texture packs it).
-//   * each lane accumulates 16 rows x 4 columns in f32; a subgroup covers 16 x 32 of C.
-// Preconditions (checked by the launcher): subgroup size 8 with lanes in invocation order,
+//   * each lane accumulates 16 rows x 4 columns in f32; a subgroup covers 16 x 4*SG of C.
+// Preconditions (checked by the launcher): subgroup size SG with lanes in invocation order,
 // K % 4 == 0, lda, ldb, offsets and batch strides of A and B multiples of 4.
 // Batch z = outer * batch_inner + inner as in matmul.wgsl; B's batch origin maps to texel
 // (x, y) = ((base % ldb) / 4, base / ldb).
@@ -19,7 +20,7 @@
 // Bindings: 0 params, 1 a (vec4; read unless TEX_A), 2 bt (texture of B), 3 bias (read
 // only when HAS_BIAS), 4 c, 5 at (texture of A; read when TEX_A), 6 d (written only when
 // GELU_OUT).
-// Dispatch: (ceil(N / 32), ceil(M / (16 * CHUNKS)), batch) workgroups of 8 * CHUNKS.
+// Dispatch: (ceil(N / (4 * SG)), ceil(M / (16 * CHUNKS)), batch) workgroups of SG * CHUNKS.
 
 struct Params {
     m: u32,
@@ -66,7 +67,8 @@ override ACCUMULATE: bool = false;
 override GELU_OUT: bool = false;
 override TEX_A: bool = false;
 
-const SG: u32 = 8u;
+/// The subgroup width: 8 (lavapipe with 256-bit vectors) or 16 (512-bit vectors).
+override SG: u32 = 8u;
 
 /// The vec4 of A at element `e` (a multiple of 4): from the texture of A (rows of lda) or
 /// from the buffer.
@@ -109,6 +111,37 @@ fn a_rows(v: vec4<f32>) -> array<vec4<f32>, 8> {
     return array<vec4<f32>, 8>(
         subgroupBroadcast(v, 0u), subgroupBroadcast(v, 1u), subgroupBroadcast(v, 2u), subgroupBroadcast(v, 3u),
         subgroupBroadcast(v, 4u), subgroupBroadcast(v, 5u), subgroupBroadcast(v, 6u), subgroupBroadcast(v, 7u),
+    );
+}
+
+/// The 16 rows of `v` (one per lane of a 16-wide subgroup) as k-vectors, to every lane.
+fn a_rows16(v: vec4<f32>) -> array<vec4<f32>, 16> {
+    if (TRANS_A) {
+        // Row r at k q sits in lane q + 4 * (r / 4), component r % 4.
+        return array<vec4<f32>, 16>(
+            vec4(subgroupBroadcast(v.x, 0u), subgroupBroadcast(v.x, 1u), subgroupBroadcast(v.x, 2u), subgroupBroadcast(v.x, 3u)),
+            vec4(subgroupBroadcast(v.y, 0u), subgroupBroadcast(v.y, 1u), subgroupBroadcast(v.y, 2u), subgroupBroadcast(v.y, 3u)),
+            vec4(subgroupBroadcast(v.z, 0u), subgroupBroadcast(v.z, 1u), subgroupBroadcast(v.z, 2u), subgroupBroadcast(v.z, 3u)),
+            vec4(subgroupBroadcast(v.w, 0u), subgroupBroadcast(v.w, 1u), subgroupBroadcast(v.w, 2u), subgroupBroadcast(v.w, 3u)),
+            vec4(subgroupBroadcast(v.x, 4u), subgroupBroadcast(v.x, 5u), subgroupBroadcast(v.x, 6u), subgroupBroadcast(v.x, 7u)),
+            vec4(subgroupBroadcast(v.y, 4u), subgroupBroadcast(v.y, 5u), subgroupBroadcast(v.y, 6u), subgroupBroadcast(v.y, 7u)),
+            vec4(subgroupBroadcast(v.z, 4u), subgroupBroadcast(v.z, 5u), subgroupBroadcast(v.z, 6u), subgroupBroadcast(v.z, 7u)),
+            vec4(subgroupBroadcast(v.w, 4u), subgroupBroadcast(v.w, 5u), subgroupBroadcast(v.w, 6u), subgroupBroadcast(v.w, 7u)),
+            vec4(subgroupBroadcast(v.x, 8u), subgroupBroadcast(v.x, 9u), subgroupBroadcast(v.x, 10u), subgroupBroadcast(v.x, 11u)),
+            vec4(subgroupBroadcast(v.y, 8u), subgroupBroadcast(v.y, 9u), subgroupBroadcast(v.y, 10u), subgroupBroadcast(v.y, 11u)),
+            vec4(subgroupBroadcast(v.z, 8u), subgroupBroadcast(v.z, 9u), subgroupBroadcast(v.z, 10u), subgroupBroadcast(v.z, 11u)),
+            vec4(subgroupBroadcast(v.w, 8u), subgroupBroadcast(v.w, 9u), subgroupBroadcast(v.w, 10u), subgroupBroadcast(v.w, 11u)),
+            vec4(subgroupBroadcast(v.x, 12u), subgroupBroadcast(v.x, 13u), subgroupBroadcast(v.x, 14u), subgroupBroadcast(v.x, 15u)),
+            vec4(subgroupBroadcast(v.y, 12u), subgroupBroadcast(v.y, 13u), subgroupBroadcast(v.y, 14u), subgroupBroadcast(v.y, 15u)),
+            vec4(subgroupBroadcast(v.z, 12u), subgroupBroadcast(v.z, 13u), subgroupBroadcast(v.z, 14u), subgroupBroadcast(v.z, 15u)),
+            vec4(subgroupBroadcast(v.w, 12u), subgroupBroadcast(v.w, 13u), subgroupBroadcast(v.w, 14u), subgroupBroadcast(v.w, 15u)),
+        );
+    }
+    return array<vec4<f32>, 16>(
+        subgroupBroadcast(v, 0u), subgroupBroadcast(v, 1u), subgroupBroadcast(v, 2u), subgroupBroadcast(v, 3u),
+        subgroupBroadcast(v, 4u), subgroupBroadcast(v, 5u), subgroupBroadcast(v, 6u), subgroupBroadcast(v, 7u),
+        subgroupBroadcast(v, 8u), subgroupBroadcast(v, 9u), subgroupBroadcast(v, 10u), subgroupBroadcast(v, 11u),
+        subgroupBroadcast(v, 12u), subgroupBroadcast(v, 13u), subgroupBroadcast(v, 14u), subgroupBroadcast(v, 15u),
     );
 }
 
@@ -169,7 +202,7 @@ fn matmul_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32,
                    @builtin(subgroup_invocation_id) lane: u32) {
     let row0 = (wid.y * CHUNKS + lid / SG) * 16u;
-    let col = wid.x * 32u + lane * 4u;
+    let col = wid.x * (4u * SG) + lane * 4u;
     let outer = wid.z / p.batch_inner;
     let inner = wid.z % p.batch_inner;
     let a_base = p.a_offset + outer * p.a_outer + inner * p.a_inner;
@@ -180,9 +213,30 @@ fn matmul_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
 
     var acc: array<vec4<f32>, 16>;
     for (var kq = 0u; kq < p.k / 4u; kq++) {
+        let b = b_rows(bx, by, kq, col);
+        if SG == 16u {
+            // One load per lane covers all 16 rows.
+            let rows = a_rows16(a_vec(a_base, row0, lane, kq));
+            acc[0] = mac(acc[0], rows[0], b);
+            acc[1] = mac(acc[1], rows[1], b);
+            acc[2] = mac(acc[2], rows[2], b);
+            acc[3] = mac(acc[3], rows[3], b);
+            acc[4] = mac(acc[4], rows[4], b);
+            acc[5] = mac(acc[5], rows[5], b);
+            acc[6] = mac(acc[6], rows[6], b);
+            acc[7] = mac(acc[7], rows[7], b);
+            acc[8] = mac(acc[8], rows[8], b);
+            acc[9] = mac(acc[9], rows[9], b);
+            acc[10] = mac(acc[10], rows[10], b);
+            acc[11] = mac(acc[11], rows[11], b);
+            acc[12] = mac(acc[12], rows[12], b);
+            acc[13] = mac(acc[13], rows[13], b);
+            acc[14] = mac(acc[14], rows[14], b);
+            acc[15] = mac(acc[15], rows[15], b);
+            continue;
+        }
         let lo = a_rows(a_vec(a_base, row0, lane, kq));
         let hi = a_rows(a_vec(a_base, row0 + 8u, lane, kq));
-        let b = b_rows(bx, by, kq, col);
         acc[0] = mac(acc[0], lo[0], b);
         acc[1] = mac(acc[1], lo[1], b);
         acc[2] = mac(acc[2], lo[2], b);

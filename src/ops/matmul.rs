@@ -1,6 +1,6 @@
 //! Launchers for the matmul kernels: `shaders/matmul.wgsl` (any layout),
 //! `shaders/matmul_vec4.wgsl` (vec4 loads) and `shaders/matmul_subgroup.wgsl` (CPU adapters
-//! with 8-wide subgroups; B read through a texture): batched
+//! with 8- or 16-wide subgroups; B read through a texture): batched
 //! `C = alpha * op(A) op(B) (+ beta * C) (+ bias)`, and the backward (two matmuls for dA and
 //! dB, a column sum for dbias).
 
@@ -145,13 +145,13 @@ impl Matmul {
         2.0 * (self.batch * self.batch_inner) as f64 * self.m as f64 * self.n as f64 * self.k as f64
     }
 
-    /// True when `gpu` and this product's layout allow the subgroup kernel: 8-wide subgroups,
+    /// True when `gpu` and this product's layout allow the subgroup kernel: 8- or 16-wide subgroups,
     /// the vec4 alignment, and a B buffer that fits a texture with rows of `ldb` floats.
     pub fn subgroup_ok(&self, gpu: &Gpu, b_numel: usize) -> bool {
         let info = gpu.adapter_info();
         gpu.features().contains(wgpu::Features::SUBGROUP)
-            && info.subgroup_min_size == 8
-            && info.subgroup_max_size == 8
+            && info.subgroup_min_size == info.subgroup_max_size
+            && matches!(info.subgroup_min_size, 8 | 16)
             && self.vec4_ok()
             && texture_fits(gpu, b_numel, self.b.ld)
     }
@@ -352,7 +352,7 @@ fn matmul_impl(
         Kernel::Subgroup { chunks, tex_a } => {
             if !s.subgroup_ok(gpu, b.numel()) {
                 bail!(
-                    "matmul: the subgroup kernel needs 8-wide subgroups and the vec4 layout: {s:?}"
+                    "matmul: the subgroup kernel needs 8- or 16-wide subgroups and the vec4 layout: {s:?}"
                 );
             }
             if chunks == 0 {
@@ -409,6 +409,7 @@ fn matmul_impl(
     let bias = bias.unwrap_or(a);
     match choice {
         Choice::Subgroup(chunks, tex_a) => {
+            let lanes = gpu.adapter_info().subgroup_min_size;
             let texture = pack(b, s.b.ld)?;
             (params.tex_width, params.tex_height) = texture.size();
             // A through a texture too when it fits one (a texel fetch beats a buffer load
@@ -423,6 +424,7 @@ fn matmul_impl(
             let mut overrides = vec![
                 ("CHUNKS", chunks as f64),
                 ("TEX_A", flag(a_texture.is_some())),
+                ("SG", lanes as f64),
             ];
             overrides.extend_from_slice(&switches);
             let a_view = a_texture.as_ref().map_or(texture.view(), |t| t.view());
@@ -434,7 +436,7 @@ fn matmul_impl(
                 buffers: &[a, bias, c, d],
                 textures: &[texture.view(), a_view],
                 workgroups: [
-                    u("N tiles", s.n.div_ceil(32))?,
+                    u("N tiles", s.n.div_ceil(4 * lanes as usize))?,
                     u("M tiles", s.m.div_ceil(16 * chunks as usize))?,
                     batches,
                 ],

@@ -169,11 +169,11 @@ fn vec4_kernel_matches_reference_on_awkward_shapes() {
 }
 
 /// The CPU-adapter kernel (subgroup broadcasts for A, B through a texture), where the
-/// adapter has 8-wide subgroups (lavapipe does); elsewhere the test says it skipped.
+/// adapter has 8- or 16-wide subgroups (lavapipe does; .ci/run checks both widths); elsewhere the test says it skipped.
 #[test]
 fn subgroup_kernel_matches_reference_on_awkward_shapes() {
     if !Matmul::new(1, 4, 4, 4, false, false).subgroup_ok(gpu(), 16) {
-        println!("SKIPPED: this adapter has no 8-wide subgroups");
+        println!("SKIPPED: this adapter has no 8- or 16-wide subgroups");
         return;
     }
     let mut seed = 900;
