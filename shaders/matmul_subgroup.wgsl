@@ -197,6 +197,51 @@ fn store_row(base: u32, row: u32, col: u32, v: vec4<f32>) {
     }
 }
 
+/// One step of 4 along K: every lane's 16 x 4 block gains op(A)[rows, 4 k] op(B)[4 k, cols].
+fn k_step(acc: ptr<function, array<vec4<f32>, 16>>, a_base: u32, row0: u32, lane: u32, bx: u32,
+          by: u32, col: u32, kq: u32) {
+    let b = b_rows(bx, by, kq, col);
+    if SG == 16u {
+        // One load per lane covers all 16 rows.
+        let rows = a_rows16(a_vec(a_base, row0, lane, kq));
+        (*acc)[0] = mac((*acc)[0], rows[0], b);
+        (*acc)[1] = mac((*acc)[1], rows[1], b);
+        (*acc)[2] = mac((*acc)[2], rows[2], b);
+        (*acc)[3] = mac((*acc)[3], rows[3], b);
+        (*acc)[4] = mac((*acc)[4], rows[4], b);
+        (*acc)[5] = mac((*acc)[5], rows[5], b);
+        (*acc)[6] = mac((*acc)[6], rows[6], b);
+        (*acc)[7] = mac((*acc)[7], rows[7], b);
+        (*acc)[8] = mac((*acc)[8], rows[8], b);
+        (*acc)[9] = mac((*acc)[9], rows[9], b);
+        (*acc)[10] = mac((*acc)[10], rows[10], b);
+        (*acc)[11] = mac((*acc)[11], rows[11], b);
+        (*acc)[12] = mac((*acc)[12], rows[12], b);
+        (*acc)[13] = mac((*acc)[13], rows[13], b);
+        (*acc)[14] = mac((*acc)[14], rows[14], b);
+        (*acc)[15] = mac((*acc)[15], rows[15], b);
+        return;
+    }
+    let lo = a_rows(a_vec(a_base, row0, lane, kq));
+    let hi = a_rows(a_vec(a_base, row0 + 8u, lane, kq));
+    (*acc)[0] = mac((*acc)[0], lo[0], b);
+    (*acc)[1] = mac((*acc)[1], lo[1], b);
+    (*acc)[2] = mac((*acc)[2], lo[2], b);
+    (*acc)[3] = mac((*acc)[3], lo[3], b);
+    (*acc)[4] = mac((*acc)[4], lo[4], b);
+    (*acc)[5] = mac((*acc)[5], lo[5], b);
+    (*acc)[6] = mac((*acc)[6], lo[6], b);
+    (*acc)[7] = mac((*acc)[7], lo[7], b);
+    (*acc)[8] = mac((*acc)[8], hi[0], b);
+    (*acc)[9] = mac((*acc)[9], hi[1], b);
+    (*acc)[10] = mac((*acc)[10], hi[2], b);
+    (*acc)[11] = mac((*acc)[11], hi[3], b);
+    (*acc)[12] = mac((*acc)[12], hi[4], b);
+    (*acc)[13] = mac((*acc)[13], hi[5], b);
+    (*acc)[14] = mac((*acc)[14], hi[6], b);
+    (*acc)[15] = mac((*acc)[15], hi[7], b);
+}
+
 @compute @workgroup_size(CHUNKS * SG)
 fn matmul_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32,
@@ -212,47 +257,34 @@ fn matmul_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
     let by = b_base / p.ldb;
 
     var acc: array<vec4<f32>, 16>;
-    for (var kq = 0u; kq < p.k / 4u; kq++) {
-        let b = b_rows(bx, by, kq, col);
-        if SG == 16u {
-            // One load per lane covers all 16 rows.
-            let rows = a_rows16(a_vec(a_base, row0, lane, kq));
-            acc[0] = mac(acc[0], rows[0], b);
-            acc[1] = mac(acc[1], rows[1], b);
-            acc[2] = mac(acc[2], rows[2], b);
-            acc[3] = mac(acc[3], rows[3], b);
-            acc[4] = mac(acc[4], rows[4], b);
-            acc[5] = mac(acc[5], rows[5], b);
-            acc[6] = mac(acc[6], rows[6], b);
-            acc[7] = mac(acc[7], rows[7], b);
-            acc[8] = mac(acc[8], rows[8], b);
-            acc[9] = mac(acc[9], rows[9], b);
-            acc[10] = mac(acc[10], rows[10], b);
-            acc[11] = mac(acc[11], rows[11], b);
-            acc[12] = mac(acc[12], rows[12], b);
-            acc[13] = mac(acc[13], rows[13], b);
-            acc[14] = mac(acc[14], rows[14], b);
-            acc[15] = mac(acc[15], rows[15], b);
-            continue;
-        }
-        let lo = a_rows(a_vec(a_base, row0, lane, kq));
-        let hi = a_rows(a_vec(a_base, row0 + 8u, lane, kq));
-        acc[0] = mac(acc[0], lo[0], b);
-        acc[1] = mac(acc[1], lo[1], b);
-        acc[2] = mac(acc[2], lo[2], b);
-        acc[3] = mac(acc[3], lo[3], b);
-        acc[4] = mac(acc[4], lo[4], b);
-        acc[5] = mac(acc[5], lo[5], b);
-        acc[6] = mac(acc[6], lo[6], b);
-        acc[7] = mac(acc[7], lo[7], b);
-        acc[8] = mac(acc[8], hi[0], b);
-        acc[9] = mac(acc[9], hi[1], b);
-        acc[10] = mac(acc[10], hi[2], b);
-        acc[11] = mac(acc[11], hi[3], b);
-        acc[12] = mac(acc[12], hi[4], b);
-        acc[13] = mac(acc[13], hi[5], b);
-        acc[14] = mac(acc[14], hi[6], b);
-        acc[15] = mac(acc[15], hi[7], b);
+    // Eight (then four) steps of K per iteration into a copy of the accumulators: on CPU
+    // adapters every value carried around a loop is written back under the invocation mask,
+    // so carrying the accumulators once per eight steps saves most of those masked writes
+    // (measured: matmul 1024^3 about 20% faster than one step per iteration).
+    let kq_end = p.k / 4u;
+    var kq = 0u;
+    for (; kq + 8u <= kq_end; kq += 8u) {
+        var t = acc;
+        k_step(&t, a_base, row0, lane, bx, by, col, kq + 0u);
+        k_step(&t, a_base, row0, lane, bx, by, col, kq + 1u);
+        k_step(&t, a_base, row0, lane, bx, by, col, kq + 2u);
+        k_step(&t, a_base, row0, lane, bx, by, col, kq + 3u);
+        k_step(&t, a_base, row0, lane, bx, by, col, kq + 4u);
+        k_step(&t, a_base, row0, lane, bx, by, col, kq + 5u);
+        k_step(&t, a_base, row0, lane, bx, by, col, kq + 6u);
+        k_step(&t, a_base, row0, lane, bx, by, col, kq + 7u);
+        acc = t;
+    }
+    for (; kq + 4u <= kq_end; kq += 4u) {
+        var t = acc;
+        k_step(&t, a_base, row0, lane, bx, by, col, kq);
+        k_step(&t, a_base, row0, lane, bx, by, col, kq + 1u);
+        k_step(&t, a_base, row0, lane, bx, by, col, kq + 2u);
+        k_step(&t, a_base, row0, lane, bx, by, col, kq + 3u);
+        acc = t;
+    }
+    for (; kq < kq_end; kq++) {
+        k_step(&acc, a_base, row0, lane, bx, by, col, kq);
     }
     store_row(c_base, row0, col, acc[0]);
     store_row(c_base, row0 + 1u, col, acc[1]);
