@@ -22,19 +22,7 @@ fn rate(r: &BenchResult) -> (f64, &'static str) {
 
 /// The table comparing `a` with `b` (ratio = a / b on the headline rate).
 pub fn table(a: &Report, b: &Report) -> String {
-    let mut out = String::new();
-    out.push_str(&format!(
-        "A: {} on {} ({})\nB: {} on {} ({})\n\n",
-        a.framework, a.device, a.timing, b.framework, b.device, b.timing
-    ));
-    out.push_str(&format!(
-        "| {:<27} | {:<22} | {:>10} | {:>10} | {:>12} | {:>12} | {:>8} |\n",
-        "benchmark", "shape", "A ms", "B ms", "A rate", "B rate", "A / B"
-    ));
-    out.push_str(&format!(
-        "|{:-<29}|{:-<24}|{:-<12}|{:-<12}|{:-<14}|{:-<14}|{:-<10}|\n",
-        "", "", "", "", "", "", ""
-    ));
+    let mut rows: Vec<[String; 7]> = Vec::new();
     for ra in &a.results {
         let Some(rb) = b
             .results
@@ -45,24 +33,79 @@ pub fn table(a: &Report, b: &Report) -> String {
         };
         let (va, unit) = rate(ra);
         let (vb, _) = rate(rb);
-        out.push_str(&format!(
-            "| {:<27} | {:<22} | {:>10.2} | {:>10.2} | {:>12} | {:>12} | {:>8.3} |\n",
+        rows.push([
             format!("{} {}", ra.suite, ra.name),
-            ra.shape,
-            ra.median_ms,
-            rb.median_ms,
-            format!("{va:.1} {}", short(unit)),
-            format!("{vb:.1} {}", short(unit)),
-            va / vb
-        ));
+            ra.shape.clone(),
+            format!("{:.2}", ra.median_ms),
+            format!("{:.2}", rb.median_ms),
+            format!("{} {}", significant(va), short(unit)),
+            format!("{} {}", significant(vb), short(unit)),
+            format!("{:.3}", va / vb),
+        ]);
         if let (Some(ma), Some(mb)) = (ra.peak_mem_mb, rb.peak_mem_mb) {
-            out.push_str(&format!(
-                "|   peak memory (MiB)         |                        | {ma:>10.0} | {mb:>10.0} | {:>12} | {:>12} |          |\n",
-                "", ""
-            ));
+            rows.push([
+                "  peak memory (MiB)".into(),
+                String::new(),
+                format!("{ma:.0}"),
+                format!("{mb:.0}"),
+                String::new(),
+                String::new(),
+                String::new(),
+            ]);
         }
     }
+    let header = [
+        "benchmark",
+        "shape",
+        "A ms",
+        "B ms",
+        "A rate",
+        "B rate",
+        "A / B",
+    ]
+    .map(String::from);
+    let mut widths = header.clone().map(|h| h.len());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let render = |row: &[String; 7]| {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .enumerate()
+            .map(|(i, (cell, w))| {
+                if i < 2 {
+                    format!(" {cell:<w$} ")
+                } else {
+                    format!(" {cell:>w$} ")
+                }
+            })
+            .collect();
+        format!("|{}|\n", cells.join("|"))
+    };
+    let mut out = format!(
+        "A: {} on {} ({})\nB: {} on {} ({})\n\n",
+        a.framework, a.device, a.timing, b.framework, b.device, b.timing
+    );
+    out.push_str(&render(&header));
+    let rule: Vec<String> = widths.iter().map(|w| "-".repeat(w + 2)).collect();
+    out.push_str(&format!("|{}|\n", rule.join("|")));
+    for row in &rows {
+        out.push_str(&render(row));
+    }
     out
+}
+
+/// A rate with three significant digits at least one decimal (0.00123 stays readable).
+fn significant(v: f64) -> String {
+    if v >= 100.0 || v == 0.0 || !v.is_finite() {
+        format!("{v:.1}")
+    } else {
+        let decimals = (2 - v.abs().log10().floor() as i32).max(1) as usize;
+        format!("{v:.decimals$}")
+    }
 }
 
 fn short(unit: &str) -> &str {
@@ -82,4 +125,64 @@ pub fn run(a: &Path, b: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(name: &str, ms: f64, gflops: Option<f64>, tokens: Option<f64>) -> BenchResult {
+        BenchResult {
+            suite: "kernels".into(),
+            name: name.into(),
+            shape: "8x8".into(),
+            median_ms: ms,
+            min_ms: ms,
+            samples: 3,
+            gflops,
+            gbps: None,
+            tokens_per_s: tokens,
+            peak_mem_mb: tokens.map(|_| 100.0),
+            peak_mem_kind: None,
+        }
+    }
+
+    fn report(results: Vec<BenchResult>) -> Report {
+        Report {
+            framework: "f".into(),
+            device: "d".into(),
+            timing: "t".into(),
+            results,
+        }
+    }
+
+    #[test]
+    fn table_aligns_columns_and_divides_rates() {
+        let a = report(vec![
+            result("attention forward+backward", 2.0, Some(5.0), None),
+            result("train", 4.0, None, Some(50.0)),
+            result("only in a", 1.0, Some(1.0), None),
+        ]);
+        let b = report(vec![
+            result("attention forward+backward", 1.0, Some(20.0), None),
+            result("train", 1.0, None, Some(200.0)),
+        ]);
+        let text = table(&a, &b);
+        let lines: Vec<&str> = text.lines().filter(|l| l.starts_with('|')).collect();
+        assert_eq!(lines.len(), 5, "{text}");
+        assert!(lines.iter().all(|l| l.len() == lines[0].len()), "{text}");
+        assert!(
+            lines[2].contains("0.250") && lines[3].contains("0.250"),
+            "{text}"
+        );
+        assert!(lines[4].contains("peak memory"), "{text}");
+        assert!(!text.contains("only in a"));
+    }
+
+    #[test]
+    fn significant_keeps_small_rates_readable() {
+        assert_eq!(significant(0.00165), "0.00165");
+        assert_eq!(significant(9.554), "9.55");
+        assert_eq!(significant(251.44), "251.4");
+    }
 }
