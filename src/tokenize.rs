@@ -73,6 +73,13 @@ impl TextTokenizer {
         self.max_length
     }
 
+    /// The text of token `id` (`[UNK]`-style names for special tokens).
+    pub fn token(&self, id: u32) -> String {
+        self.inner
+            .id_to_token(id)
+            .unwrap_or_else(|| format!("<{id}>"))
+    }
+
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
     }

@@ -62,11 +62,11 @@ fn adapter_choice_can_be_forced_and_bad_choices_are_errors() {
         assert_eq!(report["chosen"]["adapter"]["backend"], "vulkan");
     }
     let out = taskgate(&["info", "--backend", "cuda"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown backend 'cuda'"), "{err}");
     let out = taskgate(&["info", "--adapter", "no-such-adapter-anywhere"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("no adapter matches") && err.contains("available adapters"),
@@ -79,7 +79,7 @@ fn adapter_choice_can_be_forced_and_bad_choices_are_errors() {
         .unwrap();
     assert_eq!(
         out.status.code(),
-        Some(1),
+        Some(2),
         "the environment variable forces the choice too"
     );
 }
@@ -174,7 +174,7 @@ fn init_and_dump_a_fresh_model() {
         "vocabulary from the tokenizer"
     );
     let again = init(&config, &model);
-    assert_eq!(again.status.code(), Some(1));
+    assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
 
     let batch = tmp.path().join("batch.jsonl");
@@ -226,7 +226,7 @@ fn bad_inputs_are_errors_that_say_where() {
     let out = init(&typo, &tmp.path().join("m"));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        out.status.code() == Some(1) && err.contains("typo.toml") && err.contains("seeed"),
+        out.status.code() == Some(2) && err.contains("typo.toml") && err.contains("seeed"),
         "{err}"
     );
 
@@ -241,7 +241,7 @@ fn bad_inputs_are_errors_that_say_where() {
     let out = dump(&model, &batch, &tmp.path().join("d"));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        out.status.code() == Some(1)
+        out.status.code() == Some(2)
             && err.contains("bad.jsonl:2")
             && err.contains("unknown label 'meh'"),
         "{err}"

@@ -44,6 +44,7 @@ fn task(
             activation: Activation::Gelu,
         },
         lambda: 1.0,
+        ..TaskConfig::new(name, kind)
     }
 }
 

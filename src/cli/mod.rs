@@ -2,14 +2,18 @@
 
 mod bench;
 mod dump;
+mod eval;
 mod info;
 mod init;
+mod predict;
+mod train;
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+use crate::data::splits::Split;
 use crate::gpu::AdapterRequest;
 
 #[derive(Parser, Debug)]
@@ -53,6 +57,47 @@ pub enum Command {
         #[command(subcommand)]
         what: bench::BenchCommand,
     },
+    /// Train a model on the data its config names (see README.md): `CONFIG.toml --out DIR`
+    /// starts a run, `--resume DIR` continues one exactly where it stopped.
+    Train {
+        /// The config file ([encoder], [[task]] with train/dev/test files, [train]).
+        config: Option<PathBuf>,
+        /// The run directory to create (checkpoints best/ and last/, log.jsonl, chart.svg).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Continue the run in this directory from its last checkpoint.
+        #[arg(long, conflicts_with_all = ["config", "out"])]
+        resume: Option<PathBuf>,
+        /// Train only this task (a single-task baseline).
+        #[arg(long)]
+        only: Option<String>,
+        /// Override [train] steps.
+        #[arg(long)]
+        steps: Option<u64>,
+    },
+    /// Per-task metrics of a trained model on its tasks' dev or test files.
+    Eval {
+        /// A run directory (its best checkpoint is used) or a model directory.
+        dir: PathBuf,
+        #[arg(long, value_enum, default_value = "dev")]
+        split: EvalSplit,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every task's prediction for each line of a JSONL file ({"text": ..., "text_pair"?: ...}).
+    Predict {
+        /// A run directory (its best checkpoint is used) or a model directory.
+        dir: PathBuf,
+        #[arg(long)]
+        input: PathBuf,
+        /// Where to write the predictions (default: standard output).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Add each task's mean gate value per token.
+        #[arg(long)]
+        gates: bool,
+    },
     /// Run one forward and backward (dropout off) on a batch and write every output,
     /// loss and gradient to a safetensors file, to compare with PyTorch.
     Dump {
@@ -66,6 +111,13 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+}
+
+/// The split `taskgate eval` reads.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum EvalSplit {
+    Dev,
+    Test,
 }
 
 impl Cli {
@@ -85,5 +137,25 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Init { config, out, force } => init::run(&config, &out, force),
         Command::Dump { model, batch, out } => dump::run(&request, &model, &batch, &out),
         Command::Bench { what } => bench::run(&request, what),
+        Command::Train {
+            config,
+            out,
+            resume,
+            only,
+            steps,
+        } => train::run(&request, config, out, resume, only, steps),
+        Command::Eval { dir, split, json } => {
+            let split = match split {
+                EvalSplit::Dev => Split::Dev,
+                EvalSplit::Test => Split::Test,
+            };
+            eval::run(&request, &dir, split, json)
+        }
+        Command::Predict {
+            dir,
+            input,
+            output,
+            gates,
+        } => predict::run(&request, &dir, &input, output.as_deref(), gates),
     }
 }

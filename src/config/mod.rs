@@ -12,6 +12,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::ops::activation::Activation;
 
+pub mod data;
+pub mod train;
+
+pub use data::{Column, DataFormat};
+pub use train::{SamplerKind, TrainConfig};
+
 /// The whole configuration file.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -19,6 +25,9 @@ pub struct ModelConfig {
     pub encoder: EncoderConfig,
     #[serde(rename = "task", default)]
     pub tasks: Vec<TaskConfig>,
+    /// `[train]`: used by `taskgate train`, ignored elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train: Option<TrainConfig>,
 }
 
 /// `[encoder]`: a pretrained Hugging Face BERT directory, or the dimensions of a fresh one.
@@ -152,6 +161,39 @@ pub struct TaskConfig {
     pub head: HeadConfig,
     #[serde(default = "default_lambda")]
     pub lambda: f32,
+    /// Training examples (`taskgate train`); format from the extension unless `format`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train: Option<PathBuf>,
+    /// Development examples (periodic evaluation, best checkpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev: Option<PathBuf>,
+    /// Test examples (`taskgate eval --split test`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<PathBuf>,
+    /// `jsonl`, `csv`, `tsv`, `conll` or `word_tag` (default: from the file extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<DataFormat>,
+    /// CSV/TSV: the text column (a header name, or a 0-based index; default "text").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_column: Option<Column>,
+    /// CSV/TSV: the optional second-text column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pair_column: Option<Column>,
+    /// CSV/TSV: the label column (default "label").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_column: Option<Column>,
+    /// CSV/TSV: the field delimiter (default "," for csv, tab for tsv).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delimiter: Option<String>,
+    /// CSV/TSV: whether the first row names the columns (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<bool>,
+    /// CoNLL: the 0-based column holding the tag (default: the last column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag_column: Option<usize>,
+    /// CSV/TSV multilabel cells: the separator between label names (default "|").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_separator: Option<String>,
 }
 
 fn default_lambda() -> f32 {
@@ -159,6 +201,31 @@ fn default_lambda() -> f32 {
 }
 
 impl TaskConfig {
+    /// A task with every optional field unset (lambda 1, scalar gate, linear head).
+    pub fn new(name: &str, kind: TaskKind) -> Self {
+        Self {
+            name: name.into(),
+            kind,
+            labels: None,
+            outputs: None,
+            gate: GateMode::default(),
+            pooling: None,
+            head: HeadConfig::default(),
+            lambda: 1.0,
+            train: None,
+            dev: None,
+            test: None,
+            format: None,
+            text_column: None,
+            pair_column: None,
+            label_column: None,
+            delimiter: None,
+            header: None,
+            tag_column: None,
+            label_separator: None,
+        }
+    }
+
     /// The pooling of a sequence-level task (`cls` unless set).
     pub fn pooling(&self) -> Pooling {
         self.pooling.unwrap_or_default()
@@ -183,8 +250,21 @@ impl ModelConfig {
 
     /// Parses and checks configuration text; `path` names it in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self> {
-        let config: ModelConfig =
-            toml::from_str(text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let config: ModelConfig = toml::from_str(text).map_err(|e| {
+            // One line: file:line:column: message (toml's own text spans several lines).
+            let at = e.span().map(|span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                format!(":{line}:{column}")
+            });
+            anyhow::anyhow!(
+                "{}{}: {}",
+                path.display(),
+                at.unwrap_or_default(),
+                e.message().trim()
+            )
+        })?;
         config
             .validate()
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -281,7 +361,13 @@ impl ModelConfig {
                         bail!("task '{name}': `outputs` is for regression tasks only");
                     }
                     let Some(labels) = &task.labels else {
-                        bail!("task '{name}': give its `labels` (class names or tags)");
+                        if task.train.is_some() {
+                            continue; // inferred from the training file
+                        }
+                        bail!(
+                            "task '{name}': give its `labels` (class names or tags), or a \
+                             `train` file to infer them from"
+                        );
                     };
                     if labels.is_empty() {
                         bail!("task '{name}': `labels` is empty");
@@ -294,6 +380,9 @@ impl ModelConfig {
                     }
                 }
             }
+        }
+        if let Some(train) = &self.train {
+            train.validate()?;
         }
         Ok(())
     }
@@ -420,6 +509,7 @@ pooling = "mean"
         let err = parse("[encoder]\nlayers = 'two'\n")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("line 2"), "{err}");
+        assert!(err.starts_with("test.toml:2:"), "{err}");
+        assert!(!err.contains('\n'), "one line: {err}");
     }
 }

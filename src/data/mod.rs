@@ -1,9 +1,13 @@
-//! Examples, labels and batches on the host: JSONL lines with per-task labels, tokenized and
-//! collated into padded batches with per-task targets.
+//! Examples, labels and batches on the host: task data files in several formats, JSONL lines
+//! with per-task labels, tokenized and collated into padded batches with per-task targets,
+//! and the sampler that picks each training step's task and examples.
 
 pub mod batch;
+pub mod formats;
 pub mod jsonl;
 pub mod labels;
+pub mod sampler;
+pub mod splits;
 
 pub use batch::{Batch, TaskTargets, collate};
 pub use jsonl::{Example, read_examples};

@@ -8,7 +8,9 @@ use anyhow::{Context, Result, anyhow, bail};
 use super::hf::load_pretrained;
 use super::host::{HostParams, check_params, init_param};
 use super::spec::{EncoderDims, ModelSpec, Owner};
-use crate::config::{ModelConfig, resolve_path};
+use crate::config::{ModelConfig, TaskKind, resolve_path};
+use crate::data::formats::read_records;
+use crate::data::splits::infer_labels;
 use crate::tokenize::TextTokenizer;
 
 /// A model ready to be written as a directory.
@@ -36,6 +38,24 @@ pub fn init_missing(spec: &ModelSpec, params: &mut HostParams) {
 /// Builds the model a config file describes.
 pub fn init_model(config_path: &Path) -> Result<InitializedModel> {
     let config = ModelConfig::load(config_path)?;
+    init_from_config(&config, config_path)
+}
+
+/// Builds the model `config` describes; relative paths in it are resolved against
+/// `config_path`'s directory, which also names the file in errors.
+pub fn init_from_config(config: &ModelConfig, config_path: &Path) -> Result<InitializedModel> {
+    let mut config = config.clone();
+    for task in &mut config.tasks {
+        if task.kind != TaskKind::Regression && task.labels.is_none() {
+            if let Some(train) = &task.train {
+                let what = format!("task '{}' train file", task.name);
+                let path = resolve_path(config_path, train, &what)
+                    .map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
+                let records = read_records(task, &path)?;
+                task.labels = Some(infer_labels(task, &path, &records)?);
+            }
+        }
+    }
     let e = &config.encoder;
     let in_file = |msg: String| anyhow!("{}: {msg}", config_path.display());
     let mut notes = Vec::new();

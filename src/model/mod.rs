@@ -6,6 +6,7 @@ pub mod dir;
 pub mod dump;
 pub mod hf;
 pub mod host;
+pub mod infer;
 pub mod init;
 pub mod multitask;
 pub mod spec;

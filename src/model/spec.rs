@@ -142,6 +142,7 @@ impl ModelSpec {
                     ..t.clone()
                 })
                 .collect(),
+            train: None,
         }
     }
 

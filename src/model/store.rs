@@ -334,6 +334,7 @@ mod tests {
                 pooling: Some(Pooling::Cls),
                 head: HeadConfig::default(),
                 lambda: 1.0,
+                ..TaskConfig::new("t", TaskKind::Classification)
             }],
         }
     }

@@ -1,7 +1,10 @@
 //! Training on the GPU: the learning-rate schedule, AdamW over the parameter arenas with
 //! global-norm clipping, and one training step (forward, backward, update) at a time.
 
+pub mod chart;
+pub mod checkpoint;
 pub mod optimizer;
+pub mod run;
 pub mod schedule;
 pub mod trainer;
 

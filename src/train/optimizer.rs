@@ -45,6 +45,37 @@ impl Optimizer {
         (&self.m, &self.v)
     }
 
+    /// Continues from a checkpoint: the moments of every arena (in arena order) and the step
+    /// count of every group.
+    pub fn restore(&mut self, m: &[Vec<f32>], v: &[Vec<f32>], group_steps: &[u64]) -> Result<()> {
+        if m.len() != self.m.len()
+            || v.len() != self.v.len()
+            || group_steps.len() != self.group_steps.len()
+        {
+            anyhow::bail!(
+                "the optimizer state holds {} arena(s) and {} group(s); this model has {} and {}",
+                m.len(),
+                group_steps.len(),
+                self.m.len(),
+                self.group_steps.len()
+            );
+        }
+        for (tensors, values) in [(&self.m, m), (&self.v, v)] {
+            for (t, data) in tensors.iter().zip(values) {
+                if data.len() != t.numel() {
+                    anyhow::bail!(
+                        "an optimizer moment has {} values, the model's arena {}",
+                        data.len(),
+                        t.numel()
+                    );
+                }
+                t.write(data)?;
+            }
+        }
+        self.group_steps = group_steps.to_vec();
+        Ok(())
+    }
+
     /// Updates the groups whose owner `active` accepts, at learning rate `lr`. Returns the
     /// clip tensor `[norm, coef, skip]`.
     pub fn step(

@@ -39,6 +39,7 @@ fn task(
             activation: Activation::Gelu,
         },
         lambda: 1.0,
+        ..TaskConfig::new(name, kind)
     }
 }
 

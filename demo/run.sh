@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The README demo: fetches all-MiniLM-L6-v2 and the demo data (cached, checksummed), trains one
+# gated multi-task model on four real tasks and prints its per-task test metrics.
+#
+#   demo/run.sh [--full] [RUN_DIR]      (default RUN_DIR: runs/demo or runs/demo-full)
+#
+# The default setting (demo/demo.toml: MiniLM's first 2 layers, 600 steps) is sized for a CPU
+# adapter such as lavapipe; --full (demo/demo-full.toml: all 6 layers, longer) is for GPUs.
+# An existing RUN_DIR is resumed if it was interrupted, and re-evaluated if it finished.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+config=demo/demo.toml
+run=runs/demo
+if [[ ${1:-} == --full ]]; then
+    config=demo/demo-full.toml
+    run=runs/demo-full
+    shift
+fi
+run=${1:-$run}
+
+python3 scripts/fetch_assets.py minilm
+python3 scripts/demo_data.py
+cargo build --release --quiet
+tg=target/release/taskgate
+
+if [[ -f $run/last/state.json ]]; then
+    done_steps=$(python3 -c "import json,sys; s=json.load(open(sys.argv[1])); print(int(s['step'] >= s['total_steps']))" "$run/last/state.json")
+    if [[ $done_steps == 0 ]]; then
+        "$tg" train --resume "$run"
+    fi
+else
+    "$tg" train "$config" --out "$run"
+fi
+"$tg" eval "$run" --split test
+echo "chart: $run/chart.svg   log: $run/log.jsonl   predict: $tg predict $run --input FILE.jsonl"

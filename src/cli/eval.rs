@@ -1,0 +1,69 @@
+//! `taskgate eval DIR [--split dev|test] [--json]`: per-task metrics of a trained model on
+//! the data files its tasks name.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+
+use crate::data::splits::{Split, load_split};
+use crate::eval::evaluate_task;
+use crate::gpu::{AdapterRequest, Gpu};
+use crate::model::{ModelDir, MultiTaskModel};
+use crate::train::run::{BEST, LAST, describe};
+
+/// The model directory of a run directory (its best checkpoint, else its last) or `dir`.
+pub fn model_dir(dir: &Path) -> PathBuf {
+    for name in [BEST, LAST] {
+        if dir.join(name).join(crate::model::dir::CONFIG_FILE).exists() {
+            return dir.join(name);
+        }
+    }
+    dir.to_path_buf()
+}
+
+pub fn run(request: &AdapterRequest, dir: &Path, split: Split, json: bool) -> Result<()> {
+    let model_path = model_dir(dir);
+    let model = ModelDir::load(&model_path)?;
+    let tasks = &model.spec.tasks;
+    let data: Vec<_> = (0..tasks.len())
+        .map(|i| load_split(tasks, i, split, &model.tokenizer))
+        .collect::<Result<_>>()?;
+    if data.iter().all(Option::is_none) {
+        bail!(
+            "no task of {} has a `{}` file; add `{} = \"path\"` to the tasks in its taskgate.toml",
+            model_path.display(),
+            split.name(),
+            split.name()
+        );
+    }
+    let gpu = pollster::block_on(Gpu::new(request))?;
+    let gpu_model = MultiTaskModel::new(&gpu, model.spec.clone(), &model.params)?;
+    let mut results = Vec::new();
+    for (i, examples) in data.iter().enumerate() {
+        if let Some(examples) = examples {
+            let m = evaluate_task(&gpu_model, i, examples, model.tokenizer.pad_id())?;
+            results.push((tasks[i].name.clone(), m));
+        }
+    }
+    if json {
+        let map: serde_json::Map<String, serde_json::Value> = results
+            .iter()
+            .map(|(t, m)| (t.clone(), serde_json::to_value(&m.0).expect("numbers")))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"model": model_path, "split": split.name(), "metrics": map})
+        );
+    } else {
+        println!(
+            "{} on {} ({}):",
+            split.name(),
+            model_path.display(),
+            gpu.adapter_info().name
+        );
+        for (task, m) in &results {
+            println!("  {}", describe(&[(task.clone(), m.clone())]));
+        }
+    }
+    Ok(())
+}

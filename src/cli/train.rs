@@ -1,0 +1,64 @@
+//! `taskgate train CONFIG.toml --out DIR [--only TASK] [--steps N]` and
+//! `taskgate train --resume DIR`.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+
+use crate::gpu::AdapterRequest;
+use crate::train::run::{RunOptions, describe, run as run_training};
+
+pub fn run(
+    request: &AdapterRequest,
+    config: Option<PathBuf>,
+    out: Option<PathBuf>,
+    resume: Option<PathBuf>,
+    only: Option<String>,
+    steps: Option<u64>,
+) -> Result<()> {
+    let options = match (config, out, resume) {
+        (Some(config), Some(out), None) => RunOptions {
+            config: Some(config),
+            out,
+            resume: false,
+            only,
+            steps,
+            progress: true,
+        },
+        (None, None, Some(dir)) => {
+            if only.is_some() || steps.is_some() {
+                bail!("--resume continues a run as it was configured; drop --only and --steps");
+            }
+            RunOptions {
+                config: None,
+                out: dir,
+                resume: true,
+                only: None,
+                steps: None,
+                progress: true,
+            }
+        }
+        _ => {
+            bail!("give `CONFIG.toml --out DIR` to start a run, or `--resume DIR` to continue one")
+        }
+    };
+    let summary = run_training(request, &options)?;
+    println!(
+        "trained {} steps ({:.0} tokens/s); run directory {}",
+        summary.steps,
+        summary.tokens_per_s,
+        options.out.display()
+    );
+    if !summary.dev.is_empty() {
+        println!("final dev metrics: {}", describe(&summary.dev));
+    }
+    if let Some(best) = summary.best {
+        println!(
+            "best checkpoint: {} (step {}, mean primary dev metric {:.4})",
+            options.out.join("best").display(),
+            best.step,
+            best.score
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,64 @@
+//! How a task's data files are read: the format and, for delimited files, the columns.
+
+use std::path::Path;
+
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
+
+/// A data file format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataFormat {
+    /// One JSON object per line: `{"text": ..., "text_pair"?: ..., "label": ...}`.
+    Jsonl,
+    /// Comma-separated values with named (or numbered) columns.
+    Csv,
+    /// Tab-separated values with named (or numbered) columns.
+    Tsv,
+    /// One `token<sep>...<sep>tag` per line, a blank line between sentences.
+    Conll,
+    /// One sentence per line of `word/TAG` items separated by spaces.
+    WordTag,
+}
+
+impl DataFormat {
+    /// The format `format` names, else the one `path`'s extension implies.
+    pub fn resolve(format: Option<DataFormat>, path: &Path) -> Result<DataFormat> {
+        if let Some(f) = format {
+            return Ok(f);
+        }
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        Ok(match ext.as_str() {
+            "jsonl" | "json" => DataFormat::Jsonl,
+            "csv" => DataFormat::Csv,
+            "tsv" => DataFormat::Tsv,
+            "conll" | "conllu" | "bio" => DataFormat::Conll,
+            _ => bail!(
+                "{}: cannot tell the format from the extension '.{ext}'; set the task's \
+                 `format` to jsonl, csv, tsv, conll or word_tag",
+                path.display()
+            ),
+        })
+    }
+}
+
+/// A CSV/TSV column: a header name or a 0-based index.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum Column {
+    Index(usize),
+    Name(String),
+}
+
+impl std::fmt::Display for Column {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Column::Index(i) => write!(f, "column {i}"),
+            Column::Name(n) => write!(f, "column '{n}'"),
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! The `[train]` section: steps or epochs, optimizer settings, evaluation and the task sampler.
+
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::train::Decay;
+
+/// How each step picks the task whose examples form its batch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SamplerKind {
+    /// p_i proportional to N_i (the task's training examples).
+    Proportional,
+    /// p_i proportional to N_i^(1/T) (`temperature` = T; T = 1 is proportional).
+    #[default]
+    Temperature,
+    /// Tasks in turn.
+    RoundRobin,
+}
+
+/// `[train]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Optimizer steps (one batch each); exclusive with `epochs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<u64>,
+    /// Passes over all training examples (sum over tasks), converted to steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epochs: Option<f64>,
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    #[serde(default = "default_lr")]
+    pub lr: f32,
+    /// Warm-up: a fraction of the steps when below 1, else a step count.
+    #[serde(default = "default_warmup")]
+    pub warmup: f64,
+    #[serde(default)]
+    pub decay: Decay,
+    #[serde(default = "default_weight_decay")]
+    pub weight_decay: f32,
+    /// Global gradient-norm clip (0 disables).
+    #[serde(default = "default_clip")]
+    pub clip: f32,
+    /// Evaluate on the dev files every this many steps (0: only at the end).
+    #[serde(default)]
+    pub eval_every: u64,
+    /// Read back and log the losses every this many steps.
+    #[serde(default = "default_log_every")]
+    pub log_every: u64,
+    /// Seeds the task sampler and the batch order (the encoder's `seed` seeds dropout).
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default)]
+    pub sampler: SamplerKind,
+    /// T of the temperature sampler.
+    #[serde(default = "default_temperature")]
+    pub temperature: f64,
+}
+
+fn default_batch_size() -> usize {
+    16
+}
+fn default_lr() -> f32 {
+    1e-4
+}
+fn default_warmup() -> f64 {
+    0.06
+}
+fn default_weight_decay() -> f32 {
+    0.01
+}
+fn default_clip() -> f32 {
+    1.0
+}
+fn default_log_every() -> u64 {
+    10
+}
+fn default_temperature() -> f64 {
+    2.0
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("every [train] field has a default")
+    }
+}
+
+impl TrainConfig {
+    /// Checks the values serde cannot.
+    pub fn validate(&self) -> Result<()> {
+        match (self.steps, self.epochs) {
+            (Some(_), Some(_)) => bail!("[train] give `steps` or `epochs`, not both"),
+            (Some(0), _) => bail!("[train] steps must be at least 1"),
+            (_, Some(e)) if !(e.is_finite() && e > 0.0) => {
+                bail!("[train] epochs must be a positive number, got {e}")
+            }
+            _ => {}
+        }
+        if self.batch_size == 0 {
+            bail!("[train] batch_size must be at least 1");
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            bail!("[train] lr must be a positive number, got {}", self.lr);
+        }
+        if !(self.warmup.is_finite() && self.warmup >= 0.0) {
+            bail!("[train] warmup must be >= 0, got {}", self.warmup);
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            bail!(
+                "[train] weight_decay must be >= 0, got {}",
+                self.weight_decay
+            );
+        }
+        if !(self.clip.is_finite() && self.clip >= 0.0) {
+            bail!("[train] clip must be >= 0, got {}", self.clip);
+        }
+        if self.log_every == 0 {
+            bail!("[train] log_every must be at least 1");
+        }
+        if !(self.temperature.is_finite() && self.temperature > 0.0) {
+            bail!(
+                "[train] temperature must be positive, got {}",
+                self.temperature
+            );
+        }
+        Ok(())
+    }
+
+    /// Warm-up steps out of `total`.
+    pub fn warmup_steps(&self, total: u64) -> u64 {
+        if self.warmup < 1.0 {
+            (self.warmup * total as f64).round() as u64
+        } else {
+            self.warmup as u64
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! A task's train/dev/test files turned into tokenized [`Example`]s: label sets inferred from
+//! the training file when the config gives none, every label checked against the set.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use anyhow::{Result, anyhow, bail};
+use serde_json::Value;
+
+use super::formats::{Record, read_records};
+use super::jsonl::Example;
+use super::labels::parse_label;
+use crate::config::{TaskConfig, TaskKind};
+use crate::tokenize::TextTokenizer;
+
+/// Which split of a task's data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Split {
+    Train,
+    Dev,
+    Test,
+}
+
+impl Split {
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Dev => "dev",
+            Split::Test => "test",
+        }
+    }
+
+    /// The task's file for this split, if any.
+    pub fn path(self, task: &TaskConfig) -> Option<&Path> {
+        match self {
+            Split::Train => task.train.as_deref(),
+            Split::Dev => task.dev.as_deref(),
+            Split::Test => task.test.as_deref(),
+        }
+    }
+}
+
+/// The label names found in `records` (sorted), for kinds that have label names.
+pub fn infer_labels(task: &TaskConfig, path: &Path, records: &[Record]) -> Result<Vec<String>> {
+    let mut names = BTreeSet::new();
+    for r in records {
+        let mut add = |v: &Value| -> Result<()> {
+            match v {
+                Value::String(s) => {
+                    names.insert(s.clone());
+                }
+                Value::Number(n) => {
+                    names.insert(n.to_string());
+                }
+                other => bail!(
+                    "{}:{}: task '{}': expected a label name, got {other}",
+                    path.display(),
+                    r.line,
+                    task.name
+                ),
+            }
+            Ok(())
+        };
+        match (&task.kind, &r.label) {
+            (TaskKind::Classification, v) => add(v)?,
+            (TaskKind::Multilabel | TaskKind::TokenClassification, Value::Array(items)) => {
+                for v in items {
+                    add(v)?;
+                }
+            }
+            (_, other) => bail!(
+                "{}:{}: task '{}': expected a list of {}, got {other}",
+                path.display(),
+                r.line,
+                task.name,
+                if task.kind == TaskKind::Multilabel {
+                    "label names"
+                } else {
+                    "tags"
+                }
+            ),
+        }
+    }
+    if names.is_empty() {
+        bail!("{}: task '{}': no labels found", path.display(), task.name);
+    }
+    Ok(names.into_iter().collect())
+}
+
+/// Classification labels may be JSON numbers in the file (`1`, `-1`); they name classes.
+fn label_as_names(value: &Value) -> Value {
+    match value {
+        Value::Number(n) => Value::String(n.to_string()),
+        Value::Array(items) => Value::Array(items.iter().map(label_as_names).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Tokenizes `records` of task `task_index` (of `tasks`) into examples labelled for that task
+/// only; errors name the file and line.
+pub fn to_examples(
+    tasks: &[TaskConfig],
+    task_index: usize,
+    path: &Path,
+    records: Vec<Record>,
+    tokenizer: &TextTokenizer,
+) -> Result<Vec<Example>> {
+    let task = &tasks[task_index];
+    records
+        .into_iter()
+        .map(|r| {
+            let in_file = |e: anyhow::Error| anyhow!("{}:{}: {e}", path.display(), r.line);
+            let encoded = tokenizer
+                .encode(&r.text, r.text_pair.as_deref())
+                .map_err(in_file)?;
+            let value = match task.kind {
+                TaskKind::Regression => r.label.clone(),
+                _ => label_as_names(&r.label),
+            };
+            let label = parse_label(task, &value, encoded.n_words).map_err(in_file)?;
+            let mut labels = vec![None; tasks.len()];
+            labels[task_index] = Some(label);
+            Ok(Example {
+                text: r.text,
+                text_pair: r.text_pair,
+                encoded,
+                labels,
+            })
+        })
+        .collect()
+}
+
+/// Reads one split of one task (`None` when the task has no file for it).
+pub fn load_split(
+    tasks: &[TaskConfig],
+    task_index: usize,
+    split: Split,
+    tokenizer: &TextTokenizer,
+) -> Result<Option<Vec<Example>>> {
+    let Some(path) = split.path(&tasks[task_index]) else {
+        return Ok(None);
+    };
+    let records = read_records(&tasks[task_index], path)?;
+    to_examples(tasks, task_index, path, records, tokenizer).map(Some)
+}
+
+/// Fills in every task's missing `labels` from its training file.
+pub fn infer_missing_labels(tasks: &mut [TaskConfig]) -> Result<()> {
+    for task in tasks.iter_mut() {
+        if task.kind == TaskKind::Regression || task.labels.is_some() {
+            continue;
+        }
+        let Some(path) = task.train.clone() else {
+            bail!(
+                "task '{}': give its `labels` or a `train` file to infer them from",
+                task.name
+            );
+        };
+        let records = read_records(task, &path)?;
+        task.labels = Some(infer_labels(task, &path, &records)?);
+    }
+    Ok(())
+}

@@ -1,0 +1,65 @@
+//! Evaluation of a model on a split of each task's data: batched inference, decoding, and the
+//! metrics of [`crate::metrics`].
+
+use anyhow::Result;
+
+use crate::data::{Example, Label, collate};
+use crate::metrics::{Metrics, TaskEval};
+use crate::model::MultiTaskModel;
+use crate::model::infer::{Prediction, decode, infer};
+
+/// Examples per inference batch.
+pub const EVAL_BATCH: usize = 32;
+
+/// Metrics of task `task_index` on `examples` (labelled for that task).
+pub fn evaluate_task(
+    model: &MultiTaskModel,
+    task_index: usize,
+    examples: &[Example],
+    pad_id: u32,
+) -> Result<Metrics> {
+    let task = &model.spec.tasks[task_index];
+    let mut run = vec![false; model.spec.tasks.len()];
+    run[task_index] = true;
+    // Sorted by length so batches pad little; metrics do not depend on the order.
+    let mut order: Vec<usize> = (0..examples.len()).collect();
+    order.sort_by_key(|&i| examples[i].encoded.ids.len());
+    let mut gathered = TaskEval::default();
+    for chunk in order.chunks(EVAL_BATCH) {
+        let batch_examples: Vec<Example> = chunk.iter().map(|&i| examples[i].clone()).collect();
+        let batch = collate(&batch_examples, &model.spec.tasks, pad_id);
+        let outputs = infer(model, &batch, Some(&run), false)?;
+        let out = outputs[task_index].as_ref().expect("the task was run");
+        for (row, example) in batch_examples.iter().enumerate() {
+            let prediction = decode(task, out, batch.seq, row, example);
+            match (&example.labels[task_index], prediction) {
+                (Some(Label::Class(gold)), Prediction::Class(p, _)) => {
+                    gathered.classes.push((p, *gold))
+                }
+                (Some(Label::Classes(gold)), Prediction::Labels(probs)) => {
+                    let predicted = probs.iter().map(|&p| p >= 0.5).collect();
+                    let mut truth = vec![false; probs.len()];
+                    for &g in gold {
+                        truth[g] = true;
+                    }
+                    gathered.sets.push((predicted, truth));
+                }
+                (Some(Label::Values(gold)), Prediction::Values(v)) => {
+                    gathered
+                        .values
+                        .extend(v.iter().zip(gold).map(|(&p, &g)| (p as f64, g as f64)));
+                }
+                (Some(Label::Tags(gold)), Prediction::Tags(tags)) => {
+                    // Words cut off by max_length have no prediction: an index past the tags,
+                    // wrong for token accuracy and outside every span.
+                    let missing = task.output_width();
+                    let predicted = tags.iter().map(|t| t.unwrap_or(missing)).collect();
+                    gathered.sentences.push((predicted, gold.clone()));
+                }
+                _ => {}
+            }
+        }
+    }
+    let labels = task.labels.clone().unwrap_or_default();
+    Ok(gathered.metrics(task.kind, &labels))
+}

@@ -1,0 +1,146 @@
+//! Batched inference: the logits (and optionally the mean gate value per token) of every task
+//! for a batch, read back in one transfer, and their decoding into predictions.
+
+use anyhow::Result;
+
+use super::device_batch::DeviceBatch;
+use super::multitask::MultiTaskModel;
+use crate::config::{TaskConfig, TaskKind};
+use crate::data::{Batch, Example};
+use crate::gpu::Tensor;
+use crate::nn::Mode;
+
+/// One task's outputs for a batch, on the host.
+pub struct TaskOutputs {
+    /// `[B, width]` (sequence tasks) or `[B * T, width]` (token tasks).
+    pub logits: Vec<f32>,
+    pub width: usize,
+    /// `[B * T]`: the task's gate averaged over features, when asked for and the task has one.
+    pub gate: Option<Vec<f32>>,
+}
+
+/// Runs the tasks marked in `run` (all when `None`) on `batch` without dropout.
+pub fn infer(
+    model: &MultiTaskModel,
+    batch: &Batch,
+    run: Option<&[bool]>,
+    with_gates: bool,
+) -> Result<Vec<Option<TaskOutputs>>> {
+    let gpu = model.store.params[0].gpu().clone();
+    let device_batch = DeviceBatch::new(&gpu, batch, &model.spec.encoder, false)?;
+    let pass = model.forward(&device_batch, Mode::Infer, run)?;
+    let mut tensors: Vec<Tensor> = Vec::new();
+    let mut slots = Vec::new();
+    for (i, tp) in pass.tasks.iter().enumerate() {
+        let Some(tp) = tp else {
+            slots.push(None);
+            continue;
+        };
+        tensors.push(tp.logits.clone());
+        let gate = if with_gates {
+            model.tasks[i].gate.values(&tp.gate)?
+        } else {
+            None
+        };
+        let has_gate = gate.is_some();
+        if let Some(g) = gate {
+            tensors.push(g);
+        }
+        slots.push(Some(has_gate));
+    }
+    let refs: Vec<&Tensor> = tensors.iter().collect();
+    let mut bytes = gpu.read_bytes_blocking(&refs)?.into_iter();
+    let tokens = batch.batch * batch.seq;
+    let mut out = Vec::with_capacity(slots.len());
+    for (i, slot) in slots.into_iter().enumerate() {
+        let Some(has_gate) = slot else {
+            out.push(None);
+            continue;
+        };
+        let task = &model.spec.tasks[i];
+        let width = task.output_width();
+        let rows = if task.kind.is_sequence_level() {
+            batch.batch
+        } else {
+            tokens
+        };
+        let mut logits: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes.next().expect("logits"));
+        logits.truncate(rows * width);
+        let gate = has_gate.then(|| {
+            let values: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes.next().expect("gate"));
+            let per_token = (values.len() / tokens).max(1);
+            values[..tokens * per_token]
+                .chunks(per_token)
+                .map(|c| c.iter().sum::<f32>() / per_token as f32)
+                .collect()
+        });
+        out.push(Some(TaskOutputs {
+            logits,
+            width,
+            gate,
+        }));
+    }
+    Ok(out)
+}
+
+/// A decoded prediction of one task for one example.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Prediction {
+    /// Class index and the softmax probabilities.
+    Class(usize, Vec<f32>),
+    /// Per label: sigmoid probability (predicted when >= 0.5).
+    Labels(Vec<f32>),
+    Values(Vec<f32>),
+    /// One tag index per whitespace word of the text; `None` for words cut by `max_length`.
+    Tags(Vec<Option<usize>>),
+}
+
+fn argmax(v: &[f32]) -> usize {
+    v.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, &x)| {
+            if x > best.1 { (i, x) } else { best }
+        })
+        .0
+}
+
+fn softmax(v: &[f32]) -> Vec<f32> {
+    let max = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let e: Vec<f32> = v.iter().map(|x| (x - max).exp()).collect();
+    let s: f32 = e.iter().sum();
+    e.iter().map(|x| x / s).collect()
+}
+
+/// Decodes row `row` of a batch whose examples are `examples` (in batch order).
+pub fn decode(
+    task: &TaskConfig,
+    out: &TaskOutputs,
+    seq: usize,
+    row: usize,
+    example: &Example,
+) -> Prediction {
+    let w = out.width;
+    match task.kind {
+        TaskKind::Classification => {
+            let logits = &out.logits[row * w..(row + 1) * w];
+            Prediction::Class(argmax(logits), softmax(logits))
+        }
+        TaskKind::Multilabel => Prediction::Labels(
+            out.logits[row * w..(row + 1) * w]
+                .iter()
+                .map(|x| 1.0 / (1.0 + (-x).exp()))
+                .collect(),
+        ),
+        TaskKind::Regression => Prediction::Values(out.logits[row * w..(row + 1) * w].to_vec()),
+        TaskKind::TokenClassification => {
+            let mut tags = vec![None; example.encoded.n_words];
+            for (pos, word) in example.encoded.word_starts.iter().enumerate() {
+                if let Some(word) = word {
+                    let at = (row * seq + pos) * w;
+                    tags[*word] = Some(argmax(&out.logits[at..at + w]));
+                }
+            }
+            Prediction::Tags(tags)
+        }
+    }
+}

@@ -1,0 +1,542 @@
+//! `taskgate train`: a whole multi-task training run from a config file: data loading and
+//! checks (before anything is written), the step loop with the task sampler, periodic dev
+//! evaluation, best and last checkpoints, a JSONL log and an SVG chart, and exact resumption.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::{Value, json};
+
+use super::chart::{Series, write_chart};
+use super::checkpoint::{self, Best, RunState};
+use super::schedule::LrSchedule;
+use super::trainer::{StepOutput, TrainOptions, Trainer};
+use crate::config::{ModelConfig, TaskConfig, TrainConfig, resolve_path};
+use crate::data::sampler::Sampler;
+use crate::data::splits::{Split, infer_missing_labels, load_split};
+use crate::data::{Example, collate};
+use crate::eval::evaluate_task;
+use crate::gpu::{AdapterRequest, Gpu};
+use crate::metrics::{Metrics, primary_metric};
+use crate::model::MultiTaskModel;
+use crate::model::init::init_from_config;
+use crate::ops::adamw::AdamW;
+use crate::tokenize::TextTokenizer;
+
+/// The resolved configuration of a run, stored in the run directory.
+pub const RUN_CONFIG: &str = "run.toml";
+pub const LOG_FILE: &str = "log.jsonl";
+pub const CHART_FILE: &str = "chart.svg";
+pub const LAST: &str = "last";
+pub const BEST: &str = "best";
+
+/// What to run.
+pub struct RunOptions {
+    /// The config file of a fresh run (`None` when resuming).
+    pub config: Option<PathBuf>,
+    /// The run directory (created by a fresh run; read and continued by a resumed one).
+    pub out: PathBuf,
+    pub resume: bool,
+    /// Train only this task (a single-task model).
+    pub only: Option<String>,
+    /// Overrides `[train] steps` (fresh runs).
+    pub steps: Option<u64>,
+    /// Show a progress bar (it hides itself when stderr is not a terminal).
+    pub progress: bool,
+}
+
+/// The figures of a finished run.
+pub struct RunSummary {
+    pub steps: u64,
+    pub tokens_per_s: f64,
+    pub dev: Vec<(String, Metrics)>,
+    pub best: Option<Best>,
+}
+
+/// Every task's examples of one split (`None` where a task has no file for it).
+type SplitData = Vec<Option<Vec<Example>>>;
+
+fn load_all(config: &ModelConfig, split: Split, tokenizer: &TextTokenizer) -> Result<SplitData> {
+    (0..config.tasks.len())
+        .map(|i| load_split(&config.tasks, i, split, tokenizer))
+        .collect()
+}
+
+/// Makes every data path of `config` absolute (relative ones are relative to the config
+/// file, or to the working directory) and applies `--only`.
+pub fn resolve_fresh(config_path: &Path, only: Option<&str>) -> Result<ModelConfig> {
+    let mut config = ModelConfig::load(config_path)?;
+    if let Some(name) = only {
+        let Some(index) = config.task_index(name) else {
+            let names: Vec<&str> = config.tasks.iter().map(|t| t.name.as_str()).collect();
+            bail!(
+                "--only {name}: no such task in {} (tasks: {})",
+                config_path.display(),
+                names.join(", ")
+            );
+        };
+        config.tasks = vec![config.tasks.swap_remove(index)];
+    }
+    let absolute = |p: PathBuf| -> Result<PathBuf> {
+        std::fs::canonicalize(&p).with_context(|| format!("cannot resolve {}", p.display()))
+    };
+    for task in &mut config.tasks {
+        for split in [Split::Train, Split::Dev, Split::Test] {
+            let slot = match split {
+                Split::Train => &mut task.train,
+                Split::Dev => &mut task.dev,
+                Split::Test => &mut task.test,
+            };
+            if let Some(p) = slot.take() {
+                let what = format!("task '{}' {} file", task.name, split.name());
+                let found = resolve_path(config_path, &p, &what)
+                    .map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
+                *slot = Some(absolute(found)?);
+            }
+        }
+        if task.train.is_none() {
+            bail!(
+                "{}: task '{}' has no `train` file; add `train = \"path\"` to its [[task]]",
+                config_path.display(),
+                task.name
+            );
+        }
+    }
+    if let Some(p) = config.encoder.pretrained.take() {
+        let found = resolve_path(config_path, &p, "[encoder] pretrained directory")
+            .map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
+        config.encoder.pretrained = Some(absolute(found)?);
+    }
+    if let Some(p) = config.encoder.tokenizer.take() {
+        let found = resolve_path(config_path, &p, "[encoder] tokenizer")
+            .map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
+        config.encoder.tokenizer = Some(absolute(found)?);
+    }
+    infer_missing_labels(&mut config.tasks)?;
+    config
+        .validate()
+        .map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
+    Ok(config)
+}
+
+/// Removes a run directory this process created if setup fails before the first checkpoint.
+struct CreatedDir(Option<PathBuf>);
+
+impl Drop for CreatedDir {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// A run's log: every record in memory (for the chart) and appended to `log.jsonl`.
+struct RunLog {
+    path: PathBuf,
+    records: Vec<Value>,
+}
+
+impl RunLog {
+    /// Opens the log of `dir`, keeping only records up to `step` (a resumed run rewrites
+    /// what the interrupted run logged after its last checkpoint).
+    fn open(dir: &Path, step: u64) -> Result<Self> {
+        let path = dir.join(LOG_FILE);
+        let mut records = Vec::new();
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            for line in text.lines() {
+                if let Ok(v) = serde_json::from_str::<Value>(line) {
+                    if v["step"].as_u64().is_some_and(|s| s <= step) {
+                        records.push(v);
+                    }
+                }
+            }
+        }
+        let log = Self { path, records };
+        log.rewrite()?;
+        Ok(log)
+    }
+
+    fn rewrite(&self) -> Result<()> {
+        let text: String = self.records.iter().map(|r| format!("{r}\n")).collect();
+        crate::model::host::write_atomic(&self.path, text.as_bytes())
+    }
+
+    fn push(&mut self, record: Value) -> Result<()> {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&self.path)
+            .with_context(|| format!("cannot append to {}", self.path.display()))?;
+        writeln!(file, "{record}")?;
+        self.records.push(record);
+        Ok(())
+    }
+
+    /// Loss lines per task and, per task, a line of its primary dev metric.
+    fn series(&self, tasks: &[TaskConfig]) -> (Vec<Series>, Vec<Series>) {
+        let line = |i: usize, name: String| Series {
+            name,
+            color: i,
+            points: Vec::new(),
+        };
+        let mut losses: Vec<Series> = tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| line(i, t.name.clone()))
+            .collect();
+        let mut metrics: Vec<Series> = tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| line(i, format!("{} {}", t.name, primary_metric(t.kind))))
+            .collect();
+        for r in &self.records {
+            let step = r["step"].as_f64().unwrap_or(0.0);
+            for (i, t) in tasks.iter().enumerate() {
+                match r["kind"].as_str() {
+                    Some("train") => {
+                        if let Some(v) = r["loss"][&t.name].as_f64() {
+                            losses[i].points.push((step, v));
+                        }
+                    }
+                    Some("eval") => {
+                        if let Some(v) = r["metrics"][&t.name][primary_metric(t.kind)].as_f64() {
+                            metrics[i].points.push((step, v));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        metrics.retain(|s| !s.points.is_empty());
+        (losses, metrics)
+    }
+}
+
+/// Runs (or resumes) training as `options` says.
+pub fn run(request: &AdapterRequest, options: &RunOptions) -> Result<RunSummary> {
+    let out = &options.out;
+    let (config, resumed) = if options.resume {
+        let run_config = out.join(RUN_CONFIG);
+        if !run_config.exists() {
+            bail!(
+                "{} holds no run to resume (no {RUN_CONFIG}); start one with `taskgate train CONFIG.toml --out DIR`",
+                out.display()
+            );
+        }
+        let loaded = checkpoint::load(&out.join(LAST))
+            .with_context(|| format!("cannot resume from {}", out.join(LAST).display()))?;
+        (ModelConfig::load(&run_config)?, Some(loaded))
+    } else {
+        let config_path = options
+            .config
+            .as_deref()
+            .ok_or_else(|| anyhow!("give a CONFIG.toml or --resume DIR"))?;
+        let mut config = resolve_fresh(config_path, options.only.as_deref())?;
+        let train = config.train.get_or_insert_with(TrainConfig::default);
+        if let Some(steps) = options.steps {
+            train.steps = Some(steps);
+            train.epochs = None;
+        }
+        train
+            .validate()
+            .map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
+        (config, None)
+    };
+    let train_config = config.train.clone().unwrap_or_default();
+
+    // The model: fresh (pretrained encoder + new tasks) or the last checkpoint.
+    let (spec, params, tokenizer_json) = match &resumed {
+        Some(c) => (
+            c.model.spec.clone(),
+            c.model.params.clone(),
+            c.model.tokenizer_json.clone(),
+        ),
+        None => {
+            let config_path = options.config.as_deref().expect("fresh runs have a config");
+            let model = init_from_config(&config, config_path)?;
+            for note in &model.notes {
+                eprintln!("{note}");
+            }
+            (model.spec, model.params, model.tokenizer_json)
+        }
+    };
+    let tokenizer = TextTokenizer::from_bytes(&tokenizer_json, spec.encoder.max_length)?;
+
+    // Every data file is read and checked before anything is written.
+    let train_data = load_all(&config, Split::Train, &tokenizer)?;
+    let dev_data = load_all(&config, Split::Dev, &tokenizer)?;
+    let lengths: Vec<Vec<usize>> = train_data
+        .iter()
+        .map(|d| {
+            d.as_ref().map_or_else(Vec::new, |ex| {
+                ex.iter().map(|e| e.encoded.ids.len()).collect()
+            })
+        })
+        .collect();
+    let mut sampler = Sampler::new(
+        train_config.sampler,
+        train_config.temperature,
+        train_config.seed,
+        train_config.batch_size,
+        lengths,
+    );
+    let total_steps = match (&resumed, train_config.steps, train_config.epochs) {
+        (Some(c), _, _) => c.state.total_steps,
+        (None, Some(s), _) => s,
+        (None, None, Some(e)) => ((e * sampler.batches_per_epoch() as f64).ceil() as u64).max(1),
+        (None, None, None) => sampler.batches_per_epoch(),
+    };
+
+    let mut guard = CreatedDir(None);
+    if resumed.is_none() {
+        if out.exists()
+            && std::fs::read_dir(out)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(true)
+        {
+            bail!(
+                "{} already exists and is not empty; continue its run with `taskgate train --resume {}` or choose another --out",
+                out.display(),
+                out.display()
+            );
+        }
+        std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+        guard.0 = Some(out.clone());
+        let header =
+            "# The resolved configuration of this run (absolute paths, inferred labels).\n\n";
+        crate::model::host::write_atomic(
+            &out.join(RUN_CONFIG),
+            format!("{header}{}", toml::to_string(&config)?).as_bytes(),
+        )?;
+    }
+
+    let gpu = pollster::block_on(Gpu::new(request))?;
+    let model = MultiTaskModel::new(&gpu, spec.clone(), &params)?;
+    let schedule = LrSchedule {
+        peak: train_config.lr,
+        warmup: train_config.warmup_steps(total_steps),
+        total: total_steps,
+        decay: train_config.decay,
+    };
+    let adamw = AdamW {
+        lr: train_config.lr,
+        weight_decay: train_config.weight_decay,
+        ..AdamW::default()
+    };
+    let mut trainer = Trainer::new(
+        model,
+        TrainOptions {
+            schedule,
+            adamw,
+            clip: train_config.clip,
+        },
+    )?;
+    let mut state = RunState {
+        step: 0,
+        total_steps,
+        sampler: sampler.state.clone(),
+        group_steps: Vec::new(),
+        best: None,
+        tokens: 0,
+        elapsed_s: 0.0,
+    };
+    if let Some(c) = &resumed {
+        trainer
+            .optimizer
+            .restore(&c.m, &c.v, &c.state.group_steps)?;
+        trainer.step = c.state.step;
+        sampler.restore(c.state.sampler.clone())?;
+        state = c.state.clone();
+    }
+    let mut log = RunLog::open(out, state.step)?;
+    let task_names: Vec<String> = spec.tasks.iter().map(|t| t.name.clone()).collect();
+    let pad_id = tokenizer.pad_id();
+
+    let bar = progress_bar(options.progress, total_steps, state.step);
+    let adapter = gpu.adapter_info().name.clone();
+    say(
+        &bar,
+        format!(
+            "training {} task(s) on {adapter}: steps {}..{total_steps}, batch {}, sampler {:?} (p = {})",
+            task_names.len(),
+            state.step + 1,
+            train_config.batch_size,
+            train_config.sampler,
+            sampler
+                .probabilities()
+                .iter()
+                .map(|p| format!("{p:.2}"))
+                .collect::<Vec<_>>()
+                .join("/")
+        ),
+    );
+    let started = Instant::now();
+    let elapsed_before = state.elapsed_s;
+    let tokens_before = state.tokens;
+    let mut pending: Vec<(usize, StepOutput)> = Vec::new();
+    let mut last_dev: Vec<(String, Metrics)> = Vec::new();
+    let abort_after: Option<u64> = std::env::var("TASKGATE_ABORT_AFTER_STEP")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    while state.step < total_steps {
+        let (task, indices) = sampler.next_batch();
+        let examples: Vec<Example> = {
+            let pool = train_data[task]
+                .as_ref()
+                .expect("the sampler draws tasks with examples");
+            indices.iter().map(|&i| pool[i].clone()).collect()
+        };
+        let batch = collate(&examples, &spec.tasks, pad_id);
+        state.tokens += batch.attention.iter().map(|&a| a as u64).sum::<u64>();
+        pending.push((task, trainer.train_step(&batch)?));
+        state.step += 1;
+        let step = state.step;
+        bar.set_position(step);
+
+        let last = step == total_steps;
+        if step.is_multiple_of(train_config.log_every) || last {
+            let mut sums = vec![(0.0f64, 0usize); task_names.len()];
+            let mut lr = 0.0;
+            for (task, output) in pending.drain(..) {
+                let stats = output.read()?;
+                lr = stats.lr;
+                if let Some(Some(loss)) = stats.task_losses.get(task) {
+                    if !loss.is_finite() {
+                        bail!(
+                            "training diverged at step {step}: task '{}' loss is {loss}; lower [train] lr (now {}) or raise clip",
+                            task_names[task],
+                            train_config.lr
+                        );
+                    }
+                    sums[task].0 += *loss as f64;
+                    sums[task].1 += 1;
+                }
+            }
+            let elapsed = elapsed_before + started.elapsed().as_secs_f64();
+            let tokens_per_s =
+                (state.tokens - tokens_before) as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            let losses: serde_json::Map<String, Value> = sums
+                .iter()
+                .zip(&task_names)
+                .filter(|((_, n), _)| *n > 0)
+                .map(|((s, n), name)| (name.clone(), json!(s / *n as f64)))
+                .collect();
+            let status = format!(
+                "{tokens_per_s:.0} tok/s | {}",
+                losses
+                    .iter()
+                    .map(|(k, v)| format!("{k} {:.3}", v.as_f64().unwrap_or(0.0)))
+                    .collect::<Vec<_>>()
+                    .join("  ")
+            );
+            if bar.is_hidden() && (step.is_multiple_of(5 * train_config.log_every) || last) {
+                // No terminal (a log file, CI): a plain line now and then instead of the bar.
+                eprintln!("step {step}/{total_steps} {status}");
+            }
+            bar.set_message(status);
+            log.push(
+                json!({"kind": "train", "step": step, "lr": lr, "loss": losses,
+                "tokens_per_s": tokens_per_s, "elapsed_s": elapsed}),
+            )?;
+        }
+
+        let eval_now =
+            last || (train_config.eval_every > 0 && step.is_multiple_of(train_config.eval_every));
+        if eval_now {
+            state.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
+            state.sampler = sampler.state.clone();
+            state.group_steps = trainer.optimizer.group_steps().to_vec();
+            let mut metrics = serde_json::Map::new();
+            last_dev.clear();
+            let mut scores = Vec::new();
+            for (i, task) in spec.tasks.iter().enumerate() {
+                if let Some(dev) = &dev_data[i] {
+                    let m = evaluate_task(&trainer.model, i, dev, pad_id)?;
+                    if let Some(v) = m.get(primary_metric(task.kind)) {
+                        scores.push(v);
+                    }
+                    metrics.insert(task.name.clone(), serde_json::to_value(&m.0)?);
+                    last_dev.push((task.name.clone(), m));
+                }
+            }
+            let score =
+                (!scores.is_empty()).then(|| scores.iter().sum::<f64>() / scores.len() as f64);
+            if !metrics.is_empty() {
+                say(
+                    &bar,
+                    format!("step {step}/{total_steps} dev: {}", describe(&last_dev)),
+                );
+                log.push(json!({"kind": "eval", "step": step, "split": "dev", "metrics": metrics, "score": score}))?;
+            }
+            let improved = match (score, state.best) {
+                (Some(s), Some(b)) => s > b.score,
+                (Some(_), None) => true,
+                (None, _) => last,
+            };
+            if improved {
+                state.best = Some(Best {
+                    step,
+                    score: score.unwrap_or(f64::NAN),
+                });
+                checkpoint::save(out, BEST, &trainer, &tokenizer_json, &state)?;
+            }
+            checkpoint::save(out, LAST, &trainer, &tokenizer_json, &state)?;
+            guard.0 = None; // a checkpoint exists: keep the directory from here on
+            let (losses, metric_lines) = log.series(&spec.tasks);
+            write_chart(&out.join(CHART_FILE), &losses, &metric_lines)?;
+        }
+        if abort_after == Some(step) {
+            // Test hook: die like a killed process (no cleanup, no final checkpoint).
+            std::process::abort();
+        }
+    }
+    bar.finish_and_clear();
+    let trained_s = started.elapsed().as_secs_f64();
+    Ok(RunSummary {
+        steps: state.step,
+        tokens_per_s: (state.tokens - tokens_before) as f64 / trained_s.max(1e-9),
+        dev: last_dev,
+        best: state.best,
+    })
+}
+
+/// `task metric value ...` for a status line.
+pub fn describe(metrics: &[(String, Metrics)]) -> String {
+    metrics
+        .iter()
+        .map(|(task, m)| {
+            let parts: Vec<String> =
+                m.0.iter()
+                    .filter(|(k, _)| k.as_str() != "examples")
+                    .map(|(k, v)| format!("{k} {v:.4}"))
+                    .collect();
+            format!("{task}: {}", parts.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+/// Prints a line above the progress bar, or plainly when the bar is hidden (not a terminal).
+fn say(bar: &indicatif::ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
+}
+
+fn progress_bar(show: bool, total: u64, start: u64) -> indicatif::ProgressBar {
+    let bar = if show {
+        indicatif::ProgressBar::new(total)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} step {pos}/{len}  {msg}  ETA {eta}")
+            .expect("a valid template"),
+    );
+    bar.set_position(start);
+    bar
+}

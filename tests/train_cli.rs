@@ -1,0 +1,366 @@
+//! `taskgate train`, `eval` and `predict` end to end on a tiny model and small generated data
+//! in every supported format: a run that learns, a killed-and-resumed run that ends with the
+//! same weights as an uninterrupted one, and bad input that fails with one error line
+//! (exit 2), naming the file and line, and leaves no run directory behind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const PARITY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/parity");
+
+fn taskgate(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_taskgate"));
+    cmd.args(args)
+        .env_remove("TASKGATE_BACKEND")
+        .env_remove("TASKGATE_ADAPTER");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run taskgate")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+const POSITIVE: [&str; 5] = ["great", "good", "fun", "loved", "happy"];
+const NEGATIVE: [&str; 5] = ["bad", "terrible", "boring", "hated", "sad"];
+const SUBJECTS: [&str; 4] = ["movie", "film", "plot", "story"];
+
+/// Writes the data of three tasks: sentiment (CSV), score (TSV regression), tags (CoNLL:
+/// adjectives tagged J, the rest O) and returns the config path.
+fn write_data(dir: &Path, steps: u64, eval_every: u64) -> PathBuf {
+    let mut csv = String::from("text,label\n");
+    let mut tsv = String::from("text\tscore\n");
+    let mut conll = String::new();
+    let mut n = 0;
+    for (i, subject) in SUBJECTS.iter().enumerate() {
+        for j in 0..5 {
+            let (pos, neg) = (POSITIVE[(i + j) % 5], NEGATIVE[(i * 2 + j) % 5]);
+            csv.push_str(&format!(
+                "the {subject} was {pos},pos\nthe {subject} was {neg},neg\n"
+            ));
+            tsv.push_str(&format!(
+                "it was very {pos}\t1.5\nit was very {neg}\t-1.5\n"
+            ));
+            conll.push_str(&format!(
+                "the O\n{subject} O\nwas O\n{pos} J\n\n{neg} J\n{subject} O\n\n"
+            ));
+            n += 1;
+        }
+    }
+    assert_eq!(n, 20);
+    for split in ["train", "dev"] {
+        std::fs::write(dir.join(format!("{split}.csv")), &csv).unwrap();
+        std::fs::write(dir.join(format!("{split}.tsv")), &tsv).unwrap();
+        std::fs::write(dir.join(format!("{split}.conll")), &conll).unwrap();
+    }
+    let config = dir.join("run.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[encoder]
+layers = 1
+hidden = 16
+heads = 2
+intermediate = 32
+max_positions = 32
+tokenizer = "{PARITY}/tokenizer.json"
+dropout = 0.1
+seed = 3
+
+[[task]]
+name = "sentiment"
+kind = "classification"
+train = "train.csv"
+dev = "dev.csv"
+
+[[task]]
+name = "score"
+kind = "regression"
+train = "train.tsv"
+dev = "dev.tsv"
+label_column = "score"
+gate = "vector"
+pooling = "mean"
+
+[[task]]
+name = "tags"
+kind = "token_classification"
+train = "train.conll"
+dev = "dev.conll"
+
+[train]
+steps = {steps}
+batch_size = 8
+lr = 3e-3
+warmup = 0.1
+eval_every = {eval_every}
+log_every = 2
+sampler = "round_robin"
+seed = 5
+"#
+        ),
+    )
+    .unwrap();
+    config
+}
+
+#[test]
+fn train_eval_and_predict_a_tiny_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_data(tmp.path(), 90, 45);
+    let run = tmp.path().join("out");
+    let stdout = ok(&taskgate(&["train", p(&config), "--out", p(&run)], &[]));
+    assert!(stdout.contains("trained 90 steps"), "{stdout}");
+    for file in [
+        "run.toml",
+        "log.jsonl",
+        "chart.svg",
+        "best/model.safetensors",
+        "last/optimizer.safetensors",
+        "last/state.json",
+    ] {
+        assert!(run.join(file).exists(), "{file}");
+    }
+    // Labels were inferred from the training files and stored.
+    let stored = std::fs::read_to_string(run.join("last/taskgate.toml")).unwrap();
+    assert!(
+        stored.contains(r#"labels = ["neg", "pos"]"#) && stored.contains(r#"labels = ["J", "O"]"#),
+        "{stored}"
+    );
+    let log = std::fs::read_to_string(run.join("log.jsonl")).unwrap();
+    let records: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.iter().filter(|r| r["kind"] == "eval").count(), 2);
+    let chart = std::fs::read_to_string(run.join("chart.svg")).unwrap();
+    assert!(
+        chart.starts_with("<svg") && chart.contains("sentiment") && chart.contains("dev metrics")
+    );
+
+    let eval = ok(&taskgate(&["eval", p(&run), "--json"], &[]));
+    let eval: serde_json::Value = serde_json::from_str(eval.trim()).unwrap();
+    let m = &eval["metrics"];
+    assert_eq!(m["sentiment"]["examples"], 40.0);
+    assert!(m["sentiment"]["accuracy"].as_f64().unwrap() >= 0.9, "{m}");
+    assert!(m["tags"]["token_accuracy"].as_f64().unwrap() >= 0.9, "{m}");
+    assert!(m["score"]["pearson"].as_f64().unwrap() >= 0.9, "{m}");
+    for key in ["macro_f1", "mcc"] {
+        assert!(m["sentiment"][key].is_number(), "{key}");
+    }
+    for key in ["spearman", "mse"] {
+        assert!(m["score"][key].is_number(), "{key}");
+    }
+    let missing = taskgate(&["eval", p(&run), "--split", "test"], &[]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("`test` file"));
+
+    let input = tmp.path().join("input.jsonl");
+    std::fs::write(
+        &input,
+        "{\"text\": \"the film was great\", \"id\": 1}\n\n{\"text\": \"the plot was boring\"}\n",
+    )
+    .unwrap();
+    let output = tmp.path().join("predictions.jsonl");
+    ok(&taskgate(
+        &[
+            "predict",
+            p(&run),
+            "--input",
+            p(&input),
+            "--output",
+            p(&output),
+            "--gates",
+        ],
+        &[],
+    ));
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&output)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["id"], 1);
+    assert_eq!(lines[0]["predictions"]["sentiment"]["label"], "pos");
+    assert_eq!(lines[1]["predictions"]["sentiment"]["label"], "neg");
+    assert_eq!(
+        lines[0]["predictions"]["tags"]["tags"],
+        serde_json::json!(["O", "O", "O", "J"])
+    );
+    let score = |i: usize| {
+        lines[i]["predictions"]["score"]["values"][0]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(
+        score(0) > score(1),
+        "positive text scores higher: {} vs {}",
+        score(0),
+        score(1)
+    );
+    let gates = lines[0]["gates"]["sentiment"].as_array().unwrap();
+    assert_eq!(gates.len(), 6, "[CLS] the film was great [SEP]");
+    assert_eq!(gates[0]["token"], "[CLS]");
+    assert!(
+        gates
+            .iter()
+            .all(|g| (0.0..=1.0).contains(&g["gate"].as_f64().unwrap()))
+    );
+}
+
+#[test]
+fn a_killed_run_resumes_to_the_same_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_data(tmp.path(), 12, 4);
+    let whole = tmp.path().join("whole");
+    ok(&taskgate(&["train", p(&config), "--out", p(&whole)], &[]));
+
+    let killed = tmp.path().join("killed");
+    let out = taskgate(
+        &["train", p(&config), "--out", p(&killed)],
+        &[("TASKGATE_ABORT_AFTER_STEP", "6")],
+    );
+    assert!(!out.status.success(), "the hook aborts the process");
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(killed.join("last/state.json")).unwrap())
+            .unwrap();
+    assert_eq!(state["step"], 4, "the last checkpoint before the kill");
+    let again = taskgate(&["train", p(&config), "--out", p(&killed)], &[]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
+
+    ok(&taskgate(&["train", "--resume", p(&killed)], &[]));
+    for file in ["last/model.safetensors", "last/optimizer.safetensors"] {
+        let (a, b) = (
+            std::fs::read(whole.join(file)).unwrap(),
+            std::fs::read(killed.join(file)).unwrap(),
+        );
+        assert!(
+            a == b,
+            "{file} differs between the uninterrupted and the resumed run"
+        );
+    }
+    let steps = |dir: &Path| -> Vec<u64> {
+        std::fs::read_to_string(dir.join("log.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|r| r["kind"] == "train")
+            .map(|r| r["step"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(
+        steps(&whole),
+        steps(&killed),
+        "the resumed log has each step once"
+    );
+}
+
+/// Runs `train` on a config whose data or settings were edited, expects exit 2 with one
+/// error line containing every `expected` part and no run directory left.
+fn fails(tmp: &Path, config: &Path, expected: &[&str]) {
+    let run = tmp.join("bad-run");
+    let out = taskgate(&["train", p(config), "--out", p(&run)], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("an error line: {err}"));
+    for part in expected {
+        assert!(line.contains(part), "expected '{part}' in: {line}");
+    }
+    assert!(!run.exists(), "no partial run directory: {err}");
+}
+
+#[test]
+fn bad_input_is_one_clear_error_and_leaves_nothing_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let config = write_data(dir, 4, 0);
+    let text = std::fs::read_to_string(&config).unwrap();
+    // (data file written first, if any; config edit; parts of the expected error line)
+    type Case<'a> = (
+        Option<(&'a str, &'a [u8])>,
+        (&'a str, &'a str),
+        &'a [&'a str],
+    );
+    let cases: [Case; 10] = [
+        (Some(("empty.csv", b"")), ("train.csv", "empty.csv"), &["empty.csv", "no examples"]),
+        (
+            Some(("cols.csv", b"sentence,label\nhi,pos\n")),
+            ("train.csv", "cols.csv"),
+            &["cols.csv", "no text column 'text'", "text_column"],
+        ),
+        (None, ("\"regression\"", "\"ranking\""), &["unknown variant `ranking`"]),
+        (None, ("name = \"score\"", "name = \"sentiment\""), &["'sentiment' is used twice"]),
+        (
+            Some(("tags.jsonl", b"{\"text\": \"the movie\", \"label\": [\"O\", \"J\"]}\n{\"text\": \"the film was\", \"label\": [\"O\", \"J\"]}\n")),
+            ("train.conll", "tags.jsonl"),
+            &["tags.jsonl:2", "2 tags for 3"],
+        ),
+        (
+            Some(("latin1.csv", b"text,label\ngood,pos\ncaf\xe9,neg\n")),
+            ("train.csv", "latin1.csv"),
+            &["latin1.csv:3", "invalid UTF-8"],
+        ),
+        (
+            Some(("words.tsv", b"text\tscore\nfine\thigh\n")),
+            ("train.tsv", "words.tsv"),
+            &["words.tsv:2", "'high' is not a number"],
+        ),
+        (
+            Some(("unseen.csv", b"text,label\nthe movie,meh\n")),
+            ("dev = \"dev.csv", "dev = \"unseen.csv"),
+            &["unseen.csv:2", "unknown label 'meh'"],
+        ),
+        (None, ("train.csv", "absent.csv"), &["absent.csv", "not found"]),
+        (None, ("steps = 4", "steps = 0"), &["steps must be at least 1"]),
+    ];
+    for (i, (file, (from, to), expected)) in cases.into_iter().enumerate() {
+        if let Some((name, bytes)) = file {
+            std::fs::write(dir.join(name), bytes).unwrap();
+        }
+        assert!(text.contains(from), "{from}");
+        let config_name = format!("case{i}.toml");
+        let edited = dir.join(&config_name);
+        std::fs::write(&edited, text.replacen(from, to, 1)).unwrap();
+        let mut parts = expected.to_vec();
+        if file.is_none() {
+            parts.push(&config_name); // config errors name the config file
+        }
+        fails(dir, &edited, &parts);
+    }
+
+    // A checkpoint whose weights do not fit its configuration (a head resized by hand).
+    let run = dir.join("run");
+    ok(&taskgate(&["train", p(&config), "--out", p(&run)], &[]));
+    let toml_path = run.join("last/taskgate.toml");
+    let stored = std::fs::read_to_string(&toml_path).unwrap();
+    std::fs::write(&toml_path, stored.replacen("hidden = 16", "hidden = 32", 1)).unwrap();
+    for args in [
+        vec!["train", "--resume", p(&run)],
+        vec!["eval", p(&run.join("last"))],
+    ] {
+        let out = taskgate(&args, &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("model.safetensors") && err.contains("shape"),
+            "{err}"
+        );
+    }
+}
