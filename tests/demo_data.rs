@@ -23,6 +23,9 @@ fn the_demo_data_loads_with_the_demo_config() {
         return;
     }
     let config = resolve_fresh(&root.join("demo/demo.toml"), None).unwrap();
+    let full = resolve_fresh(&root.join("demo/demo-full.toml"), None).unwrap();
+    assert_eq!(full.tasks.len(), 4, "the GPU setting reads the same data");
+    assert_eq!(full.encoder.layers, Some(6));
     let tokenizer = TextTokenizer::from_file(&tokenizer_path, 64).unwrap();
     let names: Vec<&str> = config.tasks.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["sentiment", "intensity", "pos", "hedge"]);
