@@ -15,32 +15,7 @@
 // 5 d (written only when GELU_OUT; pass a scratch buffer otherwise).
 // Dispatch: (ceil(N / (WG_X * TN)), ceil(M / (WG_Y * TM)), batch) workgroups.
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    batch_inner: u32,
-    lda: u32,
-    ldb: u32,
-    ldc: u32,
-    tex_width: u32,
-    a_outer: u32,
-    a_inner: u32,
-    b_outer: u32,
-    b_inner: u32,
-    c_outer: u32,
-    c_inner: u32,
-    alpha: f32,
-    beta: f32,
-    a_offset: u32,
-    b_offset: u32,
-    c_offset: u32,
-    tex_height: u32,
-    a_tex_width: u32,
-    a_tex_height: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
+// struct Params: lib/matmul_params.wgsl (prepended).
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;

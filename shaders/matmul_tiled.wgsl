@@ -11,32 +11,7 @@
 // Bindings: 0 params, 1 a, 2 b, 3 bias (read only when HAS_BIAS), 4 c, 5 d (GELU_OUT).
 // Dispatch: (ceil(N / BN), ceil(M / BM), batch) workgroups.
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    batch_inner: u32,
-    lda: u32,
-    ldb: u32,
-    ldc: u32,
-    tex_width: u32,
-    a_outer: u32,
-    a_inner: u32,
-    b_outer: u32,
-    b_inner: u32,
-    c_outer: u32,
-    c_inner: u32,
-    alpha: f32,
-    beta: f32,
-    a_offset: u32,
-    b_offset: u32,
-    c_offset: u32,
-    tex_height: u32,
-    a_tex_width: u32,
-    a_tex_height: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
+// struct Params: lib/matmul_params.wgsl (prepended).
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;

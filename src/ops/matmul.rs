@@ -171,6 +171,8 @@ impl Matmul {
     }
 }
 
+/// The matmul kernels' uniform block: the same fields in the same order as
+/// `shaders/lib/matmul_params.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct Params {
