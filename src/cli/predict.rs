@@ -9,6 +9,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Map, Value, json};
 
 use super::eval::model_dir;
+use crate::data::jsonl::text_fields;
 use crate::data::{Example, collate};
 use crate::gpu::{AdapterRequest, Gpu};
 use crate::model::infer::{Prediction, decode, infer};
@@ -67,18 +68,14 @@ pub fn run(
 
 fn parse_line(line: &str, model: &ModelDir) -> Result<(Example, Option<Value>)> {
     let value: Value = serde_json::from_str(line).map_err(|e| anyhow!("not valid JSON ({e})"))?;
-    let Some(text) = value.get("text").and_then(Value::as_str) else {
-        bail!("expected {{\"text\": \"...\"}} (a string \"text\")");
+    let Value::Object(object) = &value else {
+        bail!("expected a JSON object {{\"text\": ..., \"text_pair\"?: ...}}");
     };
-    let pair = match value.get("text_pair") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.as_str()),
-        Some(other) => bail!("\"text_pair\" must be a string, got {other}"),
-    };
-    let encoded = model.tokenizer.encode(text, pair)?;
+    let (text, text_pair) = text_fields(object)?;
+    let encoded = model.tokenizer.encode(&text, text_pair.as_deref())?;
     let example = Example {
-        text: text.to_string(),
-        text_pair: pair.map(str::to_string),
+        text,
+        text_pair,
         encoded,
         labels: vec![None; model.spec.tasks.len()],
     };

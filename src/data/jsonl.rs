@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::labels::{Label, parse_label};
 use crate::config::TaskConfig;
@@ -18,16 +18,9 @@ pub struct Example {
     pub labels: Vec<Option<Label>>,
 }
 
-/// Parses one JSONL line.
-pub fn parse_example(
-    line: &str,
-    tasks: &[TaskConfig],
-    tokenizer: &TextTokenizer,
-) -> Result<Example> {
-    let value: Value = serde_json::from_str(line).map_err(|e| anyhow!("not valid JSON ({e})"))?;
-    let Some(object) = value.as_object() else {
-        bail!("expected a JSON object");
-    };
+/// The `"text"` and optional `"text_pair"` strings of a JSONL object (every JSONL reader's
+/// inputs: batches, task data files, `predict`).
+pub fn text_fields(object: &Map<String, Value>) -> Result<(String, Option<String>)> {
     let text = match object.get("text") {
         Some(Value::String(s)) => s.clone(),
         Some(other) => bail!("\"text\" must be a string, got {other}"),
@@ -38,6 +31,20 @@ pub fn parse_example(
         Some(Value::String(s)) => Some(s.clone()),
         Some(other) => bail!("\"text_pair\" must be a string, got {other}"),
     };
+    Ok((text, text_pair))
+}
+
+/// Parses one JSONL line.
+pub fn parse_example(
+    line: &str,
+    tasks: &[TaskConfig],
+    tokenizer: &TextTokenizer,
+) -> Result<Example> {
+    let value: Value = serde_json::from_str(line).map_err(|e| anyhow!("not valid JSON ({e})"))?;
+    let Some(object) = value.as_object() else {
+        bail!("expected a JSON object");
+    };
+    let (text, text_pair) = text_fields(object)?;
     for key in object.keys() {
         if !["text", "text_pair", "labels"].contains(&key.as_str()) {
             bail!("unknown key \"{key}\" (expected text, text_pair, labels)");

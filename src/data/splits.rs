@@ -145,20 +145,28 @@ pub fn load_split(
     to_examples(tasks, task_index, path, records, tokenizer).map(Some)
 }
 
+/// True when `task` has label names to infer: not regression, and none in the config.
+pub fn needs_labels(task: &TaskConfig) -> bool {
+    task.kind != TaskKind::Regression && task.labels.is_none()
+}
+
+/// Sets `task.labels` from its training file `train` (the file's path as resolved).
+pub fn infer_labels_from(task: &mut TaskConfig, train: &Path) -> Result<()> {
+    let records = read_records(task, train)?;
+    task.labels = Some(infer_labels(task, train, &records)?);
+    Ok(())
+}
+
 /// Fills in every task's missing `labels` from its training file.
 pub fn infer_missing_labels(tasks: &mut [TaskConfig]) -> Result<()> {
-    for task in tasks.iter_mut() {
-        if task.kind == TaskKind::Regression || task.labels.is_some() {
-            continue;
-        }
+    for task in tasks.iter_mut().filter(|t| needs_labels(t)) {
         let Some(path) = task.train.clone() else {
             bail!(
                 "task '{}': give its `labels` or a `train` file to infer them from",
                 task.name
             );
         };
-        let records = read_records(task, &path)?;
-        task.labels = Some(infer_labels(task, &path, &records)?);
+        infer_labels_from(task, &path)?;
     }
     Ok(())
 }

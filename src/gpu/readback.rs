@@ -106,6 +106,20 @@ impl Gpu {
             .map_err(|e| anyhow!("waiting for the GPU failed: {e}"))?;
         pollster::block_on(pending.finish())
     }
+
+    /// Reads f32 `tensors` back in one transfer, each as exactly its elements (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read_f32_blocking(&self, tensors: &[&Tensor]) -> Result<Vec<Vec<f32>>> {
+        for t in tensors {
+            t.check_read_type::<f32>()?;
+        }
+        let bytes = self.read_bytes_blocking(tensors)?;
+        Ok(bytes
+            .iter()
+            .zip(tensors)
+            .map(|(b, t)| cast_vec(b, t.numel()))
+            .collect())
+    }
 }
 
 impl PendingRead {
@@ -163,7 +177,7 @@ impl Tensor {
         Ok(cast_vec(&bytes[0], self.numel()))
     }
 
-    fn check_read_type<T: Element>(&self) -> Result<()> {
+    pub(crate) fn check_read_type<T: Element>(&self) -> Result<()> {
         if T::DTYPE != self.dtype() {
             return Err(anyhow!("cannot read {:?} as {:?}", self, T::DTYPE));
         }

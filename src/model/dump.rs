@@ -61,7 +61,7 @@ pub fn dump(gpu: &Gpu, dir: &ModelDir, examples: &[Example]) -> Result<Dump> {
     }
     want("loss".into(), vec![], losses.total.clone());
     let refs: Vec<&Tensor> = tensors.iter().collect();
-    let bytes = gpu.read_bytes_blocking(&refs)?;
+    let values = gpu.read_f32_blocking(&refs)?;
 
     let as_i32 = |v: &[u32]| v.iter().map(|&x| x as i32).collect::<Vec<_>>();
     let mut out: Dump = vec![
@@ -81,10 +81,8 @@ pub fn dump(gpu: &Gpu, dir: &ModelDir, examples: &[Example]) -> Result<Dump> {
             DumpData::I32(as_i32(&batch.attention)),
         ),
     ];
-    for ((name, shape), data) in names.into_iter().zip(bytes) {
-        let mut values: Vec<f32> = bytemuck::pod_collect_to_vec(&data);
-        values.truncate(shape.iter().product::<usize>().max(1));
-        out.push((name, shape, DumpData::F32(values)));
+    for ((name, shape), data) in names.into_iter().zip(values) {
+        out.push((name, shape, DumpData::F32(data)));
     }
     for (i, task) in spec.tasks.iter().enumerate() {
         if losses.per_task[i].is_none() {

@@ -49,7 +49,7 @@ pub fn infer(
         slots.push(Some(has_gate));
     }
     let refs: Vec<&Tensor> = tensors.iter().collect();
-    let mut bytes = gpu.read_bytes_blocking(&refs)?.into_iter();
+    let mut values = gpu.read_f32_blocking(&refs)?.into_iter();
     let tokens = batch.batch * batch.seq;
     let mut out = Vec::with_capacity(slots.len());
     for (i, slot) in slots.into_iter().enumerate() {
@@ -57,20 +57,12 @@ pub fn infer(
             out.push(None);
             continue;
         };
-        let task = &model.spec.tasks[i];
-        let width = task.output_width();
-        let rows = if task.kind.is_sequence_level() {
-            batch.batch
-        } else {
-            tokens
-        };
-        let mut logits: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes.next().expect("logits"));
-        logits.truncate(rows * width);
+        let logits = values.next().expect("logits");
+        let width = model.spec.tasks[i].output_width();
         let gate = has_gate.then(|| {
-            let values: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes.next().expect("gate"));
-            let per_token = (values.len() / tokens).max(1);
-            values[..tokens * per_token]
-                .chunks(per_token)
+            let gate = values.next().expect("gate");
+            let per_token = (gate.len() / tokens).max(1);
+            gate.chunks(per_token)
                 .map(|c| c.iter().sum::<f32>() / per_token as f32)
                 .collect()
         });

@@ -8,9 +8,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use super::hf::load_pretrained;
 use super::host::{HostParams, check_params, init_param};
 use super::spec::{EncoderDims, ModelSpec, Owner};
-use crate::config::{ModelConfig, TaskKind, resolve_path};
-use crate::data::formats::read_records;
-use crate::data::splits::infer_labels;
+use crate::config::{ModelConfig, resolve_path};
+use crate::data::splits::{infer_labels_from, needs_labels};
 use crate::tokenize::TextTokenizer;
 
 /// A model ready to be written as a directory.
@@ -45,15 +44,12 @@ pub fn init_model(config_path: &Path) -> Result<InitializedModel> {
 /// `config_path`'s directory, which also names the file in errors.
 pub fn init_from_config(config: &ModelConfig, config_path: &Path) -> Result<InitializedModel> {
     let mut config = config.clone();
-    for task in &mut config.tasks {
-        if task.kind != TaskKind::Regression && task.labels.is_none() {
-            if let Some(train) = &task.train {
-                let what = format!("task '{}' train file", task.name);
-                let path = resolve_path(config_path, train, &what)
-                    .map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
-                let records = read_records(task, &path)?;
-                task.labels = Some(infer_labels(task, &path, &records)?);
-            }
+    for task in config.tasks.iter_mut().filter(|t| needs_labels(t)) {
+        if let Some(train) = task.train.clone() {
+            let what = format!("task '{}' train file", task.name);
+            let path = resolve_path(config_path, &train, &what)
+                .map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
+            infer_labels_from(task, &path)?;
         }
     }
     let e = &config.encoder;

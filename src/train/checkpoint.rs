@@ -59,16 +59,7 @@ pub fn save(
     let (m, v) = trainer.optimizer.moments();
     let gpu = model.store.params[0].gpu();
     let all: Vec<&crate::gpu::Tensor> = m.iter().chain(v).collect();
-    let bytes = gpu.read_bytes_blocking(&all)?;
-    let values: Vec<Vec<f32>> = bytes
-        .iter()
-        .zip(&all)
-        .map(|(b, t)| {
-            let mut v: Vec<f32> = bytemuck::pod_collect_to_vec(b);
-            v.truncate(t.numel());
-            v
-        })
-        .collect();
+    let values = gpu.read_f32_blocking(&all)?;
     let shapes: Vec<[usize; 1]> = values.iter().map(|v| [v.len()]).collect();
     let mut tensors = Vec::new();
     for (i, (v, shape)) in values.iter().zip(&shapes).enumerate() {

@@ -78,41 +78,34 @@ pub fn resolve_fresh(config_path: &Path, only: Option<&str>) -> Result<ModelConf
         };
         config.tasks = vec![config.tasks.swap_remove(index)];
     }
-    let absolute = |p: PathBuf| -> Result<PathBuf> {
-        std::fs::canonicalize(&p).with_context(|| format!("cannot resolve {}", p.display()))
+    // A path from the config, found beside it (or in the working directory), made absolute.
+    let absolute = |slot: &mut Option<PathBuf>, what: &str| -> Result<()> {
+        if let Some(p) = slot.take() {
+            let found = resolve_path(config_path, &p, what)
+                .map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
+            let full = std::fs::canonicalize(&found)
+                .with_context(|| format!("cannot resolve {}", found.display()))?;
+            *slot = Some(full);
+        }
+        Ok(())
     };
     for task in &mut config.tasks {
-        for split in [Split::Train, Split::Dev, Split::Test] {
-            let slot = match split {
-                Split::Train => &mut task.train,
-                Split::Dev => &mut task.dev,
-                Split::Test => &mut task.test,
-            };
-            if let Some(p) = slot.take() {
-                let what = format!("task '{}' {} file", task.name, split.name());
-                let found = resolve_path(config_path, &p, &what)
-                    .map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
-                *slot = Some(absolute(found)?);
-            }
-        }
+        let name = task.name.clone();
+        absolute(&mut task.train, &format!("task '{name}' train file"))?;
+        absolute(&mut task.dev, &format!("task '{name}' dev file"))?;
+        absolute(&mut task.test, &format!("task '{name}' test file"))?;
         if task.train.is_none() {
             bail!(
-                "{}: task '{}' has no `train` file; add `train = \"path\"` to its [[task]]",
-                config_path.display(),
-                task.name
+                "{}: task '{name}' has no `train` file; add `train = \"path\"` to its [[task]]",
+                config_path.display()
             );
         }
     }
-    if let Some(p) = config.encoder.pretrained.take() {
-        let found = resolve_path(config_path, &p, "[encoder] pretrained directory")
-            .map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
-        config.encoder.pretrained = Some(absolute(found)?);
-    }
-    if let Some(p) = config.encoder.tokenizer.take() {
-        let found = resolve_path(config_path, &p, "[encoder] tokenizer")
-            .map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
-        config.encoder.tokenizer = Some(absolute(found)?);
-    }
+    absolute(
+        &mut config.encoder.pretrained,
+        "[encoder] pretrained directory",
+    )?;
+    absolute(&mut config.encoder.tokenizer, "[encoder] tokenizer")?;
     infer_missing_labels(&mut config.tasks)?;
     config
         .validate()

@@ -57,11 +57,7 @@ impl StepOutput {
     pub fn read(&self) -> Result<StepStats> {
         let mut tensors = vec![&self.total, &self.clip];
         tensors.extend(self.per_task.iter().flatten());
-        let bytes = self.total.gpu().read_bytes_blocking(&tensors)?;
-        let values: Vec<Vec<f32>> = bytes
-            .iter()
-            .map(|b| bytemuck::pod_collect_to_vec(b))
-            .collect();
+        let values = self.total.gpu().read_f32_blocking(&tensors)?;
         let mut rest = values[2..].iter();
         Ok(StepStats {
             lr: self.lr,

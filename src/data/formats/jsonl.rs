@@ -4,6 +4,7 @@ use anyhow::Result;
 use serde_json::Value;
 
 use super::{Record, at};
+use crate::data::jsonl::text_fields;
 
 pub fn read(text: &str) -> Result<Vec<Record>> {
     let mut records = Vec::new();
@@ -28,26 +29,7 @@ pub fn read(text: &str) -> Result<Vec<Record>> {
                 ));
             }
         }
-        let text = match object.get("text") {
-            Some(Value::String(s)) => s.clone(),
-            Some(other) => {
-                return Err(at(
-                    line_no,
-                    format!("\"text\" must be a string, got {other}"),
-                ));
-            }
-            None => return Err(at(line_no, "missing \"text\"")),
-        };
-        let text_pair = match object.get("text_pair") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(other) => {
-                return Err(at(
-                    line_no,
-                    format!("\"text_pair\" must be a string, got {other}"),
-                ));
-            }
-        };
+        let (text, text_pair) = text_fields(&object).map_err(|e| at(line_no, e))?;
         let Some(label) = object.get("label").cloned() else {
             return Err(at(line_no, "missing \"label\""));
         };
