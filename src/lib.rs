@@ -5,12 +5,20 @@
 //! forward and backward side by side) → [`nn`] (layers with explicit forward/backward) →
 //! [`model`] (the gated multi-task model, its parameters and directories). [`config`],
 //! [`tokenize`] and [`data`] turn files into batches. [`reference`] holds the f64 CPU
-//! implementation every kernel is tested against.
+//! implementation every kernel is tested against. [`session`] is the browser page's engine
+//! (file contents in, JSON out, every readback awaited).
 
+// wgpu's handles are not Send/Sync on wasm (one thread there); the Arcs that share them
+// natively are still right.
+#![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
+
+#[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod cli;
 pub mod config;
 pub mod data;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod eval;
 pub mod gpu;
 pub mod metrics;
@@ -18,6 +26,7 @@ pub mod model;
 pub mod nn;
 pub mod ops;
 pub mod reference;
+pub mod session;
 pub mod shaders;
 pub mod tokenize;
 pub mod train;

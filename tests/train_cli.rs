@@ -183,6 +183,7 @@ fn train_eval_and_predict_a_tiny_model() {
             "--output",
             p(&output),
             "--gates",
+            "--logits",
         ],
         &[],
     ));
@@ -218,6 +219,56 @@ fn train_eval_and_predict_a_tiny_model() {
             .iter()
             .all(|g| (0.0..=1.0).contains(&g["gate"].as_f64().unwrap()))
     );
+    // Raw logits: one row for sequence tasks, one row per token for token tasks, and the
+    // decoded predictions follow from them.
+    let logits = &lines[0]["logits"];
+    let sentiment: Vec<f64> = logits["sentiment"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(sentiment.len(), 2);
+    assert!(sentiment[1] > sentiment[0], "pos wins: {sentiment:?}");
+    assert_eq!(logits["score"].as_array().unwrap().len(), 1);
+    assert!((logits["score"][0].as_f64().unwrap() - score(0)).abs() < 1e-6);
+    let tag_rows = logits["tags"].as_array().unwrap();
+    assert_eq!(tag_rows.len(), 6, "one row per token");
+    assert!(tag_rows.iter().all(|r| r.as_array().unwrap().len() == 2));
+
+    // export-data: every task's training file as one JSONL, which taskgate reads back.
+    let exported = tmp.path().join("all.jsonl");
+    ok(&taskgate(
+        &[
+            "export-data",
+            p(&config),
+            "--per-task",
+            "7",
+            "--output",
+            p(&exported),
+        ],
+        &[],
+    ));
+    let text = std::fs::read_to_string(&exported).unwrap();
+    let rows: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 21, "7 per task");
+    for (i, task) in ["sentiment", "score", "tags"].iter().enumerate() {
+        assert!(
+            rows[i]["labels"][task].is_string()
+                || rows[i]["labels"][task].is_array()
+                || rows[i]["labels"][task].is_number(),
+            "{}",
+            rows[i]
+        );
+    }
+    let dir = taskgate::model::ModelDir::load(&run.join("best")).unwrap();
+    let examples =
+        taskgate::data::jsonl::parse_examples(&text, "all.jsonl", &dir.spec.tasks, &dir.tokenizer)
+            .unwrap();
+    assert_eq!(examples.len(), 21);
 }
 
 #[test]

@@ -3,6 +3,7 @@
 mod bench;
 mod dump;
 mod eval;
+mod export_data;
 mod info;
 mod init;
 mod predict;
@@ -97,6 +98,23 @@ pub enum Command {
         /// Add each task's mean gate value per token.
         #[arg(long)]
         gates: bool,
+        /// Add each task's raw logits (sequence tasks: one row; token tasks: one row per token).
+        #[arg(long)]
+        logits: bool,
+    },
+    /// Write a config's task data (any format) as one JSONL file of
+    /// {"text", "text_pair"?, "labels": {task: label}} lines (e.g. for the browser page).
+    ExportData {
+        /// The config file naming each task's data files.
+        config: PathBuf,
+        #[arg(long, value_enum, default_value_t = DataSplit::Train)]
+        split: DataSplit,
+        /// At most this many examples per task, evenly spaced through its file.
+        #[arg(long)]
+        per_task: Option<usize>,
+        /// Where to write (default: standard output).
+        #[arg(long)]
+        output: Option<PathBuf>,
     },
     /// Run one forward and backward (dropout off) on a batch and write every output,
     /// loss and gradient to a safetensors file, to compare with PyTorch.
@@ -111,6 +129,14 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+}
+
+/// The split `taskgate export-data` writes.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum DataSplit {
+    Train,
+    Dev,
+    Test,
 }
 
 /// The split `taskgate eval` reads.
@@ -156,6 +182,26 @@ pub fn run(cli: Cli) -> Result<()> {
             input,
             output,
             gates,
-        } => predict::run(&request, &dir, &input, output.as_deref(), gates),
+            logits,
+        } => predict::run(
+            &request,
+            &dir,
+            &input,
+            output.as_deref(),
+            crate::model::prediction_json::Extras { gates, logits },
+        ),
+        Command::ExportData {
+            config,
+            split,
+            per_task,
+            output,
+        } => {
+            let split = match split {
+                DataSplit::Train => Split::Train,
+                DataSplit::Dev => Split::Dev,
+                DataSplit::Test => Split::Test,
+            };
+            export_data::run(&config, split, per_task, output.as_deref())
+        }
     }
 }

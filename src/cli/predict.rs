@@ -1,4 +1,4 @@
-//! `taskgate predict DIR --input FILE.jsonl [--output FILE.jsonl] [--gates]`: every task's
+//! `taskgate predict DIR --input FILE.jsonl [--output FILE.jsonl] [--gates] [--logits]`: every task's
 //! prediction for each input line, in batches, streaming (memory stays constant however
 //! long the input is). Input lines: `{"text": ..., "text_pair"?: ..., "id"?: ...}`.
 
@@ -6,13 +6,14 @@ use std::io::{BufRead, BufWriter, Write};
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::eval::model_dir;
 use crate::data::jsonl::text_fields;
 use crate::data::{Example, collate};
 use crate::gpu::{AdapterRequest, Gpu};
-use crate::model::infer::{Prediction, decode, infer};
+use crate::model::infer::infer;
+use crate::model::prediction_json::{Extras, prediction_json};
 use crate::model::{ModelDir, MultiTaskModel};
 
 /// Lines per inference batch.
@@ -23,7 +24,7 @@ pub fn run(
     dir: &Path,
     input: &Path,
     output: Option<&Path>,
-    gates: bool,
+    extras: Extras,
 ) -> Result<()> {
     let model_path = model_dir(dir);
     let model = ModelDir::load(&model_path)?;
@@ -55,10 +56,10 @@ pub fn run(
             parse_line(&line, &model).map_err(|e| anyhow!("{}:{}: {e}", input.display(), i + 1))?;
         pending.push(parsed);
         if pending.len() == BATCH {
-            count += flush(&gpu_model, &model, &mut pending, gates, &mut out)?;
+            count += flush(&gpu_model, &model, &mut pending, extras, &mut out)?;
         }
     }
-    count += flush(&gpu_model, &model, &mut pending, gates, &mut out)?;
+    count += flush(&gpu_model, &model, &mut pending, extras, &mut out)?;
     out.flush()?;
     if let Some(p) = output {
         eprintln!("wrote {count} predictions to {}", p.display());
@@ -86,7 +87,7 @@ fn flush(
     gpu_model: &MultiTaskModel,
     model: &ModelDir,
     pending: &mut Vec<(Example, Option<Value>)>,
-    gates: bool,
+    extras: Extras,
     out: &mut dyn Write,
 ) -> Result<usize> {
     if pending.is_empty() {
@@ -94,49 +95,21 @@ fn flush(
     }
     let examples: Vec<Example> = pending.iter().map(|(e, _)| e.clone()).collect();
     let batch = collate(&examples, &model.spec.tasks, model.tokenizer.pad_id());
-    let outputs = infer(gpu_model, &batch, None, gates)?;
+    let outputs = infer(gpu_model, &batch, None, extras.gates)?;
     for (row, (example, id)) in pending.iter().enumerate() {
-        let mut predictions = Map::new();
-        let mut gate_map = Map::new();
-        for (i, task) in model.spec.tasks.iter().enumerate() {
-            let o = outputs[i].as_ref().expect("every task runs");
-            let labels = task.labels.clone().unwrap_or_default();
-            let name = |k: usize| labels.get(k).cloned().unwrap_or_else(|| k.to_string());
-            let p = match decode(task, o, batch.seq, row, example) {
-                Prediction::Class(k, probs) => json!({
-                    "label": name(k),
-                    "scores": probs.iter().enumerate().map(|(j, p)| (name(j), json!(p))).collect::<Map<_, _>>()
-                }),
-                Prediction::Labels(probs) => json!({
-                    "labels": probs.iter().enumerate().filter(|(_, p)| **p >= 0.5).map(|(j, _)| name(j)).collect::<Vec<_>>(),
-                    "scores": probs.iter().enumerate().map(|(j, p)| (name(j), json!(p))).collect::<Map<_, _>>()
-                }),
-                Prediction::Values(v) => json!({ "values": v }),
-                Prediction::Tags(tags) => json!({
-                    "tags": tags.iter().map(|t| t.map(name)).collect::<Vec<_>>()
-                }),
-            };
-            predictions.insert(task.name.clone(), p);
-            if let Some(g) = &o.gate {
-                let n = example.encoded.ids.len();
-                let per_token: Vec<Value> = (0..n)
-                    .map(|pos| json!({"token": model.tokenizer.token(example.encoded.ids[pos]), "gate": g[row * batch.seq + pos]}))
-                    .collect();
-                gate_map.insert(task.name.clone(), Value::Array(per_token));
-            }
-        }
         let mut line = Map::new();
         if let Some(id) = id {
             line.insert("id".into(), id.clone());
         }
-        line.insert("text".into(), json!(example.text));
-        if let Some(p) = &example.text_pair {
-            line.insert("text_pair".into(), json!(p));
-        }
-        line.insert("predictions".into(), Value::Object(predictions));
-        if gates {
-            line.insert("gates".into(), Value::Object(gate_map));
-        }
+        line.extend(prediction_json(
+            &model.spec,
+            &model.tokenizer,
+            &outputs,
+            batch.seq,
+            row,
+            example,
+            extras,
+        ));
         writeln!(out, "{}", Value::Object(line))?;
     }
     let n = pending.len();

@@ -53,11 +53,15 @@ pub fn run(
         println!("final dev metrics: {}", describe(&summary.dev));
     }
     if let Some(best) = summary.best {
+        let why = if best.score.is_nan() {
+            "the last step: no task has dev data".to_string()
+        } else {
+            format!("mean primary dev metric {:.4}", best.score)
+        };
         println!(
-            "best checkpoint: {} (step {}, mean primary dev metric {:.4})",
+            "best checkpoint: {} (step {}, {why})",
             options.out.join("best").display(),
             best.step,
-            best.score
         );
     }
     Ok(())

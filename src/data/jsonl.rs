@@ -86,17 +86,27 @@ pub fn read_examples(
 ) -> Result<Vec<Example>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    parse_examples(&text, &path.display().to_string(), tasks, tokenizer)
+}
+
+/// Parses every example of JSONL `text`; errors name `source` and the line.
+pub fn parse_examples(
+    text: &str,
+    source: &str,
+    tasks: &[TaskConfig],
+    tokenizer: &TextTokenizer,
+) -> Result<Vec<Example>> {
     let mut examples = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
         let example = parse_example(line, tasks, tokenizer)
-            .map_err(|e| anyhow!("{}:{}: {e}", path.display(), i + 1))?;
+            .map_err(|e| anyhow!("{source}:{}: {e}", i + 1))?;
         examples.push(example);
     }
     if examples.is_empty() {
-        bail!("{}: no examples (the file is empty)", path.display());
+        bail!("{source}: no examples (the file is empty)");
     }
     Ok(examples)
 }

@@ -89,7 +89,8 @@ pub fn infer_labels(task: &TaskConfig, path: &Path, records: &[Record]) -> Resul
 }
 
 /// Classification labels may be JSON numbers in the file (`1`, `-1`); they name classes.
-fn label_as_names(value: &Value) -> Value {
+/// A label from a data file with numbers turned into names (class names like `1`, `-1`).
+pub fn label_as_names(value: &Value) -> Value {
     match value {
         Value::Number(n) => Value::String(n.to_string()),
         Value::Array(items) => Value::Array(items.iter().map(label_as_names).collect()),

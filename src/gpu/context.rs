@@ -6,7 +6,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use anyhow::{Context as _, Result, anyhow, bail};
+use anyhow::{Context as _, Result, bail};
 use serde::Serialize;
 
 use super::adapter::{AdapterRequest, AdapterSummary, choose};
@@ -42,6 +42,7 @@ pub(crate) struct GpuInner {
     pub pending: Mutex<Pending>,
     pub profiler: super::profiler::ProfilerSlot,
     pub textures: super::texture::TexturePool,
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     pub tuning: Mutex<Option<crate::ops::autotune::TuneCache>>,
     pub autotune: std::sync::atomic::AtomicBool,
     /// Times the host waited for the GPU (readbacks and `wait_idle`).
@@ -262,7 +263,7 @@ impl Gpu {
         self.inner
             .device
             .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| anyhow!("waiting for the GPU failed: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("waiting for the GPU failed: {e}"))?;
         self.take_error()
     }
 

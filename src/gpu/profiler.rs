@@ -98,11 +98,13 @@ impl Gpu {
     }
 
     /// True when dispatches are timed one by one on the host.
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn profiling_wall_clock(&self) -> bool {
         matches!(self.inner.profiler.lock().unwrap().as_ref(), Some(p) if p.mode == ProfileMode::WallClock)
     }
 
     /// Records the host-timed duration of one dispatch.
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn record_wall_time(&self, label: &str, seconds: f64) {
         if let Some(p) = self.inner.profiler.lock().unwrap().as_mut() {
             p.done.push(KernelTime {

@@ -97,28 +97,46 @@ impl Gpu {
         self.begin_read(tensors)?.finish().await
     }
 
-    /// Reads `tensors` back, blocking this thread until the device is done (native only).
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn read_bytes_blocking(&self, tensors: &[&Tensor]) -> Result<Vec<Vec<u8>>> {
-        let pending = self.begin_read(tensors)?;
-        self.device()
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| anyhow!("waiting for the GPU failed: {e}"))?;
-        pollster::block_on(pending.finish())
-    }
-
-    /// Reads f32 `tensors` back in one transfer, each as exactly its elements (native only).
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn read_f32_blocking(&self, tensors: &[&Tensor]) -> Result<Vec<Vec<f32>>> {
+    /// Reads f32 `tensors` back in one transfer, each as exactly its elements.
+    pub async fn read_f32(&self, tensors: &[&Tensor]) -> Result<Vec<Vec<f32>>> {
         for t in tensors {
             t.check_read_type::<f32>()?;
         }
-        let bytes = self.read_bytes_blocking(tensors)?;
+        let bytes = self.read_bytes(tensors).await?;
         Ok(bytes
             .iter()
             .zip(tensors)
             .map(|(b, t)| cast_vec(b, t.numel()))
             .collect())
+    }
+
+    /// Drives `future`, which awaits this device's readbacks, to completion on this thread:
+    /// whenever it waits, the device is polled until its submitted work is done, which
+    /// fires the map callbacks the readbacks await (native only; the browser drives them).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> Result<F::Output> {
+        let mut future = std::pin::pin!(future);
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        loop {
+            if let std::task::Poll::Ready(value) = future.as_mut().poll(&mut context) {
+                return Ok(value);
+            }
+            self.device()
+                .poll(wgpu::PollType::wait_indefinitely())
+                .map_err(|e| anyhow!("waiting for the GPU failed: {e}"))?;
+        }
+    }
+
+    /// Reads `tensors` back, blocking this thread until the device is done (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read_bytes_blocking(&self, tensors: &[&Tensor]) -> Result<Vec<Vec<u8>>> {
+        self.block_on(self.read_bytes(tensors))?
+    }
+
+    /// [`Gpu::read_f32`], blocking (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read_f32_blocking(&self, tensors: &[&Tensor]) -> Result<Vec<Vec<f32>>> {
+        self.block_on(self.read_f32(tensors))?
     }
 }
 
@@ -172,9 +190,7 @@ impl Tensor {
     /// The contents as host values, blocking until the device is done (native only).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
-        self.check_read_type::<T>()?;
-        let bytes = self.gpu().read_bytes_blocking(&[self])?;
-        Ok(cast_vec(&bytes[0], self.numel()))
+        self.gpu().block_on(self.to_vec_async())?
     }
 
     pub(crate) fn check_read_type<T: Element>(&self) -> Result<()> {

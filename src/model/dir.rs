@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, anyhow};
 
-use super::host::{HostParams, read_params, write_atomic, write_params};
+use super::host::{HostParams, parse_params, write_atomic, write_params};
 use super::spec::ModelSpec;
 use crate::config::ModelConfig;
 use crate::tokenize::TextTokenizer;
@@ -34,15 +34,36 @@ impl ModelDir {
                 dir.display()
             );
         }
-        let config = ModelConfig::load(&config_path)?;
-        let spec = ModelSpec::from_config(&config)
-            .map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
+        let config_text = std::fs::read_to_string(&config_path)
+            .with_context(|| format!("cannot read {}", config_path.display()))?;
         let tokenizer_path = dir.join(TOKENIZER_FILE);
         let tokenizer_json = std::fs::read(&tokenizer_path)
             .with_context(|| format!("cannot read {}", tokenizer_path.display()))?;
+        let weights_path = dir.join(WEIGHTS_FILE);
+        let weights = std::fs::read(&weights_path)
+            .with_context(|| format!("cannot read {}", weights_path.display()))?;
+        Self::from_parts(&config_text, tokenizer_json, &weights, dir)
+    }
+
+    /// Reads a model directory from the contents of its three files (the browser's path:
+    /// fetched or dropped files); errors name the files as if they were in `dir`.
+    pub fn from_parts(
+        config_text: &str,
+        tokenizer_json: Vec<u8>,
+        weights: &[u8],
+        dir: &Path,
+    ) -> Result<Self> {
+        let config_path = dir.join(CONFIG_FILE);
+        let config = ModelConfig::parse(config_text, &config_path)?;
+        let spec = ModelSpec::from_config(&config)
+            .map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
         let tokenizer = TextTokenizer::from_bytes(&tokenizer_json, spec.encoder.max_length)
-            .map_err(|e| anyhow!("{}: {e}", tokenizer_path.display()))?;
-        let params = read_params(&dir.join(WEIGHTS_FILE), &spec.param_specs())?;
+            .map_err(|e| anyhow!("{}: {e}", dir.join(TOKENIZER_FILE).display()))?;
+        let params = parse_params(
+            weights,
+            &spec.param_specs(),
+            &dir.join(WEIGHTS_FILE).display().to_string(),
+        )?;
         Ok(Self {
             spec,
             params,

@@ -59,8 +59,14 @@ pub enum FileTensor {
 /// Reads every tensor of a safetensors file, converting floating-point ones to f32.
 pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, FileTensor>> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let file = SafeTensors::deserialize(&bytes)
-        .map_err(|e| anyhow!("{} is not a valid safetensors file: {e}", path.display()))?;
+    parse_safetensors(&bytes, &path.display().to_string())
+}
+
+/// Every tensor of safetensors `bytes`, floating-point ones as f32; `source` names them in
+/// errors.
+pub fn parse_safetensors(bytes: &[u8], source: &str) -> Result<BTreeMap<String, FileTensor>> {
+    let file = SafeTensors::deserialize(bytes)
+        .map_err(|e| anyhow!("{source} is not a valid safetensors file: {e}"))?;
     let mut out = BTreeMap::new();
     for (name, view) in file.tensors() {
         let shape = view.shape().to_vec();
@@ -102,6 +108,13 @@ pub enum OutTensor<'a> {
 /// Writes tensors to `path` atomically (a temporary file in the same directory, then a
 /// rename), so a crash never leaves a half-written file.
 pub fn write_safetensors(path: &Path, tensors: &[(String, OutTensor<'_>)]) -> Result<()> {
+    let bytes =
+        serialize_safetensors(tensors).with_context(|| format!("writing {}", path.display()))?;
+    write_atomic(path, &bytes)
+}
+
+/// The bytes of a safetensors file holding `tensors`.
+pub fn serialize_safetensors(tensors: &[(String, OutTensor<'_>)]) -> Result<Vec<u8>> {
     let views = tensors
         .iter()
         .map(|(name, t)| {
@@ -114,9 +127,7 @@ pub fn write_safetensors(path: &Path, tensors: &[(String, OutTensor<'_>)]) -> Re
             Ok((name.clone(), view))
         })
         .collect::<Result<Vec<_>>>()?;
-    let bytes = safetensors::serialize(views, None)
-        .map_err(|e| anyhow!("cannot serialize {}: {e}", path.display()))?;
-    write_atomic(path, &bytes)
+    safetensors::serialize(views, None).map_err(|e| anyhow!("cannot serialize tensors: {e}"))
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename.
@@ -164,11 +175,12 @@ pub fn check_params(params: &HostParams, specs: &[ParamSpec], source: &str) -> R
     Ok(())
 }
 
-/// Reads a safetensors file that must hold exactly the parameters in `specs` as f32.
-pub fn read_params(path: &Path, specs: &[ParamSpec]) -> Result<HostParams> {
+/// Parses safetensors `bytes` that must hold exactly the parameters in `specs` as f32;
+/// `source` names them in errors.
+pub fn parse_params(bytes: &[u8], specs: &[ParamSpec], source: &str) -> Result<HostParams> {
     let mut params = HostParams::new();
     let mut problems = Vec::new();
-    for (name, t) in read_safetensors(path)? {
+    for (name, t) in parse_safetensors(bytes, source)? {
         match t {
             FileTensor::Float(t, Dtype::F32) => {
                 params.insert(name, t);
@@ -179,20 +191,28 @@ pub fn read_params(path: &Path, specs: &[ParamSpec]) -> Result<HostParams> {
         }
     }
     if !problems.is_empty() {
-        bail!("{}:\n  {}", path.display(), problems.join("\n  "));
+        bail!("{source}:\n  {}", problems.join("\n  "));
     }
-    check_params(&params, specs, &path.display().to_string())?;
+    check_params(&params, specs, source)?;
     Ok(params)
 }
 
-/// Writes parameters in spec order.
-pub fn write_params(path: &Path, params: &HostParams, specs: &[ParamSpec]) -> Result<()> {
-    let tensors: Vec<(String, OutTensor<'_>)> = specs
+fn param_tensors<'a>(params: &'a HostParams, specs: &[ParamSpec]) -> Vec<(String, OutTensor<'a>)> {
+    specs
         .iter()
         .map(|s| {
             let t = &params[&s.name];
             (s.name.clone(), OutTensor::F32(&t.shape, &t.data))
         })
-        .collect();
-    write_safetensors(path, &tensors)
+        .collect()
+}
+
+/// Writes parameters in spec order.
+pub fn write_params(path: &Path, params: &HostParams, specs: &[ParamSpec]) -> Result<()> {
+    write_safetensors(path, &param_tensors(params, specs))
+}
+
+/// The bytes of the `model.safetensors` [`write_params`] writes.
+pub fn serialize_params(params: &HostParams, specs: &[ParamSpec]) -> Result<Vec<u8>> {
+    serialize_safetensors(&param_tensors(params, specs))
 }

@@ -19,8 +19,21 @@ pub struct TaskOutputs {
     pub gate: Option<Vec<f32>>,
 }
 
-/// Runs the tasks marked in `run` (all when `None`) on `batch` without dropout.
+/// [`infer_async`], blocking until the outputs are read back (native only).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn infer(
+    model: &MultiTaskModel,
+    batch: &Batch,
+    run: Option<&[bool]>,
+    with_gates: bool,
+) -> Result<Vec<Option<TaskOutputs>>> {
+    let gpu = model.store.params[0].gpu().clone();
+    gpu.block_on(infer_async(model, batch, run, with_gates))?
+}
+
+/// Runs the tasks marked in `run` (all when `None`) on `batch` without dropout, awaiting
+/// the readback (never blocks: the browser's path).
+pub async fn infer_async(
     model: &MultiTaskModel,
     batch: &Batch,
     run: Option<&[bool]>,
@@ -49,7 +62,7 @@ pub fn infer(
         slots.push(Some(has_gate));
     }
     let refs: Vec<&Tensor> = tensors.iter().collect();
-    let mut values = gpu.read_f32_blocking(&refs)?.into_iter();
+    let mut values = gpu.read_f32(&refs).await?.into_iter();
     let tokens = batch.batch * batch.seq;
     let mut out = Vec::with_capacity(slots.len());
     for (i, slot) in slots.into_iter().enumerate() {

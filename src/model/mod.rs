@@ -3,12 +3,14 @@
 
 pub mod device_batch;
 pub mod dir;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod dump;
 pub mod hf;
 pub mod host;
 pub mod infer;
 pub mod init;
 pub mod multitask;
+pub mod prediction_json;
 pub mod spec;
 pub mod store;
 

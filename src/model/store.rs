@@ -248,14 +248,10 @@ impl ParamStore {
         }
     }
 
-    fn download(&self, arenas: &[Tensor]) -> Result<HostParams> {
+    async fn download(&self, arenas: &[Tensor]) -> Result<HostParams> {
         let gpu = arenas[0].gpu();
         let refs: Vec<&Tensor> = arenas.iter().collect();
-        let bytes = read_all(gpu, &refs)?;
-        let data: Vec<Vec<f32>> = bytes
-            .iter()
-            .map(|b| bytemuck::pod_collect_to_vec(b))
-            .collect();
+        let data = gpu.read_f32(&refs).await?;
         Ok(self
             .layout
             .slots
@@ -273,14 +269,21 @@ impl ParamStore {
             .collect())
     }
 
-    /// Every parameter, read back to the host.
-    pub fn download_params(&self) -> Result<HostParams> {
-        self.download(&self.params)
+    /// Every parameter, read back to the host (awaits the device).
+    pub async fn download_params_async(&self) -> Result<HostParams> {
+        self.download(&self.params).await
     }
 
-    /// Every gradient, read back to the host.
+    /// Every parameter, read back to the host (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn download_params(&self) -> Result<HostParams> {
+        self.params[0].gpu().block_on(self.download(&self.params))?
+    }
+
+    /// Every gradient, read back to the host (native only).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn download_grads(&self) -> Result<HostParams> {
-        self.download(&self.grads)
+        self.grads[0].gpu().block_on(self.download(&self.grads))?
     }
 
     /// Total number of parameter elements (without padding).
@@ -291,16 +294,6 @@ impl ParamStore {
             .map(|s| s.shape.iter().product::<usize>())
             .sum()
     }
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-fn read_all(gpu: &Gpu, tensors: &[&Tensor]) -> Result<Vec<Vec<u8>>> {
-    gpu.read_bytes_blocking(tensors)
-}
-
-#[cfg(target_arch = "wasm32")]
-fn read_all(_gpu: &Gpu, _tensors: &[&Tensor]) -> Result<Vec<Vec<u8>>> {
-    bail!("blocking readback is not available in the browser; use the async API")
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use super::matmul::{GENERAL_TILING, Kernel, Matmul, Tiling, VEC4_TILING, WORKGROUP_TILING};
-use crate::gpu::{DType, Gpu, Tensor};
+use crate::gpu::{Gpu, Tensor};
 
 /// The cache: "adapter | driver | class" to the chosen kernel.
 pub type TuneCache = BTreeMap<String, Kernel>;
@@ -35,6 +35,7 @@ pub fn enabled_by_env() -> bool {
     )
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn load() -> TuneCache {
     cache_path()
         .and_then(|p| std::fs::read_to_string(p).ok())
@@ -42,6 +43,7 @@ fn load() -> TuneCache {
         .unwrap_or_default()
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn save(cache: &TuneCache) {
     let Some(path) = cache_path() else {
         return;
@@ -127,7 +129,7 @@ pub fn tuned_kernel(gpu: &Gpu, a: &Tensor, b: &Tensor, spec: &Matmul) -> Result<
         + spec.c.offset
         + (spec.m - 1) * spec.c.ld
         + spec.n;
-    let scratch = Tensor::empty(gpu, &[c_len], DType::F32)?;
+    let scratch = Tensor::empty(gpu, &[c_len], crate::gpu::DType::F32)?;
     let mut best: Option<(f64, Kernel)> = None;
     for kernel in candidates {
         let run = || super::matmul::matmul_into(a, b, None, &scratch, spec, 1.0, 0.0, kernel);

@@ -1,9 +1,12 @@
 //! Training on the GPU: the learning-rate schedule, AdamW over the parameter arenas with
 //! global-norm clipping, and one training step (forward, backward, update) at a time.
 
+#[cfg(not(target_arch = "wasm32"))]
 pub mod chart;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod checkpoint;
 pub mod optimizer;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod run;
 pub mod schedule;
 pub mod trainer;

@@ -1,6 +1,6 @@
 //! One training step at a time: upload the batch, forward with dropout, backward through
 //! every labelled task into the shared encoder, AdamW with clipping. The step's losses and
-//! gradient norm stay on the GPU until [`StepOutput::read`] asks for them.
+//! gradient norm stay on the GPU until [`StepOutput::read_async`] asks for them.
 
 use anyhow::Result;
 
@@ -52,12 +52,11 @@ pub struct StepStats {
 }
 
 impl StepOutput {
-    /// Reads the losses and the gradient norm (one small readback).
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn read(&self) -> Result<StepStats> {
+    /// Reads the losses and the gradient norm (one small readback), awaiting the device.
+    pub async fn read_async(&self) -> Result<StepStats> {
         let mut tensors = vec![&self.total, &self.clip];
         tensors.extend(self.per_task.iter().flatten());
-        let values = self.total.gpu().read_f32_blocking(&tensors)?;
+        let values = self.total.gpu().read_f32(&tensors).await?;
         let mut rest = values[2..].iter();
         Ok(StepStats {
             lr: self.lr,
@@ -73,6 +72,12 @@ impl StepOutput {
             grad_norm: values[1][0],
             skipped: values[1][2] != 0.0,
         })
+    }
+
+    /// [`StepOutput::read_async`], blocking (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read(&self) -> Result<StepStats> {
+        self.total.gpu().block_on(self.read_async())?
     }
 }
 

@@ -1,0 +1,73 @@
+//! `taskgate export-data CONFIG --split train [--per-task N] [--output FILE.jsonl]`: a config's
+//! task data (any supported format) as one taskgate JSONL file, `{"text", "text_pair"?,
+//! "labels": {task: label}}` per line, e.g. to fine-tune in the browser page. With
+//! `--per-task N`, N examples evenly spaced through each task's file; tasks interleaved.
+
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Map, Value, json};
+
+use crate::config::TaskKind;
+use crate::data::formats::read_records;
+use crate::data::splits::{Split, label_as_names};
+use crate::train::run::resolve_fresh;
+
+pub fn run(
+    config: &Path,
+    split: Split,
+    per_task: Option<usize>,
+    output: Option<&Path>,
+) -> Result<()> {
+    let config_data = resolve_fresh(config, None)?;
+    let mut per_task_lines: Vec<Vec<Value>> = Vec::new();
+    for task in &config_data.tasks {
+        let Some(path) = split.path(task) else {
+            per_task_lines.push(Vec::new());
+            continue;
+        };
+        let records = read_records(task, path)?;
+        let keep = per_task.unwrap_or(records.len()).min(records.len());
+        let lines = (0..keep)
+            .map(|k| &records[k * records.len() / keep.max(1)])
+            .map(|r| {
+                let label = match task.kind {
+                    TaskKind::Regression => r.label.clone(),
+                    _ => label_as_names(&r.label),
+                };
+                let mut line = Map::new();
+                line.insert("text".into(), json!(r.text));
+                if let Some(pair) = &r.text_pair {
+                    line.insert("text_pair".into(), json!(pair));
+                }
+                line.insert("labels".into(), json!({ task.name.clone(): label }));
+                Value::Object(line)
+            })
+            .collect();
+        per_task_lines.push(lines);
+    }
+    let total: usize = per_task_lines.iter().map(Vec::len).sum();
+    if total == 0 {
+        bail!("{}: no task has a {} file", config.display(), split.name());
+    }
+    let mut out: Box<dyn Write> = match output {
+        Some(p) => Box::new(BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        )),
+        None => Box::new(BufWriter::new(std::io::stdout().lock())),
+    };
+    let longest = per_task_lines.iter().map(Vec::len).max().unwrap_or(0);
+    for k in 0..longest {
+        for lines in &per_task_lines {
+            if let Some(line) = lines.get(k) {
+                writeln!(out, "{line}")?;
+            }
+        }
+    }
+    out.flush()?;
+    if let Some(p) = output {
+        eprintln!("wrote {total} examples to {}", p.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,331 @@
+//! An in-memory session, the browser page's engine: a model directory given as file contents,
+//! predictions as JSON, fine-tuning on JSONL text one step at a time, and the trained weights
+//! as `model.safetensors` bytes. Everything that reads the GPU is `async` and never blocks,
+//! so the same code runs on WebGPU in the browser and (driven by [`Gpu::block_on`]) natively.
+
+use std::path::Path;
+
+use anyhow::{Result, anyhow, bail};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::config::SamplerKind;
+use crate::data::jsonl::parse_examples;
+use crate::data::sampler::Sampler;
+use crate::data::{Example, collate};
+use crate::gpu::Gpu;
+use crate::model::host::serialize_params;
+use crate::model::infer::infer_async;
+use crate::model::prediction_json::{Extras, prediction_json};
+use crate::model::{ModelDir, ModelSpec, MultiTaskModel};
+use crate::ops::adamw::AdamW;
+use crate::tokenize::TextTokenizer;
+use crate::train::{Decay, LrSchedule, Optimizer, TrainOptions, Trainer};
+
+/// Fine-tuning settings, as the page sends them (JSON; unknown keys are errors).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainSettings {
+    pub steps: u64,
+    pub lr: f32,
+    pub batch_size: usize,
+    /// Warmup as a fraction of `steps`, then linear decay to 0.
+    pub warmup: f64,
+    pub weight_decay: f32,
+    /// Global gradient-norm clip (0 disables).
+    pub clip: f32,
+    /// Batch order (dropout follows the model's own seed).
+    pub seed: u64,
+}
+
+impl Default for TrainSettings {
+    fn default() -> Self {
+        Self {
+            steps: 200,
+            lr: 1e-3,
+            batch_size: 16,
+            warmup: 0.1,
+            weight_decay: 0.01,
+            clip: 1.0,
+            seed: 1,
+        }
+    }
+}
+
+impl TrainSettings {
+    /// Parses and checks settings JSON; errors name the field.
+    pub fn parse(json: &str) -> Result<Self> {
+        let settings: Self =
+            serde_json::from_str(json).map_err(|e| anyhow!("training settings: {e}"))?;
+        if settings.steps == 0 {
+            bail!("training settings: steps must be at least 1");
+        }
+        if settings.batch_size == 0 {
+            bail!("training settings: batch_size must be at least 1");
+        }
+        if !(settings.lr.is_finite() && settings.lr > 0.0) {
+            bail!("training settings: lr must be a positive number");
+        }
+        if !(0.0..=1.0).contains(&settings.warmup) {
+            bail!("training settings: warmup is a fraction of the steps, between 0 and 1");
+        }
+        Ok(settings)
+    }
+}
+
+/// A fine-tuning run in progress.
+struct Run {
+    trainer: Trainer,
+    sampler: Sampler,
+    /// Per task: the training examples labelled for it.
+    pools: Vec<Vec<Example>>,
+    steps: u64,
+}
+
+pub struct Session {
+    spec: ModelSpec,
+    tokenizer: TextTokenizer,
+    /// The model while no run holds it.
+    model: Option<MultiTaskModel>,
+    run: Option<Run>,
+    examples: Vec<Example>,
+}
+
+/// Where errors say the files came from.
+const SOURCE_DIR: &str = "model";
+
+impl Session {
+    /// Loads a model directory from the contents of `taskgate.toml`, `model.safetensors` and
+    /// `tokenizer.json`, and uploads it to `gpu`.
+    pub fn load(
+        gpu: &Gpu,
+        config_toml: &str,
+        weights: &[u8],
+        tokenizer_json: Vec<u8>,
+    ) -> Result<Self> {
+        let dir =
+            ModelDir::from_parts(config_toml, tokenizer_json, weights, Path::new(SOURCE_DIR))?;
+        let model = MultiTaskModel::new(gpu, dir.spec.clone(), &dir.params)?;
+        gpu.flush()?;
+        Ok(Self {
+            spec: dir.spec,
+            tokenizer: dir.tokenizer,
+            model: Some(model),
+            run: None,
+            examples: Vec::new(),
+        })
+    }
+
+    fn model(&self) -> &MultiTaskModel {
+        match (&self.run, &self.model) {
+            (Some(run), _) => &run.trainer.model,
+            (None, Some(model)) => model,
+            (None, None) => unreachable!("a session always holds its model"),
+        }
+    }
+
+    /// The encoder's dimensions and every task (name, kind, labels, gate, output width).
+    pub fn summary(&self) -> Value {
+        let e = &self.spec.encoder;
+        let tasks: Vec<Value> = self
+            .spec
+            .tasks
+            .iter()
+            .map(|t| {
+                json!({
+                    "name": t.name,
+                    "kind": t.kind,
+                    "labels": t.labels,
+                    "gate": t.gate,
+                    "outputs": t.output_width(),
+                })
+            })
+            .collect();
+        json!({
+            "tasks": tasks,
+            "encoder": {
+                "hidden": e.hidden,
+                "layers": e.layers,
+                "heads": e.heads,
+                "vocab_size": e.vocab_size,
+                "max_length": e.max_length,
+            },
+            "parameters": self.model().store.numel(),
+        })
+    }
+
+    /// Every task's prediction for `text`, with the tokens, the whitespace words, each
+    /// task's per-token gate values and its raw logits (the form of `taskgate predict
+    /// --gates --logits`, plus `tokens` and `words`).
+    pub async fn predict(&self, text: &str) -> Result<Value> {
+        let encoded = self.tokenizer.encode(text, None)?;
+        let example = Example {
+            text: text.to_string(),
+            text_pair: None,
+            encoded,
+            labels: vec![None; self.spec.tasks.len()],
+        };
+        let batch = collate(
+            std::slice::from_ref(&example),
+            &self.spec.tasks,
+            self.tokenizer.pad_id(),
+        );
+        let outputs = infer_async(self.model(), &batch, None, true).await?;
+        let extras = Extras {
+            gates: true,
+            logits: true,
+        };
+        let mut line = prediction_json(
+            &self.spec,
+            &self.tokenizer,
+            &outputs,
+            batch.seq,
+            0,
+            &example,
+            extras,
+        );
+        let tokens: Vec<String> = example
+            .encoded
+            .ids
+            .iter()
+            .map(|&id| self.tokenizer.token(id))
+            .collect();
+        line.insert("tokens".into(), json!(tokens));
+        line.insert(
+            "words".into(),
+            json!(text.split_whitespace().collect::<Vec<_>>()),
+        );
+        Ok(Value::Object(line))
+    }
+
+    /// Sets the fine-tuning data: JSONL text, one `{"text", "text_pair"?, "labels": {task:
+    /// label}}` per line (errors name `source` and the line). Returns the count per task.
+    pub fn set_training_data(&mut self, jsonl: &str, source: &str) -> Result<Value> {
+        let examples = parse_examples(jsonl, source, &self.spec.tasks, &self.tokenizer)?;
+        let mut per_task = Map::new();
+        for (i, task) in self.spec.tasks.iter().enumerate() {
+            let n = examples.iter().filter(|e| e.labels[i].is_some()).count();
+            per_task.insert(task.name.clone(), json!(n));
+        }
+        if per_task.values().all(|n| n == &json!(0)) {
+            bail!("{source}: no line labels any of this model's tasks");
+        }
+        let count = examples.len();
+        self.examples = examples;
+        Ok(json!({ "examples": count, "per_task": per_task }))
+    }
+
+    /// Starts (or restarts, keeping the weights) fine-tuning on the data set before.
+    pub fn start_training(&mut self, settings: &TrainSettings) -> Result<()> {
+        if self.examples.is_empty() {
+            bail!("no training data: give a JSONL file first");
+        }
+        let pools: Vec<Vec<Example>> = (0..self.spec.tasks.len())
+            .map(|i| {
+                self.examples
+                    .iter()
+                    .filter(|e| e.labels[i].is_some())
+                    .cloned()
+                    .collect()
+            })
+            .collect();
+        let lengths = pools
+            .iter()
+            .map(|pool| pool.iter().map(|e| e.encoded.ids.len()).collect())
+            .collect();
+        let sampler = Sampler::new(
+            SamplerKind::RoundRobin,
+            1.0,
+            settings.seed,
+            settings.batch_size,
+            lengths,
+        );
+        let model = match (self.run.take(), self.model.take()) {
+            (Some(run), _) => run.trainer.model,
+            (None, Some(model)) => model,
+            (None, None) => unreachable!("a session always holds its model"),
+        };
+        let options = TrainOptions {
+            schedule: LrSchedule {
+                peak: settings.lr,
+                warmup: (settings.warmup * settings.steps as f64).round() as u64,
+                total: settings.steps,
+                decay: Decay::Linear,
+            },
+            adamw: AdamW {
+                lr: settings.lr,
+                weight_decay: settings.weight_decay,
+                ..AdamW::default()
+            },
+            clip: settings.clip,
+        };
+        let optimizer = match Optimizer::new(&model.store, options.adamw, options.clip) {
+            Ok(optimizer) => optimizer,
+            Err(e) => {
+                self.model = Some(model);
+                bail!("cannot start training: {e:#}");
+            }
+        };
+        self.run = Some(Run {
+            trainer: Trainer {
+                model,
+                optimizer,
+                options,
+                step: 0,
+            },
+            sampler,
+            pools,
+            steps: settings.steps,
+        });
+        Ok(())
+    }
+
+    /// One training step; returns its losses once read back (awaited, never blocking).
+    pub async fn train_step(&mut self) -> Result<Value> {
+        let names: Vec<String> = self.spec.tasks.iter().map(|t| t.name.clone()).collect();
+        let pad_id = self.tokenizer.pad_id();
+        let Some(run) = self.run.as_mut() else {
+            bail!("training has not started");
+        };
+        if run.trainer.step >= run.steps {
+            bail!("training is done ({} steps)", run.steps);
+        }
+        let (task, indices) = run.sampler.next_batch();
+        let examples: Vec<Example> = indices
+            .iter()
+            .map(|&i| run.pools[task][i].clone())
+            .collect();
+        let batch = collate(&examples, &self.spec.tasks, pad_id);
+        let output = run.trainer.train_step(&batch)?;
+        let stats = output.read_async().await?;
+        let step = run.trainer.step;
+        let mut task_losses = Map::new();
+        for (name, loss) in names.iter().zip(&stats.task_losses) {
+            if let Some(loss) = loss {
+                if !loss.is_finite() {
+                    bail!(
+                        "training diverged at step {step}: task '{name}' loss is {loss}; lower the learning rate"
+                    );
+                }
+                task_losses.insert(name.clone(), json!(loss));
+            }
+        }
+        Ok(json!({
+            "step": step,
+            "steps": run.steps,
+            "lr": stats.lr,
+            "loss": stats.loss,
+            "task": names[task],
+            "task_losses": task_losses,
+            "grad_norm": stats.grad_norm,
+            "skipped": stats.skipped,
+        }))
+    }
+
+    /// The current weights as the bytes of a `model.safetensors` (same names and layout as
+    /// `taskgate train` writes).
+    pub async fn export_safetensors(&self) -> Result<Vec<u8>> {
+        let params = self.model().store.download_params_async().await?;
+        serialize_params(&params, &self.spec.param_specs())
+    }
+}

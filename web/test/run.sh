@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The browser test, run by .ci/run: builds the wasm (web/build.sh), trains a tiny model
+# natively on the demo data (web/test/tiny.toml), writes native taskgate's predictions with
+# logits and gates for web/test/sentences.jsonl, then drives the page in headless Chromium
+# (web/test/browser_test.mjs): the page's logits must match native ones within 1e-3, a few
+# training steps in the page must lower the loss, the download must be a whole model. Then
+# it checks that the test itself fails fast on a page error. Outputs (the screenshot
+# page-after-training.png among them) go to target/browser-test/.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+out=target/browser-test
+rm -rf "$out"
+mkdir -p "$out"
+
+bash web/build.sh
+cargo build --quiet --bin taskgate
+taskgate=target/debug/taskgate
+"$taskgate" train web/test/tiny.toml --out "$out/run"
+"$taskgate" export-data web/test/tiny.toml --split train --per-task 48 --output "$out/demo.jsonl"
+"$taskgate" predict "$out/run" --input web/test/sentences.jsonl --gates --logits \
+    --output "$out/native.jsonl"
+
+(cd web/test && npm ci --no-audit --no-fund --loglevel=error)
+args=(--model "$out/run/best" --data "$out/demo.jsonl" --expected "$out/native.jsonl")
+node web/test/browser_test.mjs "${args[@]}" --screenshot "$out/page-after-training.png" \
+    --steps 30 --timeout 900
+
+# The test must fail, and fast, when the page throws.
+if timeout 300 node web/test/browser_test.mjs "${args[@]}" --screenshot "$out/self-check.png" \
+    --self-check-page-error --timeout 240 >"$out/self-check.log" 2>&1; then
+    echo "browser test: the page-error self-check passed, but it must fail" >&2
+    cat "$out/self-check.log" >&2
+    exit 1
+fi
+if ! grep -q boom "$out/self-check.log"; then
+    echo "browser test: the page-error self-check failed for another reason:" >&2
+    cat "$out/self-check.log" >&2
+    exit 1
+fi
+echo "browser test: a page error fails the test (self-check ok)"
+echo "browser test: screenshot at $out/page-after-training.png"
