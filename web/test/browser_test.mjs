@@ -21,12 +21,13 @@ function parseArgs(argv) {
   const o = { steps: 30, timeout: 600, pkg: null, selfCheckPageError: false };
   const usage =
     'usage: node web/test/browser_test.mjs --model DIR --data FILE.jsonl --expected NATIVE.jsonl ' +
-    '--screenshot OUT.png [--steps 30] [--timeout 600] [--pkg DIR] [--self-check-page-error]';
+    '--screenshot OUT.png [--steps 30] [--timeout 600] [--pkg DIR] [--native-training FILE.jsonl] ' +
+    '[--self-check-page-error]';
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--self-check-page-error') o.selfCheckPageError = true;
-    else if (['--model', '--data', '--expected', '--screenshot', '--steps', '--timeout', '--pkg'].includes(a) && i + 1 < argv.length)
-      o[a.slice(2)] = argv[++i];
+    else if (['--model', '--data', '--expected', '--screenshot', '--steps', '--timeout', '--pkg', '--native-training'].includes(a) && i + 1 < argv.length)
+      o[a.slice(2).replace(/-(\w)/g, (_, c) => c.toUpperCase())] = argv[++i]; // --native-training -> nativeTraining
     else throw new Error(`${usage}\n(bad argument: ${a})`);
   }
   for (const k of ['model', 'data', 'expected', 'screenshot']) if (!o[k]) throw new Error(`${usage}\n(--${k} is required)`);
@@ -241,7 +242,9 @@ async function run(page, url, passed) {
 
   // training on the demo data
   await within('setting #steps', 30_000, page.fill('#steps', String(opts.steps)));
-  await within('setting #lr', 30_000, page.fill('#lr', '0.001'));
+  // (web/test/run.sh gives native fine-tuning the same settings; the page adds warmup 0.1, seed 1)
+  await within('setting #lr', 30_000, page.fill('#lr', '0.003'));
+  await within('setting #batch-size', 30_000, page.fill('#batch-size', '16'));
   await within('clicking #use-demo-data', 60_000, page.click('#use-demo-data'));
   await waitApp(page, 'the training data to load', 120_000, '(app) => app.dataInfo != null');
   const data = await appValue(page, () => window.taskgateApp.dataInfo);
@@ -269,6 +272,7 @@ async function run(page, url, passed) {
   const secs = (Date.now() - t0) / 1000;
   log(`trained ${history.length} steps in ${secs.toFixed(1)} s (${(history.length / secs).toFixed(2)} steps/s)`);
   checkTraining(history);
+  if (opts.nativeTraining) checkTrainingParity(history);
   passed.push('training');
 
   // one more prediction with the trained weights, then the screenshot
@@ -292,6 +296,17 @@ async function run(page, url, passed) {
   JSON.parse(bytes.subarray(8, 8 + Number(header)).toString('utf8'));
   log(`download: ${download.suggestedFilename()}, ${bytes.length} bytes, header ${header} bytes`);
   passed.push('download');
+
+  // the other way in: the model directory's three files given to the page's file input (what
+  // a drop does), replacing the trained model; its predictions are native's again
+  const files = ['taskgate.toml', 'model.safetensors', 'tokenizer.json'].map((f) => path.join(opts.model, f));
+  await within('choosing the model files', 60_000, page.setInputFiles('#model-files', files));
+  await waitApp(page, 'the model to load from the chosen files', 300_000,
+    "(app) => app.modelLoaded && app.trainingState === 'idle' && app.history.length === 0 && app.pending === 0");
+  const again = comparePrediction(await predictOnce(page, expected[0].text), expected[0]);
+  log(`model from files, predict ${JSON.stringify(expected[0].text.slice(0, 40))}: ${again.report.join('; ')}`);
+  if (again.problems.length) throw new Error(`after loading the model from files, predictions differ from native:\n  ${again.problems.join('\n  ')}`);
+  passed.push('model from files');
 }
 
 function checkTraining(history) {
@@ -318,6 +333,27 @@ function checkTraining(history) {
   if (!(last < first)) throw new Error(`the overall loss did not fall (${first} -> ${last})`);
   if (!judged) throw new Error('no task had enough training steps to judge its loss');
   if (rose.length) throw new Error(`the loss of ${rose.join(', ')} did not fall from the first third of training to the last`);
+}
+
+// The page's losses, step by step, against native taskgate's on the same model, data and
+// settings (examples/finetune_session.rs): the same kernels forward and backward, the same
+// seeded batches and dropout masks, on two adapters.
+const TRAIN_TOL = 1e-3; // relative
+function checkTrainingParity(history) {
+  const native = readFileSync(opts.nativeTraining, 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l));
+  if (native.length !== history.length) throw new Error(`${opts.nativeTraining} has ${native.length} steps, the page made ${history.length}`);
+  let worst = 0;
+  let worstStep = 0;
+  for (let i = 0; i < native.length; i++) {
+    const [a, b] = [history[i], native[i]];
+    if (a.task !== b.task) throw new Error(`step ${i + 1}: the page trained ${a.task}, native ${b.task}`);
+    for (const key of ['loss', 'grad_norm', 'lr']) {
+      const rel = Math.abs(a[key] - b[key]) / Math.max(1e-6, Math.abs(b[key]));
+      if (rel > worst) [worst, worstStep] = [rel, i + 1];
+      if (!(rel <= TRAIN_TOL)) throw new Error(`step ${i + 1}: ${key} ${a[key]} in the page, ${b[key]} natively (relative difference ${rel.toExponential(2)} > ${TRAIN_TOL})`);
+    }
+  }
+  log(`training matches native over ${native.length} steps (loss, grad norm, lr): worst relative difference ${worst.toExponential(2)} at step ${worstStep}`);
 }
 
 // ---------- main ----------

@@ -2,8 +2,10 @@
 # The browser test, run by .ci/run: builds the wasm (web/build.sh), trains a tiny model
 # natively on the demo data (web/test/tiny.toml), writes native taskgate's predictions with
 # logits and gates for web/test/sentences.jsonl, then drives the page in headless Chromium
-# (web/test/browser_test.mjs): the page's logits must match native ones within 1e-3, a few
-# training steps in the page must lower the loss, the download must be a whole model. Then
+# (web/test/browser_test.mjs): the page's logits must match native ones within 1e-3, 30
+# training steps in the page must lower the loss and match native fine-tuning with the same
+# engine (examples/finetune_session.rs) step by step, the download must be a whole model, and
+# the model loads from files as from the server. Then
 # it checks that the test itself fails fast on a page error. Outputs (the screenshot
 # page-after-training.png among them) go to target/browser-test/.
 set -euo pipefail
@@ -19,11 +21,17 @@ taskgate=target/debug/taskgate
 "$taskgate" export-data web/test/tiny.toml --split train --per-task 48 --output "$out/demo.jsonl"
 "$taskgate" predict "$out/run" --input web/test/sentences.jsonl --gates --logits \
     --output "$out/native.jsonl"
+# Native fine-tuning with the page's engine and the settings the test gives the page.
+settings='{"steps": 30, "lr": 0.003, "batch_size": 16, "warmup": 0.1, "seed": 1}'
+cargo run --quiet --example finetune_session -- "$out/run/best" "$out/demo.jsonl" "$settings" \
+    >"$out/native-training.jsonl"
 
 (cd web/test && npm ci --no-audit --no-fund --loglevel=error)
 args=(--model "$out/run/best" --data "$out/demo.jsonl" --expected "$out/native.jsonl")
-node web/test/browser_test.mjs "${args[@]}" --screenshot "$out/page-after-training.png" \
-    --steps 30 --timeout 900
+# Its own watchdog stops it after --timeout seconds; `timeout` is the backstop.
+timeout 1000 node web/test/browser_test.mjs "${args[@]}" \
+    --native-training "$out/native-training.jsonl" \
+    --screenshot "$out/page-after-training.png" --steps 30 --timeout 900
 
 # The test must fail, and fast, when the page throws.
 if timeout 300 node web/test/browser_test.mjs "${args[@]}" --screenshot "$out/self-check.png" \
