@@ -22,6 +22,9 @@ use crate::ops::adamw::AdamW;
 use crate::tokenize::TextTokenizer;
 use crate::train::{Decay, LrSchedule, Optimizer, TrainOptions, Trainer};
 
+/// The largest batch the page may ask for (larger ones would not fit a browser's GPU anyway).
+pub const MAX_BATCH: usize = 4096;
+
 /// Fine-tuning settings, as the page sends them (JSON; unknown keys are errors).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -60,8 +63,8 @@ impl TrainSettings {
         if settings.steps == 0 {
             bail!("training settings: steps must be at least 1");
         }
-        if settings.batch_size == 0 {
-            bail!("training settings: batch_size must be at least 1");
+        if !(1..=MAX_BATCH).contains(&settings.batch_size) {
+            bail!("training settings: batch_size must be between 1 and {MAX_BATCH}");
         }
         if !(settings.lr.is_finite() && settings.lr > 0.0) {
             bail!("training settings: lr must be a positive number");
@@ -103,8 +106,16 @@ impl Session {
         weights: &[u8],
         tokenizer_json: Vec<u8>,
     ) -> Result<Self> {
-        let dir =
-            ModelDir::from_parts(config_toml, tokenizer_json, weights, Path::new(SOURCE_DIR))?;
+        Self::upload(gpu, Self::parse(config_toml, weights, tokenizer_json)?)
+    }
+
+    /// Parses and checks a model directory's file contents (host only: nothing on the GPU).
+    pub fn parse(config_toml: &str, weights: &[u8], tokenizer_json: Vec<u8>) -> Result<ModelDir> {
+        ModelDir::from_parts(config_toml, tokenizer_json, weights, Path::new(SOURCE_DIR))
+    }
+
+    /// Uploads a parsed model directory to `gpu`.
+    pub fn upload(gpu: &Gpu, dir: ModelDir) -> Result<Self> {
         let model = MultiTaskModel::new(gpu, dir.spec.clone(), &dir.params)?;
         gpu.flush()?;
         Ok(Self {

@@ -102,6 +102,8 @@ fn bad_training_data_and_settings_are_errors() {
     assert!(format!("{error}").contains("learning_rate"), "{error}");
     assert!(TrainSettings::parse(r#"{"steps": 0}"#).is_err());
     assert!(TrainSettings::parse(r#"{"lr": -1}"#).is_err());
+    let error = TrainSettings::parse(r#"{"batch_size": 2147483648}"#).unwrap_err();
+    assert!(format!("{error}").contains("batch_size"), "{error}");
     assert_eq!(TrainSettings::parse("{}").unwrap().steps, 200);
 
     // The session still works after every error.
@@ -147,4 +149,20 @@ fn fine_tuning_lowers_the_loss_and_exports_the_weights() {
     session.start_training(&settings).unwrap();
     let again = gpu.block_on(session.export_safetensors()).unwrap().unwrap();
     assert_eq!(again, bytes);
+}
+
+#[test]
+fn block_on_refuses_a_future_the_gpu_cannot_finish() {
+    let gpu = Gpu::from_env_blocking().unwrap();
+    let error = gpu.block_on(std::future::pending::<()>()).unwrap_err();
+    assert!(
+        format!("{error}").contains("something other than this GPU"),
+        "{error}"
+    );
+    // A real readback still completes.
+    let t = taskgate::Tensor::from_slice(&gpu, &[1.0f32, 2.0, 3.0], &[3]).unwrap();
+    assert_eq!(
+        gpu.block_on(t.to_vec_async::<f32>()).unwrap().unwrap(),
+        [1.0, 2.0, 3.0]
+    );
 }

@@ -24,8 +24,10 @@ const app = (window.taskgateApp = {
   errors: [], // every error message shown
 });
 
-let tg = null; // the TaskgateWeb instance
+let tg = null; // the TaskgateWeb instance, set once start-up has finished
+let startupError = null; // why start-up failed, once it has
 let stopRequested = false;
+const MAX_BATCH_SIZE = 4096; // the Rust side rejects larger batches too
 
 // ---------- errors and the call queue ----------
 
@@ -43,6 +45,21 @@ function serial(fn) {
   const run = queue.then(fn).finally(() => app.pending--);
   queue = run.catch(() => {});
   return run;
+}
+
+/** Lets the browser paint (the status line) before a synchronous wasm call blocks the thread.
+ *  requestAnimationFrame stalls in a background tab, so a timer bounds the wait. */
+function nextPaint() {
+  return new Promise((resolve) => {
+    requestAnimationFrame(() => setTimeout(resolve, 0));
+    setTimeout(resolve, 100);
+  });
+}
+
+/** Throws unless start-up has finished and the WebGPU device is usable. */
+function requireDevice() {
+  if (startupError) throw new Error(`the WebGPU device is not ready: start-up failed (${startupError})`);
+  if (!tg) throw new Error('the WebGPU device is not ready: start-up has not finished yet, try again in a moment');
 }
 
 // ---------- start-up ----------
@@ -63,13 +80,15 @@ async function start() {
         'or a browser with WebGPU enabled, over http://localhost or https',
     );
   }
+  let created;
   try {
-    tg = await mod.TaskgateWeb.create();
+    created = await mod.TaskgateWeb.create();
   } catch (e) {
     throw new Error(`WebGPU not available: ${e?.message ?? e}`);
   }
-  app.adapter = JSON.parse(tg.adapterInfo());
+  app.adapter = JSON.parse(created.adapterInfo());
   showAdapter($('adapter'), app.adapter);
+  tg = created; // only now may the controls call into the wasm
   setBusy(false);
 }
 
@@ -81,27 +100,35 @@ async function fetchBytes(url, label) {
   const res = await fetch(url, { cache: 'no-store' });
   if (!res.ok) throw new Error(`${url}: HTTP ${res.status}`);
   const total = Number(res.headers.get('content-length')) || 0;
-  if (!res.body || !total) return new Uint8Array(await res.arrayBuffer());
-  const out = new Uint8Array(total);
+  // A compressed response's content-length counts the encoded bytes, not the decoded ones the
+  // body yields: without a trustworthy length there is no progress to show.
+  if (!res.body || !total || res.headers.get('content-encoding')) return new Uint8Array(await res.arrayBuffer());
+  let out = new Uint8Array(total);
   const reader = res.body.getReader();
   let got = 0;
   let lastShown = 0;
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
-    if (got + value.length > total) throw new Error(`${url}: more bytes than its content-length`);
+    if (got + value.length > out.length) {
+      // more than content-length said (a proxy re-encoded it?): grow rather than fail
+      const bigger = new Uint8Array(Math.max(out.length * 2, got + value.length));
+      bigger.set(out.subarray(0, got));
+      out = bigger;
+    }
     out.set(value, got);
     got += value.length;
     if (got - lastShown > 4 * 2 ** 20) {
       lastShown = got;
-      setStatus(`Fetching ${label}: ${fmtBytes(got)} of ${fmtBytes(total)}…`);
+      setStatus(`Fetching ${label}: ${fmtBytes(got)}${got <= total ? ` of ${fmtBytes(total)}` : ''}…`);
     }
   }
-  return got === total ? out : out.subarray(0, got);
+  return got === out.length ? out : out.subarray(0, got);
 }
 
 async function loadFromServer() {
   try {
+    requireDevice();
     setStatus('Fetching the model from ./model/…');
     const [toml, weights, tokenizer] = await Promise.all(MODEL_FILES.map((f) => fetchBytes(`./model/${f}`, f)));
     await loadModel(new TextDecoder().decode(toml), weights, tokenizer, './model/');
@@ -112,6 +139,7 @@ async function loadFromServer() {
 
 async function loadFromFiles(files) {
   try {
+    requireDevice();
     const byName = new Map(files.map((f) => [f.name, f]));
     const pick = (name, ext) => byName.get(name) ?? files.find((f) => f.name.endsWith(ext));
     const toml = pick('taskgate.toml', '.toml');
@@ -138,22 +166,57 @@ async function loadModel(configToml, weights, tokenizer, from) {
   setStatus(`Loading the model (${fmtBytes(weights.length)} of weights) onto the GPU…`);
   setBusy(true);
   try {
-    const summary = JSON.parse(await serial(() => tg.loadModel(configToml, weights, tokenizer)));
+    let summary;
+    try {
+      summary = JSON.parse(
+        await serial(async () => {
+          await nextPaint(); // tg.loadModel blocks the thread: show the status first
+          return tg.loadModel(configToml, weights, tokenizer);
+        }),
+      );
+    } catch (e) {
+      // A file that does not parse leaves the old model in the wasm, a failed upload does
+      // not: the page cannot tell which happened, so it forgets the model either way.
+      forgetModel(e?.message ?? String(e));
+      throw e;
+    }
     app.modelSummary = summary;
     app.modelLoaded = true;
-    app.history = [];
-    app.trainingState = 'idle';
-    app.dataInfo = null; // training data is tokenized for one model: choose it again
-    $('data-summary').textContent = 'No training data yet.';
-    $('download').disabled = true;
-    $('progress').textContent = 'Not trained yet.';
-    drawCurves();
+    resetTraining();
     showSummary($('model-summary'), summary, from);
     setStatus(`Model loaded from ${from}: ${summary.tasks?.length ?? '?'} tasks, ${fmtCount(summary.parameters ?? 0)} parameters.`, 'ok');
   } finally {
     setBusy(false);
   }
   await predict();
+}
+
+/** Training state that belongs to one model: history, data (tokenized for it), download. */
+function resetTraining() {
+  app.history = [];
+  app.trainingState = 'idle';
+  app.dataInfo = null; // training data is tokenized for one model: choose it again
+  $('data-summary').textContent = 'No training data yet.';
+  $('download').disabled = true;
+  $('progress').textContent = 'Not trained yet.';
+  $('progress').className = 'progress-line muted';
+  $('progress-bar').value = 0;
+  drawCurves();
+}
+
+/** After a failed load: no model, no data, no results; Predict and Train disabled. */
+function forgetModel(why) {
+  app.modelLoaded = false;
+  app.modelSummary = null;
+  app.lastPrediction = null;
+  resetTraining();
+  const summary = $('model-summary');
+  summary.className = 'muted';
+  summary.textContent = `No model loaded (the last load failed: ${why}).`;
+  $('results').replaceChildren();
+  const heatmap = $('heatmap');
+  heatmap.className = 'heatmap muted';
+  heatmap.textContent = 'Load a model and predict to see the gates.';
 }
 
 function setBusy(busy) {
@@ -172,7 +235,10 @@ async function predict() {
   const text = $('text').value;
   if (!app.modelLoaded) return setStatus('Load a model first.', 'error');
   try {
-    const result = JSON.parse(await serial(() => tg.predict(text)));
+    // (a model load queued before this call may have failed meanwhile)
+    const json = await serial(() => (app.modelLoaded ? tg.predict(text) : null));
+    if (json == null) return;
+    const result = JSON.parse(json);
     app.lastPrediction = result;
     app.predictions++;
     showPrediction($('results'), result, app.modelSummary?.tasks);
@@ -185,7 +251,29 @@ async function predict() {
 
 // ---------- training data ----------
 
-function useTrainingData(text, from) {
+/** Throws unless new training data may be given to the wasm now. */
+function checkCanSetData() {
+  requireDevice();
+  if (app.trainingState === 'training') throw new Error('training is running: stop it (or wait for it to finish) before choosing new training data');
+  if (!app.modelLoaded) throw new Error('load a model first (training data is tokenized for the loaded model)');
+}
+
+/** Runs inside serial(): tokenizes `text` for the loaded model. */
+async function useTrainingData(text, from) {
+  try {
+    checkCanSetData();
+  } catch (e) {
+    return report(`training data (${from})`, e); // the current data stays
+  }
+  setStatus(`Reading the training data from ${from}…`);
+  setBusy(true);
+  await nextPaint(); // tg.setTrainingData blocks the thread: show the status first
+  try {
+    checkCanSetData(); // (the state may have changed while the page painted)
+  } catch (e) {
+    setBusy(false);
+    return report(`training data (${from})`, e);
+  }
   try {
     app.dataInfo = null;
     const info = JSON.parse(tg.setTrainingData(text, from)); // `from` names the file in errors
@@ -207,7 +295,8 @@ async function useDemoData() {
     const res = await fetch('./demo/train.jsonl', { cache: 'no-store' });
     if (res.status === 404) throw new Error('no demo data is served here (start web/serve.mjs with --data FILE.jsonl)');
     if (!res.ok) throw new Error(`./demo/train.jsonl: HTTP ${res.status}`);
-    await serial(async () => useTrainingData(await res.text(), './demo/train.jsonl'));
+    const text = await res.text();
+    await serial(() => useTrainingData(text, './demo/train.jsonl'));
   } catch (e) {
     report('demo data', e);
   }
@@ -220,7 +309,8 @@ function readOptions() {
   const opts = { steps: num('steps'), lr: num('lr'), batch_size: num('batch-size'), warmup: 0.1, seed: 1 };
   if (!Number.isInteger(opts.steps) || opts.steps < 1) throw new Error('steps must be a whole number ≥ 1');
   if (!(opts.lr > 0)) throw new Error('the learning rate must be > 0');
-  if (!Number.isInteger(opts.batch_size) || opts.batch_size < 1) throw new Error('batch size must be a whole number ≥ 1');
+  if (!Number.isInteger(opts.batch_size) || opts.batch_size < 1 || opts.batch_size > MAX_BATCH_SIZE)
+    throw new Error(`batch size must be a whole number from 1 to ${MAX_BATCH_SIZE}`);
   return opts;
 }
 
@@ -263,7 +353,14 @@ async function train() {
     $('download').disabled = false;
   } catch (e) {
     app.trainingState = 'error';
-    report('training', e);
+    const done = app.history.at(-1)?.step ?? 0;
+    if (done > 0) {
+      // the model keeps the weights of the steps that finished: they can still be saved
+      $('download').disabled = false;
+      report(`training (stopped by an error after step ${done}; Download saves the weights trained so far)`, e);
+    } else {
+      report('training', e);
+    }
   } finally {
     $('stop').disabled = true;
     setBusy(false);
@@ -323,11 +420,16 @@ function wire() {
   });
   const trainFile = async (file) => {
     if (!file) return;
-    const text = await file.text();
-    await serial(async () => useTrainingData(text, file.name));
+    try {
+      checkCanSetData(); // refuse before reading the file (useTrainingData checks again)
+      const text = await file.text();
+      await serial(() => useTrainingData(text, file.name));
+    } catch (e) {
+      report(`training data (${file.name})`, e);
+    }
   };
   $('train-file').addEventListener('change', (e) => {
-    trainFile(e.target.files[0]).catch((err) => report('training data', err));
+    trainFile(e.target.files[0]);
     e.target.value = '';
   });
   dropZone($('train-drop'), (files) => trainFile(files[0]), onDropError);
@@ -358,7 +460,10 @@ async function autoLoad() {
 }
 
 wire();
-app.ready = start();
+app.ready = start().catch((e) => {
+  startupError = e?.message ?? String(e);
+  throw e;
+});
 app.ready.then(autoLoad, (e) => {
   $('adapter').textContent = 'No WebGPU device: see the message above.';
   report('start-up', e);

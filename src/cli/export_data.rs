@@ -20,6 +20,9 @@ pub fn run(
     per_task: Option<usize>,
     output: Option<&Path>,
 ) -> Result<()> {
+    if per_task == Some(0) {
+        bail!("--per-task must be at least 1");
+    }
     let config_data = resolve_fresh(config, None)?;
     let mut per_task_lines: Vec<Vec<Value>> = Vec::new();
     for task in &config_data.tasks {

@@ -113,17 +113,32 @@ impl Gpu {
     /// Drives `future`, which awaits this device's readbacks, to completion on this thread:
     /// whenever it waits, the device is polled until its submitted work is done, which
     /// fires the map callbacks the readbacks await (native only; the browser drives them).
+    /// A future that keeps waiting while the device has nothing left to do waits on
+    /// something else: that is an error, not a busy loop.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn block_on<F: std::future::Future>(&self, future: F) -> Result<F::Output> {
         let mut future = std::pin::pin!(future);
         let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        let mut idle_polls = 0;
         loop {
             if let std::task::Poll::Ready(value) = future.as_mut().poll(&mut context) {
                 return Ok(value);
             }
-            self.device()
+            let status = self
+                .device()
                 .poll(wgpu::PollType::wait_indefinitely())
                 .map_err(|e| anyhow!("waiting for the GPU failed: {e}"))?;
+            // One idle poll may still deliver map callbacks; two in a row deliver nothing.
+            idle_polls = if status.is_queue_empty() {
+                idle_polls + 1
+            } else {
+                0
+            };
+            if idle_polls > 2 {
+                return Err(anyhow!(
+                    "Gpu::block_on: the future waits on something other than this GPU"
+                ));
+            }
         }
     }
 

@@ -105,6 +105,8 @@ impl TaskgateWeb {
     }
 
     /// Loads a model directory from its three files' contents; returns its summary JSON.
+    /// When the files are bad the previous model stays loaded; when the upload fails, no
+    /// model is loaded.
     #[wasm_bindgen(js_name = loadModel)]
     pub fn load_model(
         &self,
@@ -113,10 +115,11 @@ impl TaskgateWeb {
         tokenizer_json: Vec<u8>,
     ) -> Result<String, JsValue> {
         let mut slot = self.session.try_borrow_mut().map_err(|_| busy())?;
-        // Free the old model's buffers before uploading the new one.
+        // Bad files leave the loaded model as it was; good ones replace it, the old model's
+        // buffers freed before the new one is uploaded.
+        let dir = Session::parse(&config_toml, &weights, tokenizer_json).map_err(js_error)?;
         *slot = None;
-        let session =
-            Session::load(&self.gpu, &config_toml, &weights, tokenizer_json).map_err(js_error)?;
+        let session = Session::upload(&self.gpu, dir).map_err(js_error)?;
         let summary = session.summary().to_string();
         *slot = Some(session);
         Ok(summary)

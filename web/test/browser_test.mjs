@@ -6,7 +6,7 @@
 // screenshots the page and checks the downloaded model.safetensors. Any page error, console
 // error or taskgateApp.errors entry fails the run at once. Exit 0 = pass, 1 = fail, 2 = usage.
 
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
@@ -277,7 +277,7 @@ async function run(page, url, passed) {
 
   // one more prediction with the trained weights, then the screenshot
   const first = expected[0].text;
-  await predictOnce(page, first);
+  const trained = await predictOnce(page, first);
   await within('the screenshot', 60_000, page.screenshot({ path: opts.screenshot, fullPage: true }));
   log(`screenshot: ${opts.screenshot}`);
 
@@ -297,15 +297,23 @@ async function run(page, url, passed) {
   log(`download: ${download.suggestedFilename()}, ${bytes.length} bytes, header ${header} bytes`);
   passed.push('download');
 
-  // the other way in: the model directory's three files given to the page's file input (what
-  // a drop does), replacing the trained model; its predictions are native's again
-  const files = ['taskgate.toml', 'model.safetensors', 'tokenizer.json'].map((f) => path.join(opts.model, f));
+  // the downloaded weights hold the training: they differ from the served ones, and loaded
+  // back through the page's file input (what a drop does) with the model's other two files,
+  // they predict exactly what the page predicted after training
+  if (bytes.equals(readFileSync(path.join(opts.model, 'model.safetensors')))) {
+    throw new Error('the downloaded model.safetensors equals the untrained one');
+  }
+  const chosen = path.join(tmpdirPath, 'chosen');
+  mkdirSync(chosen);
+  for (const f of ['taskgate.toml', 'tokenizer.json']) copyFileSync(path.join(opts.model, f), path.join(chosen, f));
+  copyFileSync(saved, path.join(chosen, 'model.safetensors'));
+  const files = ['taskgate.toml', 'model.safetensors', 'tokenizer.json'].map((f) => path.join(chosen, f));
   await within('choosing the model files', 60_000, page.setInputFiles('#model-files', files));
   await waitApp(page, 'the model to load from the chosen files', 300_000,
     "(app) => app.modelLoaded && app.trainingState === 'idle' && app.history.length === 0 && app.pending === 0");
-  const again = comparePrediction(await predictOnce(page, expected[0].text), expected[0]);
-  log(`model from files, predict ${JSON.stringify(expected[0].text.slice(0, 40))}: ${again.report.join('; ')}`);
-  if (again.problems.length) throw new Error(`after loading the model from files, predictions differ from native:\n  ${again.problems.join('\n  ')}`);
+  const again = comparePrediction(await predictOnce(page, first), trained);
+  log(`downloaded model from files, predict ${JSON.stringify(first.slice(0, 40))} vs the page after training: ${again.report.join('; ')}`);
+  if (again.problems.length) throw new Error(`the downloaded model, loaded from files, predicts differently from the trained page:\n  ${again.problems.join('\n  ')}`);
   passed.push('model from files');
 }
 

@@ -4,8 +4,8 @@
 # logits and gates for web/test/sentences.jsonl, then drives the page in headless Chromium
 # (web/test/browser_test.mjs): the page's logits must match native ones within 1e-3, 30
 # training steps in the page must lower the loss and match native fine-tuning with the same
-# engine (examples/finetune_session.rs) step by step, the download must be a whole model, and
-# the model loads from files as from the server. Then
+# engine (examples/finetune_session.rs) step by step, and the downloaded weights, loaded back
+# through the page's file input, must predict what the trained page did. Then
 # it checks that the test itself fails fast on a page error. Outputs (the screenshot
 # page-after-training.png among them) go to target/browser-test/.
 set -euo pipefail
