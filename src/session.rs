@@ -213,13 +213,16 @@ impl Session {
     /// label}}` per line (errors name `source` and the line). Returns the count per task.
     pub fn set_training_data(&mut self, jsonl: &str, source: &str) -> Result<Value> {
         let examples = parse_examples(jsonl, source, &self.spec.tasks, &self.tokenizer)?;
+        if !examples
+            .iter()
+            .any(|e| e.labels.iter().any(Option::is_some))
+        {
+            bail!("{source}: no line labels any of this model's tasks");
+        }
         let mut per_task = Map::new();
         for (i, task) in self.spec.tasks.iter().enumerate() {
             let n = examples.iter().filter(|e| e.labels[i].is_some()).count();
             per_task.insert(task.name.clone(), json!(n));
-        }
-        if per_task.values().all(|n| n == &json!(0)) {
-            bail!("{source}: no line labels any of this model's tasks");
         }
         let count = examples.len();
         self.examples = examples;

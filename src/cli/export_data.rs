@@ -3,16 +3,15 @@
 //! "labels": {task: label}}` per line, e.g. to fine-tune in the browser page. With
 //! `--per-task N`, N examples evenly spaced through each task's file; tasks interleaved.
 
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde_json::{Map, Value, json};
 
-use crate::config::TaskKind;
 use crate::data::formats::read_records;
-use crate::data::splits::{Split, label_as_names};
-use crate::train::run::resolve_fresh;
+use crate::data::splits::{Split, label_value};
+use crate::train::run::resolve_paths;
 
 pub fn run(
     config: &Path,
@@ -23,7 +22,8 @@ pub fn run(
     if per_task == Some(0) {
         bail!("--per-task must be at least 1");
     }
-    let config_data = resolve_fresh(config, None)?;
+    // Labels are written as the files hold them: no label set needs inferring.
+    let config_data = resolve_paths(config, None)?;
     let mut per_task_lines: Vec<Vec<Value>> = Vec::new();
     for task in &config_data.tasks {
         let Some(path) = split.path(task) else {
@@ -35,10 +35,7 @@ pub fn run(
         let lines = (0..keep)
             .map(|k| &records[k * records.len() / keep.max(1)])
             .map(|r| {
-                let label = match task.kind {
-                    TaskKind::Regression => r.label.clone(),
-                    _ => label_as_names(&r.label),
-                };
+                let label = label_value(task, &r.label);
                 let mut line = Map::new();
                 line.insert("text".into(), json!(r.text));
                 if let Some(pair) = &r.text_pair {
@@ -54,12 +51,7 @@ pub fn run(
     if total == 0 {
         bail!("{}: no task has a {} file", config.display(), split.name());
     }
-    let mut out: Box<dyn Write> = match output {
-        Some(p) => Box::new(BufWriter::new(
-            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
-        )),
-        None => Box::new(BufWriter::new(std::io::stdout().lock())),
-    };
+    let mut out = super::output_writer(output)?;
     let longest = per_task_lines.iter().map(Vec::len).max().unwrap_or(0);
     for k in 0..longest {
         for lines in &per_task_lines {

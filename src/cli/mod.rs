@@ -156,6 +156,17 @@ impl Cli {
 }
 
 /// Runs the parsed command line.
+/// Where a command writes its lines: the file `path` (created) or standard output.
+fn output_writer(path: Option<&std::path::Path>) -> Result<Box<dyn std::io::Write>> {
+    use anyhow::Context as _;
+    Ok(match path {
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    })
+}
+
 pub fn run(cli: Cli) -> Result<()> {
     let request = cli.adapter_request();
     match cli.command {

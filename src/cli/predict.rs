@@ -2,7 +2,7 @@
 //! prediction for each input line, in batches, streaming (memory stays constant however
 //! long the input is). Input lines: `{"text": ..., "text_pair"?: ..., "id"?: ...}`.
 
-use std::io::{BufRead, BufWriter, Write};
+use std::io::{BufRead, Write};
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -33,12 +33,7 @@ pub fn run(
     let reader = std::io::BufReader::new(file);
     let gpu = pollster::block_on(Gpu::new(request))?;
     let gpu_model = MultiTaskModel::new(&gpu, model.spec.clone(), &model.params)?;
-    let mut out: Box<dyn Write> = match output {
-        Some(p) => Box::new(BufWriter::new(
-            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
-        )),
-        None => Box::new(BufWriter::new(std::io::stdout().lock())),
-    };
+    let mut out = super::output_writer(output)?;
     let mut pending: Vec<(Example, Option<Value>)> = Vec::new();
     let mut count = 0usize;
     for (i, line) in reader.lines().enumerate() {

@@ -88,9 +88,17 @@ pub fn infer_labels(task: &TaskConfig, path: &Path, records: &[Record]) -> Resul
     Ok(names.into_iter().collect())
 }
 
+/// A label as a data file holds it, in the form `parse_label` and JSONL files take: a
+/// regression target as is; for the other kinds numbers become names (`1`, `-1` name classes).
+pub fn label_value(task: &TaskConfig, value: &Value) -> Value {
+    match task.kind {
+        TaskKind::Regression => value.clone(),
+        _ => label_as_names(value),
+    }
+}
+
 /// Classification labels may be JSON numbers in the file (`1`, `-1`); they name classes.
-/// A label from a data file with numbers turned into names (class names like `1`, `-1`).
-pub fn label_as_names(value: &Value) -> Value {
+fn label_as_names(value: &Value) -> Value {
     match value {
         Value::Number(n) => Value::String(n.to_string()),
         Value::Array(items) => Value::Array(items.iter().map(label_as_names).collect()),
@@ -115,10 +123,7 @@ pub fn to_examples(
             let encoded = tokenizer
                 .encode(&r.text, r.text_pair.as_deref())
                 .map_err(in_file)?;
-            let value = match task.kind {
-                TaskKind::Regression => r.label.clone(),
-                _ => label_as_names(&r.label),
-            };
+            let value = label_value(task, &r.label);
             let label = parse_label(task, &value, encoded.n_words).map_err(in_file)?;
             let mut labels = vec![None; tasks.len()];
             labels[task_index] = Some(label);

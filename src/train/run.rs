@@ -63,9 +63,20 @@ fn load_all(config: &ModelConfig, split: Split, tokenizer: &TextTokenizer) -> Re
         .collect()
 }
 
-/// Makes every data path of `config` absolute (relative ones are relative to the config
-/// file, or to the working directory) and applies `--only`.
+/// [`resolve_paths`], then every missing label set inferred from its training file, and the
+/// result checked: the configuration a fresh run trains with.
 pub fn resolve_fresh(config_path: &Path, only: Option<&str>) -> Result<ModelConfig> {
+    let mut config = resolve_paths(config_path, only)?;
+    infer_missing_labels(&mut config.tasks)?;
+    config
+        .validate()
+        .map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
+    Ok(config)
+}
+
+/// Loads `config_path`, makes every data path absolute (relative ones are relative to the
+/// config file, or to the working directory) and applies `--only`; reads no data file.
+pub fn resolve_paths(config_path: &Path, only: Option<&str>) -> Result<ModelConfig> {
     let mut config = ModelConfig::load(config_path)?;
     if let Some(name) = only {
         let Some(index) = config.task_index(name) else {
@@ -106,10 +117,6 @@ pub fn resolve_fresh(config_path: &Path, only: Option<&str>) -> Result<ModelConf
         "[encoder] pretrained directory",
     )?;
     absolute(&mut config.encoder.tokenizer, "[encoder] tokenizer")?;
-    infer_missing_labels(&mut config.tasks)?;
-    config
-        .validate()
-        .map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
     Ok(config)
 }
 

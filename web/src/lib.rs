@@ -43,13 +43,13 @@ pub struct TaskgateWeb {
     session: Shared,
 }
 
-/// Runs `body` on the session when no other call holds it, as a Promise of a JSON string.
+/// Runs `body` on the session when no other call holds it, as a Promise of its value.
 /// The borrow is held across the awaits on purpose: a call made meanwhile gets "busy" from
 /// `try_borrow_mut` instead of seeing a half-done step.
 #[allow(clippy::await_holding_refcell_ref)]
 fn with_session<F>(session: &Shared, body: F) -> Promise
 where
-    F: AsyncFnOnce(&mut Session) -> anyhow::Result<String> + 'static,
+    F: AsyncFnOnce(&mut Session) -> anyhow::Result<JsValue> + 'static,
 {
     let session = Rc::clone(session);
     future_to_promise(async move {
@@ -57,7 +57,7 @@ where
         let Some(session) = guard.as_mut() else {
             return Err(js_error(anyhow::anyhow!("no model loaded yet")));
         };
-        body(session).await.map(JsValue::from).map_err(js_error)
+        body(session).await.map_err(js_error)
     })
 }
 
@@ -128,7 +128,7 @@ impl TaskgateWeb {
     /// Every task's prediction for `text` (JSON, see `Session::predict`).
     pub fn predict(&self, text: String) -> Promise {
         with_session(&self.session, async move |s: &mut Session| {
-            Ok(s.predict(&text).await?.to_string())
+            Ok(s.predict(&text).await?.to_string().into())
         })
     }
 
@@ -155,21 +155,15 @@ impl TaskgateWeb {
     #[wasm_bindgen(js_name = trainStep)]
     pub fn train_step(&self) -> Promise {
         with_session(&self.session, async move |s: &mut Session| {
-            Ok(s.train_step().await?.to_string())
+            Ok(s.train_step().await?.to_string().into())
         })
     }
 
     /// The current weights as `model.safetensors` bytes (resolves to a Uint8Array).
     #[wasm_bindgen(js_name = exportSafetensors)]
-    #[allow(clippy::await_holding_refcell_ref)] // as in `with_session`
     pub fn export_safetensors(&self) -> Promise {
-        let session = Rc::clone(&self.session);
-        future_to_promise(async move {
-            let guard = session.try_borrow().map_err(|_| busy())?;
-            let session = guard
-                .as_ref()
-                .ok_or_else(|| js_error(anyhow::anyhow!("no model loaded yet")))?;
-            let bytes = session.export_safetensors().await.map_err(js_error)?;
+        with_session(&self.session, async move |s: &mut Session| {
+            let bytes = s.export_safetensors().await?;
             Ok(js_sys::Uint8Array::from(bytes.as_slice()).into())
         })
     }
