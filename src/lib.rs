@@ -20,6 +20,8 @@ pub mod config;
 pub mod data;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod eval;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod files;
 pub mod gpu;
 pub mod metrics;
 pub mod model;

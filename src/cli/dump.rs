@@ -5,12 +5,17 @@ use std::path::Path;
 use anyhow::Result;
 
 use crate::data::read_examples;
+use crate::files::refuse_input;
 use crate::gpu::{AdapterRequest, Gpu};
 use crate::model::ModelDir;
 use crate::model::dump::{DumpData, dump};
 use crate::model::host::{OutTensor, write_safetensors};
 
 pub fn run(request: &AdapterRequest, model: &Path, batch: &Path, out: &Path) -> Result<()> {
+    let model_files = ModelDir::files(model);
+    let mut inputs: Vec<&Path> = model_files.iter().map(|p| p.as_path()).collect();
+    inputs.push(batch);
+    refuse_input(out, &inputs, "--out")?;
     let dir = ModelDir::load(model)?;
     let examples = read_examples(batch, &dir.spec.tasks, &dir.tokenizer)?;
     let gpu = pollster::block_on(Gpu::new(request))?;

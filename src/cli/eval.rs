@@ -1,12 +1,15 @@
-//! `taskgate eval DIR [--split dev|test] [--json]`: per-task metrics of a trained model on
-//! the data files its tasks name.
+//! `taskgate eval DIR [--split dev|test] [--json] [--output FILE]`: per-task metrics of a
+//! trained model on the data files its tasks name.
 
 use std::path::{Path, PathBuf};
+
+use std::io::Write;
 
 use anyhow::{Result, bail};
 
 use crate::data::splits::{Split, load_split};
 use crate::eval::evaluate_task;
+use crate::files::{Output, refuse_input};
 use crate::gpu::{AdapterRequest, Gpu};
 use crate::model::{ModelDir, MultiTaskModel};
 use crate::train::run::{BEST, LAST, describe};
@@ -21,10 +24,25 @@ pub fn model_dir(dir: &Path) -> PathBuf {
     dir.to_path_buf()
 }
 
-pub fn run(request: &AdapterRequest, dir: &Path, split: Split, json: bool) -> Result<()> {
+pub fn run(
+    request: &AdapterRequest,
+    dir: &Path,
+    split: Split,
+    json: bool,
+    output: Option<&Path>,
+) -> Result<()> {
     let model_path = model_dir(dir);
+    let model_files = ModelDir::files(&model_path);
+    if let Some(output) = output {
+        let inputs: Vec<&Path> = model_files.iter().map(PathBuf::as_path).collect();
+        refuse_input(output, &inputs, "--output")?;
+    }
     let model = ModelDir::load(&model_path)?;
     let tasks = &model.spec.tasks;
+    // The report never replaces the model or one of the data files it reads.
+    let mut inputs: Vec<&Path> = model_files.iter().map(PathBuf::as_path).collect();
+    inputs.extend(tasks.iter().filter_map(|t| split.path(t)));
+    let mut out = Output::open(output, &inputs, "--output")?;
     let data: Vec<_> = (0..tasks.len())
         .map(|i| load_split(tasks, i, split, &model.tokenizer))
         .collect::<Result<_>>()?;
@@ -50,20 +68,22 @@ pub fn run(request: &AdapterRequest, dir: &Path, split: Split, json: bool) -> Re
             .iter()
             .map(|(t, m)| (t.clone(), serde_json::to_value(&m.0).expect("numbers")))
             .collect();
-        println!(
+        writeln!(
+            out,
             "{}",
             serde_json::json!({"model": model_path, "split": split.name(), "metrics": map})
-        );
+        )?;
     } else {
-        println!(
+        writeln!(
+            out,
             "{} on {} ({}):",
             split.name(),
             model_path.display(),
             gpu.adapter_info().name
-        );
+        )?;
         for (task, m) in &results {
-            println!("  {}", describe(&[(task.clone(), m.clone())]));
+            writeln!(out, "  {}", describe(&[(task.clone(), m.clone())]))?;
         }
     }
-    Ok(())
+    out.finish()
 }

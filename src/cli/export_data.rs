@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 
 use crate::data::formats::read_records;
 use crate::data::splits::{Split, label_value};
+use crate::files::{Output, refuse_input};
 use crate::train::run::resolve_paths;
 
 pub fn run(
@@ -24,6 +25,16 @@ pub fn run(
     }
     // Labels are written as the files hold them: no label set needs inferring.
     let config_data = resolve_paths(config, None)?;
+    // The output is never the config or one of its data files (any split).
+    let mut inputs: Vec<&Path> = vec![config];
+    for task in &config_data.tasks {
+        for split in [Split::Train, Split::Dev, Split::Test] {
+            inputs.extend(split.path(task));
+        }
+    }
+    if let Some(output) = output {
+        refuse_input(output, &inputs, "--output")?;
+    }
     let mut per_task_lines: Vec<Vec<Value>> = Vec::new();
     for task in &config_data.tasks {
         let Some(path) = split.path(task) else {
@@ -51,7 +62,7 @@ pub fn run(
     if total == 0 {
         bail!("{}: no task has a {} file", config.display(), split.name());
     }
-    let mut out = super::output_writer(output)?;
+    let mut out = Output::open(output, &inputs, "--output")?;
     let longest = per_task_lines.iter().map(Vec::len).max().unwrap_or(0);
     for k in 0..longest {
         for lines in &per_task_lines {
@@ -60,7 +71,7 @@ pub fn run(
             }
         }
     }
-    out.flush()?;
+    out.finish()?;
     if let Some(p) = output {
         eprintln!("wrote {total} examples to {}", p.display());
     }

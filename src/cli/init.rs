@@ -4,6 +4,7 @@ use std::path::Path;
 
 use anyhow::{Result, bail};
 
+use crate::files::refuse_input;
 use crate::model::ModelDir;
 use crate::model::dir::CONFIG_FILE;
 use crate::model::init::init_model;
@@ -16,6 +17,10 @@ pub fn run(config: &Path, out: &Path, force: bool) -> Result<()> {
         );
     }
     let model = init_model(config)?;
+    let inputs: Vec<&Path> = model.inputs.iter().map(|p| p.as_path()).collect();
+    for file in ModelDir::files(out) {
+        refuse_input(&file, &inputs, "--out")?;
+    }
     ModelDir::save(out, &model.spec, &model.params, &model.tokenizer_json)?;
     for note in &model.notes {
         println!("{note}");

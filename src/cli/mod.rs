@@ -85,6 +85,9 @@ pub enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Write the report to this file instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
     },
     /// Every task's prediction for each line of a JSONL file ({"text": ..., "text_pair"?: ...}).
     Predict {
@@ -156,17 +159,6 @@ impl Cli {
 }
 
 /// Runs the parsed command line.
-/// Where a command writes its lines: the file `path` (created) or standard output.
-fn output_writer(path: Option<&std::path::Path>) -> Result<Box<dyn std::io::Write>> {
-    use anyhow::Context as _;
-    Ok(match path {
-        Some(p) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
-        )),
-        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
-    })
-}
-
 pub fn run(cli: Cli) -> Result<()> {
     let request = cli.adapter_request();
     match cli.command {
@@ -181,12 +173,17 @@ pub fn run(cli: Cli) -> Result<()> {
             only,
             steps,
         } => train::run(&request, config, out, resume, only, steps),
-        Command::Eval { dir, split, json } => {
+        Command::Eval {
+            dir,
+            split,
+            json,
+            output,
+        } => {
             let split = match split {
                 EvalSplit::Dev => Split::Dev,
                 EvalSplit::Test => Split::Test,
             };
-            eval::run(&request, &dir, split, json)
+            eval::run(&request, &dir, split, json, output.as_deref())
         }
         Command::Predict {
             dir,

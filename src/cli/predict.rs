@@ -1,9 +1,10 @@
 //! `taskgate predict DIR --input FILE.jsonl [--output FILE.jsonl] [--gates] [--logits]`: every task's
 //! prediction for each input line, in batches, streaming (memory stays constant however
-//! long the input is). Input lines: `{"text": ..., "text_pair"?: ..., "id"?: ...}`.
+//! long the input is). Input lines: `{"text": ..., "text_pair"?: ..., "id"?: ...}`. The
+//! output file is never one of the inputs and appears only when complete.
 
 use std::io::{BufRead, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Map, Value};
@@ -11,6 +12,7 @@ use serde_json::{Map, Value};
 use super::eval::model_dir;
 use crate::data::jsonl::text_fields;
 use crate::data::{Example, collate};
+use crate::files::{Output, refuse_input};
 use crate::gpu::{AdapterRequest, Gpu};
 use crate::model::infer::infer;
 use crate::model::prediction_json::{Extras, prediction_json};
@@ -27,13 +29,20 @@ pub fn run(
     extras: Extras,
 ) -> Result<()> {
     let model_path = model_dir(dir);
+    // Checked before anything is opened for writing: the output never replaces an input.
+    let model_files = ModelDir::files(&model_path);
+    let mut inputs: Vec<&Path> = model_files.iter().map(PathBuf::as_path).collect();
+    inputs.push(input);
+    if let Some(output) = output {
+        refuse_input(output, &inputs, "--output")?;
+    }
     let model = ModelDir::load(&model_path)?;
     let file =
         std::fs::File::open(input).with_context(|| format!("cannot open {}", input.display()))?;
     let reader = std::io::BufReader::new(file);
     let gpu = pollster::block_on(Gpu::new(request))?;
     let gpu_model = MultiTaskModel::new(&gpu, model.spec.clone(), &model.params)?;
-    let mut out = super::output_writer(output)?;
+    let mut out = Output::open(output, &inputs, "--output")?;
     let mut pending: Vec<(Example, Option<Value>)> = Vec::new();
     let mut count = 0usize;
     for (i, line) in reader.lines().enumerate() {
@@ -55,7 +64,7 @@ pub fn run(
         }
     }
     count += flush(&gpu_model, &model, &mut pending, extras, &mut out)?;
-    out.flush()?;
+    out.finish()?;
     if let Some(p) = output {
         eprintln!("wrote {count} predictions to {}", p.display());
     }

@@ -24,6 +24,11 @@ pub struct ModelDir {
 }
 
 impl ModelDir {
+    /// The files a model directory `dir` consists of.
+    pub fn files(dir: &Path) -> [std::path::PathBuf; 3] {
+        [CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE].map(|name| dir.join(name))
+    }
+
     /// Reads and checks `dir` (every parameter must match the configuration exactly).
     pub fn load(dir: &Path) -> Result<Self> {
         let config_path = dir.join(CONFIG_FILE);

@@ -1,7 +1,7 @@
 //! `taskgate init`: builds a model from a config file, with a fresh or pretrained encoder
 //! and freshly initialized task gates and heads.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 
@@ -19,6 +19,9 @@ pub struct InitializedModel {
     pub tokenizer_json: Vec<u8>,
     /// Human-readable notes: where the encoder came from, what was ignored.
     pub notes: Vec<String>,
+    /// Every file read to build it (config, pretrained files, tokenizer, label sources): a
+    /// model directory written from it must not replace any of them.
+    pub inputs: Vec<PathBuf>,
 }
 
 /// Fresh values for every parameter of `spec` not already in `params`.
@@ -44,12 +47,27 @@ pub fn init_model(config_path: &Path) -> Result<InitializedModel> {
 /// `config_path`'s directory, which also names the file in errors.
 pub fn init_from_config(config: &ModelConfig, config_path: &Path) -> Result<InitializedModel> {
     let mut config = config.clone();
+    let mut inputs = vec![config_path.to_path_buf()];
+    // Data paths found beside the config (or in the working directory) are stored absolute,
+    // so that `eval` and `train` find them from the model directory wherever it is used.
+    for task in &mut config.tasks {
+        for slot in [&mut task.train, &mut task.dev, &mut task.test] {
+            if let Some(path) = slot.as_ref() {
+                if let Ok(found) = resolve_path(config_path, path, "data file") {
+                    if let Ok(full) = std::fs::canonicalize(found) {
+                        *slot = Some(full);
+                    }
+                }
+            }
+        }
+    }
     for task in config.tasks.iter_mut().filter(|t| needs_labels(t)) {
         if let Some(train) = task.train.clone() {
             let what = format!("task '{}' train file", task.name);
             let path = resolve_path(config_path, &train, &what)
                 .map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
             infer_labels_from(task, &path)?;
+            inputs.push(path);
         }
     }
     let e = &config.encoder;
@@ -60,6 +78,7 @@ pub fn init_from_config(config: &ModelConfig, config_path: &Path) -> Result<Init
             let dir = resolve_path(config_path, p, "[encoder] pretrained directory")
                 .map_err(|e| in_file(e.to_string()))?;
             let loaded = load_pretrained(&dir, e.layers)?;
+            inputs.extend(["config.json", "model.safetensors"].map(|f| dir.join(f)));
             for (field, ours, theirs) in [
                 ("hidden", e.hidden, loaded.dims.hidden),
                 ("heads", e.heads, loaded.dims.heads),
@@ -113,6 +132,7 @@ pub fn init_from_config(config: &ModelConfig, config_path: &Path) -> Result<Init
     };
     let tokenizer_json = std::fs::read(&tokenizer_path)
         .with_context(|| format!("cannot read the tokenizer {}", tokenizer_path.display()))?;
+    inputs.push(tokenizer_path.clone());
     let probe = TextTokenizer::from_bytes(&tokenizer_json, 8)
         .map_err(|err| anyhow!("{}: {err}", tokenizer_path.display()))?;
     let tokenizer_vocab = probe.vocab_size();
@@ -172,6 +192,7 @@ pub fn init_from_config(config: &ModelConfig, config_path: &Path) -> Result<Init
         params,
         tokenizer_json,
         notes,
+        inputs,
     })
 }
 

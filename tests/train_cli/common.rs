@@ -1,0 +1,136 @@
+//! Helpers shared by the `taskgate` command tests: running the binary, and a tiny
+//! three-task configuration with generated data in three formats.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const PARITY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/parity");
+
+pub fn taskgate(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_taskgate"));
+    cmd.args(args)
+        .env_remove("TASKGATE_BACKEND")
+        .env_remove("TASKGATE_ADAPTER");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run taskgate")
+}
+
+pub fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+pub const POSITIVE: [&str; 5] = ["great", "good", "fun", "loved", "happy"];
+pub const NEGATIVE: [&str; 5] = ["bad", "terrible", "boring", "hated", "sad"];
+pub const SUBJECTS: [&str; 4] = ["movie", "film", "plot", "story"];
+
+/// Writes the data of three tasks: sentiment (CSV), score (TSV regression), tags (CoNLL:
+/// adjectives tagged J, the rest O) and returns the config path.
+pub fn write_data(dir: &Path, steps: u64, eval_every: u64) -> PathBuf {
+    let mut csv = String::from("text,label\n");
+    let mut tsv = String::from("text\tscore\n");
+    let mut conll = String::new();
+    let mut n = 0;
+    for (i, subject) in SUBJECTS.iter().enumerate() {
+        for j in 0..5 {
+            let (pos, neg) = (POSITIVE[(i + j) % 5], NEGATIVE[(i * 2 + j) % 5]);
+            csv.push_str(&format!(
+                "the {subject} was {pos},pos\nthe {subject} was {neg},neg\n"
+            ));
+            tsv.push_str(&format!(
+                "it was very {pos}\t1.5\nit was very {neg}\t-1.5\n"
+            ));
+            conll.push_str(&format!(
+                "the O\n{subject} O\nwas O\n{pos} J\n\n{neg} J\n{subject} O\n\n"
+            ));
+            n += 1;
+        }
+    }
+    assert_eq!(n, 20);
+    for split in ["train", "dev"] {
+        std::fs::write(dir.join(format!("{split}.csv")), &csv).unwrap();
+        std::fs::write(dir.join(format!("{split}.tsv")), &tsv).unwrap();
+        std::fs::write(dir.join(format!("{split}.conll")), &conll).unwrap();
+    }
+    let config = dir.join("run.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[encoder]
+layers = 1
+hidden = 16
+heads = 2
+intermediate = 32
+max_positions = 32
+tokenizer = "{PARITY}/tokenizer.json"
+dropout = 0.1
+seed = 3
+
+[[task]]
+name = "sentiment"
+kind = "classification"
+train = "train.csv"
+dev = "dev.csv"
+
+[[task]]
+name = "score"
+kind = "regression"
+train = "train.tsv"
+dev = "dev.tsv"
+label_column = "score"
+gate = "vector"
+pooling = "mean"
+
+[[task]]
+name = "tags"
+kind = "token_classification"
+train = "train.conll"
+dev = "dev.conll"
+
+[train]
+steps = {steps}
+batch_size = 8
+lr = 3e-3
+warmup = 0.1
+eval_every = {eval_every}
+log_every = 2
+sampler = "round_robin"
+seed = 5
+"#
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// Runs taskgate with `args`, expects exit status 2 and one `error:` line containing every
+/// one of `parts`; returns that line.
+pub fn fails_with(args: &[&str], env: &[(&str, &str)], parts: &[&str]) -> String {
+    let out = taskgate(args, env);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "one error line: {err}");
+    for part in parts {
+        assert!(
+            lines[0].contains(part),
+            "expected '{part}' in: {}",
+            lines[0]
+        );
+    }
+    lines[0].to_string()
+}

@@ -1,0 +1,7 @@
+//! The `taskgate` command end to end: training runs, evaluation and prediction, and what
+//! happens when things go wrong (bad input, kills at any moment, two processes, outputs that
+//! would overwrite inputs).
+
+mod common;
+mod outputs;
+mod runs;
