@@ -18,8 +18,11 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod data;
+pub mod error;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod eval;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod fault;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod files;
 pub mod gpu;

@@ -12,13 +12,19 @@ use crate::eval::evaluate_task;
 use crate::files::{Output, refuse_input};
 use crate::gpu::{AdapterRequest, Gpu};
 use crate::model::{ModelDir, MultiTaskModel};
+use crate::train::checkpoint;
 use crate::train::run::{BEST, LAST, describe};
 
-/// The model directory of a run directory (its best checkpoint, else its last) or `dir`.
+/// The model directory of a run directory (its best checkpoint, else its last; a copy left
+/// by an interrupted save when that is the complete one) or `dir` itself.
 pub fn model_dir(dir: &Path) -> PathBuf {
     for name in [BEST, LAST] {
-        if dir.join(name).join(crate::model::dir::CONFIG_FILE).exists() {
-            return dir.join(name);
+        let (found, warnings) = checkpoint::find(dir, name);
+        for warning in warnings {
+            eprintln!("warning: {warning}; using another checkpoint");
+        }
+        if let Some(found) = found {
+            return found.dir;
         }
     }
     dir.to_path_buf()

@@ -30,6 +30,9 @@ pub struct Cli {
     /// Use the adapter whose name contains this text (case-insensitive).
     #[arg(long, global = true, env = "TASKGATE_ADAPTER")]
     pub adapter: Option<String>,
+    /// On an error, also list its details (every mismatched tensor, ...).
+    #[arg(long, short, global = true)]
+    pub verbose: bool,
     #[command(subcommand)]
     pub command: Command,
 }

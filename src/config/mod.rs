@@ -288,19 +288,19 @@ impl ModelConfig {
                 bail!("[encoder] {field} must be at least 1");
             }
         }
-        if let (Some(hidden), Some(heads)) = (e.hidden, e.heads) {
-            if hidden % heads != 0 {
-                bail!("[encoder] hidden ({hidden}) must be a multiple of heads ({heads})");
-            }
+        if let (Some(hidden), Some(heads)) = (e.hidden, e.heads)
+            && hidden % heads != 0
+        {
+            bail!("[encoder] hidden ({hidden}) must be a multiple of heads ({heads})");
         }
         for (field, p) in [
             ("dropout", Some(e.dropout)),
             ("attention_dropout", e.attention_dropout),
         ] {
-            if let Some(p) = p {
-                if !(0.0..1.0).contains(&p) {
-                    bail!("[encoder] {field} must be in [0, 1), got {p}");
-                }
+            if let Some(p) = p
+                && !(0.0..1.0).contains(&p)
+            {
+                bail!("[encoder] {field} must be in [0, 1), got {p}");
             }
         }
         if e.pretrained.is_none() {

@@ -132,14 +132,14 @@ pub fn choose(infos: &[wgpu::AdapterInfo], request: &AdapterRequest) -> Result<u
         None => {
             let listing: Vec<String> = infos
                 .iter()
-                .map(|i| format!("  {} ({:?}, {:?})", i.name, i.backend, i.device_type))
+                .map(|i| format!("{} ({:?}, {:?})", i.name, i.backend, i.device_type))
                 .collect();
             bail!(
                 "no adapter matches backend={} adapter={} (from --backend/--adapter or \
-                 {BACKEND_ENV}/{ADAPTER_ENV}); available adapters:\n{}",
+                 {BACKEND_ENV}/{ADAPTER_ENV}); available adapters: {}",
                 request.backend.as_deref().unwrap_or("any"),
                 request.name_contains.as_deref().unwrap_or("any"),
-                listing.join("\n")
+                listing.join("; ")
             )
         }
     }

@@ -56,10 +56,40 @@ pub struct Gpu {
     pub(crate) inner: Arc<GpuInner>,
 }
 
-/// Every adapter the instance sees, for `taskgate info`.
+/// Every adapter the instance sees among `backends`, for `taskgate info`. GL is probed only
+/// when it is the only backend asked for, or when no other backend has an adapter: probing it
+/// (EGL on Linux) is slow and noisy on machines without a display, and it ranks last anyway.
 pub async fn list_adapters(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
+    let modern = backends - wgpu::Backends::GL;
+    if !modern.is_empty() {
+        let instance = wgpu::Instance::new(instance_descriptor(modern));
+        let adapters = instance.enumerate_adapters(modern).await;
+        if !adapters.is_empty() || !backends.contains(wgpu::Backends::GL) {
+            return adapters;
+        }
+    }
     let instance = wgpu::Instance::new(instance_descriptor(backends));
     instance.enumerate_adapters(backends).await
+}
+
+/// [`list_adapters`] and the index of the one `request` picks; GL is also probed when no
+/// other adapter matches the request.
+async fn pick_adapter(request: &AdapterRequest) -> Result<(Vec<wgpu::Adapter>, usize)> {
+    let backends = request.backends()?;
+    let adapters = list_adapters(backends).await;
+    let infos: Vec<wgpu::AdapterInfo> = adapters.iter().map(|a| a.get_info()).collect();
+    let probed_gl = infos.iter().any(|i| i.backend == wgpu::Backend::Gl);
+    match choose(&infos, request) {
+        Ok(index) => Ok((adapters, index)),
+        Err(e) if probed_gl || !backends.contains(wgpu::Backends::GL) => Err(e),
+        Err(_) => {
+            let instance = wgpu::Instance::new(instance_descriptor(backends));
+            let adapters = instance.enumerate_adapters(backends).await;
+            let infos: Vec<wgpu::AdapterInfo> = adapters.iter().map(|a| a.get_info()).collect();
+            let index = choose(&infos, request)?;
+            Ok((adapters, index))
+        }
+    }
 }
 
 fn instance_descriptor(backends: wgpu::Backends) -> wgpu::InstanceDescriptor {
@@ -71,11 +101,7 @@ fn instance_descriptor(backends: wgpu::Backends) -> wgpu::InstanceDescriptor {
 impl Gpu {
     /// Opens the adapter `request` selects (see [`super::adapter`]).
     pub async fn new(request: &AdapterRequest) -> Result<Self> {
-        let backends = request.backends()?;
-        let instance = wgpu::Instance::new(instance_descriptor(backends));
-        let adapters = instance.enumerate_adapters(backends).await;
-        let infos: Vec<wgpu::AdapterInfo> = adapters.iter().map(|a| a.get_info()).collect();
-        let index = choose(&infos, request)?;
+        let (adapters, index) = pick_adapter(request).await?;
         let adapter = adapters
             .into_iter()
             .nth(index)

@@ -105,10 +105,11 @@ impl BufferPool {
         let key = (usage.bits(), class);
         let mut state = self.state.lock().unwrap();
         let mut found = state.free.get_mut(&key).and_then(Vec::pop);
-        if found.is_none() && allow_retiring {
-            if let Some(pos) = state.retiring.iter().position(|(k, _)| *k == key) {
-                found = Some(state.retiring.swap_remove(pos).1);
-            }
+        if found.is_none()
+            && allow_retiring
+            && let Some(pos) = state.retiring.iter().position(|(k, _)| *k == key)
+        {
+            found = Some(state.retiring.swap_remove(pos).1);
         }
         let buffer = match found {
             Some(buffer) => {

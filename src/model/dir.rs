@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, anyhow};
 
-use super::host::{HostParams, parse_params, write_atomic, write_params};
+use super::host::{HostParams, parse_params, serialize_params, write_atomic};
 use super::spec::ModelSpec;
 use crate::config::ModelConfig;
 use crate::tokenize::TextTokenizer;
@@ -85,11 +85,25 @@ impl ModelDir {
         tokenizer_json: &[u8],
     ) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        for (name, bytes) in Self::serialize(spec, params, tokenizer_json)? {
+            write_atomic(&dir.join(name), &bytes)?;
+        }
+        Ok(())
+    }
+
+    /// The three files of a model directory, by name, as bytes.
+    pub fn serialize(
+        spec: &ModelSpec,
+        params: &HostParams,
+        tokenizer_json: &[u8],
+    ) -> Result<Vec<(&'static str, Vec<u8>)>> {
         let toml = toml::to_string(&spec.to_config())?;
         let header = "# taskgate model directory: encoder dimensions and tasks.\n\
                       # Weights are in model.safetensors, the tokenizer in tokenizer.json.\n\n";
-        write_atomic(&dir.join(CONFIG_FILE), format!("{header}{toml}").as_bytes())?;
-        write_atomic(&dir.join(TOKENIZER_FILE), tokenizer_json)?;
-        write_params(&dir.join(WEIGHTS_FILE), params, &spec.param_specs())
+        Ok(vec![
+            (CONFIG_FILE, format!("{header}{toml}").into_bytes()),
+            (TOKENIZER_FILE, tokenizer_json.to_vec()),
+            (WEIGHTS_FILE, serialize_params(params, &spec.param_specs())?),
+        ])
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
 use safetensors::{Dtype, SafeTensors};
@@ -130,13 +130,22 @@ pub fn serialize_safetensors(tensors: &[(String, OutTensor<'_>)]) -> Result<Vec<
     safetensors::serialize(views, None).map_err(|e| anyhow!("cannot serialize tensors: {e}"))
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename.
+/// Writes `bytes` to `path` through a temporary file (`.NAME.tmp`, synced to disk) and a
+/// rename, so that `path` holds the old contents or the new ones, never a part.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
     let file_name = path
         .file_name()
         .ok_or_else(|| anyhow!("{} is not a file path", path.display()))?;
     let tmp = path.with_file_name(format!(".{}.tmp", file_name.to_string_lossy()));
-    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("cannot write {}", tmp.display()));
+    }
     std::fs::rename(&tmp, path)
         .with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))
 }
@@ -167,10 +176,24 @@ pub fn check_params(params: &HostParams, specs: &[ParamSpec], source: &str) -> R
         }
     }
     if !problems.is_empty() {
-        bail!(
-            "{source} does not match the model:\n  {}",
-            problems.join("\n  ")
+        let count = |prefix: &str| problems.iter().filter(|p| p.starts_with(prefix)).count();
+        let summary = format!(
+            "{source} does not match the model's configuration ({} missing, {} extra, {} of \
+             another shape): {}",
+            count("missing"),
+            count("extra"),
+            count("shape")
+                + problems
+                    .iter()
+                    .filter(|p| p.contains(" values for shape"))
+                    .count(),
+            crate::error::first_few(&problems, 3)
         );
+        return Err(crate::error::Detailed {
+            summary,
+            details: problems,
+        }
+        .into());
     }
     Ok(())
 }
@@ -191,7 +214,15 @@ pub fn parse_params(bytes: &[u8], specs: &[ParamSpec], source: &str) -> Result<H
         }
     }
     if !problems.is_empty() {
-        bail!("{source}:\n  {}", problems.join("\n  "));
+        return Err(crate::error::Detailed {
+            summary: format!(
+                "{source}: {} tensor(s) are not F32: {}",
+                problems.len(),
+                crate::error::first_few(&problems, 3)
+            ),
+            details: problems,
+        }
+        .into());
     }
     check_params(&params, specs, source)?;
     Ok(params)
@@ -207,12 +238,7 @@ fn param_tensors<'a>(params: &'a HostParams, specs: &[ParamSpec]) -> Vec<(String
         .collect()
 }
 
-/// Writes parameters in spec order.
-pub fn write_params(path: &Path, params: &HostParams, specs: &[ParamSpec]) -> Result<()> {
-    write_safetensors(path, &param_tensors(params, specs))
-}
-
-/// The bytes of the `model.safetensors` [`write_params`] writes.
+/// The bytes of a `model.safetensors` holding `params` in spec order.
 pub fn serialize_params(params: &HostParams, specs: &[ParamSpec]) -> Result<Vec<u8>> {
     serialize_safetensors(&param_tensors(params, specs))
 }

@@ -52,12 +52,11 @@ pub fn init_from_config(config: &ModelConfig, config_path: &Path) -> Result<Init
     // so that `eval` and `train` find them from the model directory wherever it is used.
     for task in &mut config.tasks {
         for slot in [&mut task.train, &mut task.dev, &mut task.test] {
-            if let Some(path) = slot.as_ref() {
-                if let Ok(found) = resolve_path(config_path, path, "data file") {
-                    if let Ok(full) = std::fs::canonicalize(found) {
-                        *slot = Some(full);
-                    }
-                }
+            if let Some(path) = slot.as_ref()
+                && let Ok(found) = resolve_path(config_path, path, "data file")
+                && let Ok(full) = std::fs::canonicalize(found)
+            {
+                *slot = Some(full);
             }
         }
     }

@@ -324,16 +324,17 @@ fn matmul_impl(
     if let Some(bias) = bias {
         bias.expect("matmul bias", &[s.n], DType::F32)?;
     }
-    if let Some(d) = gelu_out {
-        if beta != 0.0 || d.numel() != c.numel() {
-            bail!("matmul: the GELU epilogue needs beta = 0 and an output shaped like C");
-        }
+    if let Some(d) = gelu_out
+        && (beta != 0.0 || d.numel() != c.numel())
+    {
+        bail!("matmul: the GELU epilogue needs beta = 0 and an output shaped like C");
     }
     let gpu = c.gpu();
-    if kernel == Kernel::Auto && gpu.autotune_enabled() {
-        if let Some(tuned) = super::autotune::tuned_kernel(gpu, a, b, s)? {
-            return matmul_impl(a, b, bias, c, gelu_out, spec, alpha, beta, tuned);
-        }
+    if kernel == Kernel::Auto
+        && gpu.autotune_enabled()
+        && let Some(tuned) = super::autotune::tuned_kernel(gpu, a, b, s)?
+    {
+        return matmul_impl(a, b, bias, c, gelu_out, spec, alpha, beta, tuned);
     }
     let choice = match kernel {
         Kernel::Auto if prefers_subgroup(gpu) && s.subgroup_ok(gpu, b.numel()) => {

@@ -59,10 +59,10 @@ fn params(
     scale: f32,
     dropout: Option<FusedDropout>,
 ) -> Result<Params> {
-    if let Some(d) = dropout {
-        if !(0.0..1.0).contains(&d.p) {
-            bail!("dropout probability must be in [0, 1), got {}", d.p);
-        }
+    if let Some(d) = dropout
+        && !(0.0..1.0).contains(&d.p)
+    {
+        bail!("dropout probability must be in [0, 1), got {}", d.p);
     }
     Ok(Params {
         rows: to_u32("softmax rows", rows)?,

@@ -8,6 +8,8 @@ pub mod checkpoint;
 pub mod optimizer;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod run;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod run_dir;
 pub mod schedule;
 pub mod trainer;
 

@@ -53,7 +53,8 @@ impl Optimizer {
             || group_steps.len() != self.group_steps.len()
         {
             anyhow::bail!(
-                "the optimizer state holds {} arena(s) and {} group(s); this model has {} and {}",
+                "they hold moments for {} parameter buffer(s) and step counts for {} optimizer \
+                 group(s), where this model needs {} and {}",
                 m.len(),
                 group_steps.len(),
                 self.m.len(),
@@ -64,7 +65,7 @@ impl Optimizer {
             for (t, data) in tensors.iter().zip(values) {
                 if data.len() != t.numel() {
                     anyhow::bail!(
-                        "an optimizer moment has {} values, the model's arena {}",
+                        "a moment holds {} values where this model's parameter buffer holds {}",
                         data.len(),
                         t.numel()
                     );

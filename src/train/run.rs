@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::chart::{Series, write_chart};
 use super::checkpoint::{self, Best, RunState};
+use super::run_dir::{ResumePoint, RunDir};
 use super::schedule::LrSchedule;
 use super::trainer::{StepOutput, TrainOptions, Trainer};
 use crate::config::{ModelConfig, TaskConfig, TrainConfig, resolve_path};
@@ -17,6 +18,7 @@ use crate::data::sampler::Sampler;
 use crate::data::splits::{Split, infer_missing_labels, load_split};
 use crate::data::{Example, collate};
 use crate::eval::evaluate_task;
+use crate::fault;
 use crate::gpu::{AdapterRequest, Gpu};
 use crate::metrics::{Metrics, primary_metric};
 use crate::model::MultiTaskModel;
@@ -24,12 +26,7 @@ use crate::model::init::init_from_config;
 use crate::ops::adamw::AdamW;
 use crate::tokenize::TextTokenizer;
 
-/// The resolved configuration of a run, stored in the run directory.
-pub const RUN_CONFIG: &str = "run.toml";
-pub const LOG_FILE: &str = "log.jsonl";
-pub const CHART_FILE: &str = "chart.svg";
-pub const LAST: &str = "last";
-pub const BEST: &str = "best";
+pub use super::run_dir::{BEST, CHART_FILE, LAST, LOG_FILE, RUN_CONFIG};
 
 /// What to run.
 pub struct RunOptions {
@@ -120,17 +117,6 @@ pub fn resolve_paths(config_path: &Path, only: Option<&str>) -> Result<ModelConf
     Ok(config)
 }
 
-/// Removes a run directory this process created if setup fails before the first checkpoint.
-struct CreatedDir(Option<PathBuf>);
-
-impl Drop for CreatedDir {
-    fn drop(&mut self) {
-        if let Some(dir) = self.0.take() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-}
-
 /// A run's log: every record in memory (for the chart) and appended to `log.jsonl`.
 struct RunLog {
     path: PathBuf,
@@ -145,10 +131,10 @@ impl RunLog {
         let mut records = Vec::new();
         if let Ok(text) = std::fs::read_to_string(&path) {
             for line in text.lines() {
-                if let Ok(v) = serde_json::from_str::<Value>(line) {
-                    if v["step"].as_u64().is_some_and(|s| s <= step) {
-                        records.push(v);
-                    }
+                if let Ok(v) = serde_json::from_str::<Value>(line)
+                    && v["step"].as_u64().is_some_and(|s| s <= step)
+                {
+                    records.push(v);
                 }
             }
         }
@@ -169,7 +155,14 @@ impl RunLog {
             .create(true)
             .open(&self.path)
             .with_context(|| format!("cannot append to {}", self.path.display()))?;
-        writeln!(file, "{record}")?;
+        // Written in two halves around a fault point, so that the crash tests also cut a
+        // line in the middle (a resumed run drops such a line: see `open`).
+        let line = format!("{record}\n");
+        let (first, rest) = line.as_bytes().split_at(line.len() / 2);
+        let what = || format!("cannot append to {}", self.path.display());
+        file.write_all(first).with_context(what)?;
+        fault::point("log:half-line");
+        file.write_all(rest).with_context(what)?;
         self.records.push(record);
         Ok(())
     }
@@ -217,17 +210,32 @@ impl RunLog {
 /// Runs (or resumes) training as `options` says.
 pub fn run(request: &AdapterRequest, options: &RunOptions) -> Result<RunSummary> {
     let out = &options.out;
-    let (config, resumed) = if options.resume {
-        let run_config = out.join(RUN_CONFIG);
-        if !run_config.exists() {
-            bail!(
-                "{} holds no run to resume (no {RUN_CONFIG}); start one with `taskgate train CONFIG.toml --out DIR`",
-                out.display()
-            );
+    // A resumed run: the directory locked and tidied first, then its configuration and the
+    // newest complete checkpoint (or step 0 when none was written yet).
+    let mut opened = None;
+    let (config, config_path, resumed) = if options.resume {
+        let (run_dir, point, warnings) = RunDir::open(out)?;
+        for warning in warnings {
+            eprintln!("warning: {warning}; using an older checkpoint");
         }
-        let loaded = checkpoint::load(&out.join(LAST))
-            .with_context(|| format!("cannot resume from {}", out.join(LAST).display()))?;
-        (ModelConfig::load(&run_config)?, Some(loaded))
+        let run_config = run_dir.join(RUN_CONFIG);
+        let config = ModelConfig::load(&run_config)?;
+        let loaded = match point {
+            ResumePoint::Checkpoint(found) => Some(
+                checkpoint::load(&found.dir)
+                    .with_context(|| format!("cannot resume from {}", found.dir.display()))?,
+            ),
+            ResumePoint::Start => {
+                eprintln!(
+                    "{} has no checkpoint yet: starting its run again from step 0 with {}",
+                    out.display(),
+                    run_config.display()
+                );
+                None
+            }
+        };
+        opened = Some(run_dir);
+        (config, run_config, loaded)
     } else {
         let config_path = options
             .config
@@ -242,11 +250,11 @@ pub fn run(request: &AdapterRequest, options: &RunOptions) -> Result<RunSummary>
         train
             .validate()
             .map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
-        (config, None)
+        (config, config_path.to_path_buf(), None)
     };
     let train_config = config.train.clone().unwrap_or_default();
 
-    // The model: fresh (pretrained encoder + new tasks) or the last checkpoint.
+    // The model: fresh (pretrained encoder + new tasks) or the checkpoint.
     let (spec, params, tokenizer_json) = match &resumed {
         Some(c) => (
             c.model.spec.clone(),
@@ -254,8 +262,7 @@ pub fn run(request: &AdapterRequest, options: &RunOptions) -> Result<RunSummary>
             c.model.tokenizer_json.clone(),
         ),
         None => {
-            let config_path = options.config.as_deref().expect("fresh runs have a config");
-            let model = init_from_config(&config, config_path)?;
+            let model = init_from_config(&config, &config_path)?;
             for note in &model.notes {
                 eprintln!("{note}");
             }
@@ -289,28 +296,20 @@ pub fn run(request: &AdapterRequest, options: &RunOptions) -> Result<RunSummary>
         (None, None, None) => sampler.batches_per_epoch(),
     };
 
-    let mut guard = CreatedDir(None);
-    if resumed.is_none() {
-        if out.exists()
-            && std::fs::read_dir(out)
-                .map(|mut d| d.next().is_some())
-                .unwrap_or(true)
-        {
-            bail!(
-                "{} already exists and is not empty; continue its run with `taskgate train --resume {}` or choose another --out",
-                out.display(),
-                out.display()
-            );
+    let mut run_dir = match opened {
+        Some(run_dir) => run_dir,
+        None => {
+            let run_dir = RunDir::create(out)?;
+            let header =
+                "# The resolved configuration of this run (absolute paths, inferred labels).\n\n";
+            crate::model::host::write_atomic(
+                &run_dir.join(RUN_CONFIG),
+                format!("{header}{}", toml::to_string(&config)?).as_bytes(),
+            )?;
+            fault::point("run:configured");
+            run_dir
         }
-        std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-        guard.0 = Some(out.clone());
-        let header =
-            "# The resolved configuration of this run (absolute paths, inferred labels).\n\n";
-        crate::model::host::write_atomic(
-            &out.join(RUN_CONFIG),
-            format!("{header}{}", toml::to_string(&config)?).as_bytes(),
-        )?;
-    }
+    };
 
     let gpu = pollster::block_on(Gpu::new(request))?;
     let model = MultiTaskModel::new(&gpu, spec.clone(), &params)?;
@@ -343,11 +342,27 @@ pub fn run(request: &AdapterRequest, options: &RunOptions) -> Result<RunSummary>
         elapsed_s: 0.0,
     };
     if let Some(c) = &resumed {
+        let file = |name: &str| c.dir.join(name).display().to_string();
         trainer
             .optimizer
-            .restore(&c.m, &c.v, &c.state.group_steps)?;
+            .restore(&c.m, &c.v, &c.state.group_steps)
+            .map_err(|e| {
+                anyhow!(
+                    "{} and {}: {e}; the checkpoint is damaged, or was written on an adapter \
+                     with another buffer-binding limit: resume on the adapter that wrote it \
+                     (--adapter), or start a new run",
+                    file(checkpoint::OPTIMIZER_FILE),
+                    file(checkpoint::STATE_FILE)
+                )
+            })?;
         trainer.step = c.state.step;
-        sampler.restore(c.state.sampler.clone())?;
+        sampler.restore(c.state.sampler.clone()).map_err(|e| {
+            anyhow!(
+                "{}: {e}; the checkpoint is damaged or belongs to another configuration: \
+                 resume from an intact copy of the run, or start a new run",
+                file(checkpoint::STATE_FILE)
+            )
+        })?;
         state = c.state.clone();
     }
     let mut log = RunLog::open(out, state.step)?;
@@ -377,9 +392,6 @@ pub fn run(request: &AdapterRequest, options: &RunOptions) -> Result<RunSummary>
     let tokens_before = state.tokens;
     let mut pending: Vec<(usize, StepOutput)> = Vec::new();
     let mut last_dev: Vec<(String, Metrics)> = Vec::new();
-    let abort_after: Option<u64> = std::env::var("TASKGATE_ABORT_AFTER_STEP")
-        .ok()
-        .and_then(|v| v.parse().ok());
     while state.step < total_steps {
         let (task, indices) = sampler.next_batch();
         let examples: Vec<Example> = {
@@ -396,7 +408,11 @@ pub fn run(request: &AdapterRequest, options: &RunOptions) -> Result<RunSummary>
         bar.set_position(step);
 
         let last = step == total_steps;
-        if step.is_multiple_of(train_config.log_every) || last {
+        let eval_now =
+            last || (train_config.eval_every > 0 && step.is_multiple_of(train_config.eval_every));
+        // A checkpoint step always logs, so that nothing pending is lost with the process and
+        // a resumed run logs exactly what the uninterrupted one does.
+        if step.is_multiple_of(train_config.log_every) || eval_now {
             let mut sums = vec![(0.0f64, 0usize); task_names.len()];
             let mut lr = 0.0;
             for (task, output) in pending.drain(..) {
@@ -442,8 +458,6 @@ pub fn run(request: &AdapterRequest, options: &RunOptions) -> Result<RunSummary>
             )?;
         }
 
-        let eval_now =
-            last || (train_config.eval_every > 0 && step.is_multiple_of(train_config.eval_every));
         if eval_now {
             state.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
             state.sampler = sampler.state.clone();
@@ -483,14 +497,12 @@ pub fn run(request: &AdapterRequest, options: &RunOptions) -> Result<RunSummary>
                 checkpoint::save(out, BEST, &trainer, &tokenizer_json, &state)?;
             }
             checkpoint::save(out, LAST, &trainer, &tokenizer_json, &state)?;
-            guard.0 = None; // a checkpoint exists: keep the directory from here on
+            run_dir.keep(); // a checkpoint exists: keep the directory from here on
             let (losses, metric_lines) = log.series(&spec.tasks);
             write_chart(&out.join(CHART_FILE), &losses, &metric_lines)?;
+            fault::point("run:chart");
         }
-        if abort_after == Some(step) {
-            // Test hook: die like a killed process (no cleanup, no final checkpoint).
-            std::process::abort();
-        }
+        fault::point("run:step");
     }
     bar.finish_and_clear();
     let trained_s = started.elapsed().as_secs_f64();

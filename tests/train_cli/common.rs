@@ -134,3 +134,69 @@ pub fn fails_with(args: &[&str], env: &[(&str, &str)], parts: &[&str]) -> String
     }
     lines[0].to_string()
 }
+
+/// The names in `dir` that an interrupted write leaves behind (`.NAME.tmp`, `.NAME.old`,
+/// `.NAME.partial`), recursively.
+pub fn leftovers(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".tmp") || name.ends_with(".old") || name.ends_with(".partial") {
+            found.push(entry.path().display().to_string());
+        } else if entry.path().is_dir() {
+            found.extend(leftovers(&entry.path()));
+        }
+    }
+    found
+}
+
+/// A JSON file (or JSONL line) with the wall-clock fields removed: what two runs of the same
+/// configuration must agree on exactly.
+fn without_timing(mut v: serde_json::Value) -> serde_json::Value {
+    if let Some(map) = v.as_object_mut() {
+        map.remove("elapsed_s");
+        map.remove("tokens_per_s");
+    }
+    v
+}
+
+/// Asserts that run directories `a` and `b` hold the same run: byte-identical weights,
+/// optimizer states, configurations and tokenizers in `last/` and `best/`, the same states
+/// and logs but for wall-clock fields, and no leftovers of interrupted writes in `b`.
+pub fn assert_same_run(a: &Path, b: &Path, what: &str) {
+    for checkpoint in ["last", "best"] {
+        for file in [
+            "model.safetensors",
+            "optimizer.safetensors",
+            "taskgate.toml",
+            "tokenizer.json",
+        ] {
+            let (x, y) = (a.join(checkpoint).join(file), b.join(checkpoint).join(file));
+            let (x, y) = (
+                std::fs::read(&x).unwrap_or_else(|e| panic!("{what}: {}: {e}", x.display())),
+                std::fs::read(&y).unwrap_or_else(|e| panic!("{what}: {}: {e}", y.display())),
+            );
+            assert!(x == y, "{what}: {checkpoint}/{file} differs");
+        }
+        let state = |dir: &Path| {
+            let text = std::fs::read_to_string(dir.join(checkpoint).join("state.json")).unwrap();
+            without_timing(serde_json::from_str(&text).unwrap())
+        };
+        assert_eq!(state(a), state(b), "{what}: {checkpoint}/state.json");
+    }
+    let log = |dir: &Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(dir.join("log.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| without_timing(serde_json::from_str(l).unwrap()))
+            .collect()
+    };
+    assert_eq!(log(a), log(b), "{what}: log.jsonl");
+    assert_eq!(
+        std::fs::read(a.join("run.toml")).unwrap(),
+        std::fs::read(b.join("run.toml")).unwrap(),
+        "{what}: run.toml"
+    );
+    assert_eq!(leftovers(b), Vec::<String>::new(), "{what}: leftovers");
+}

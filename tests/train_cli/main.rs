@@ -2,6 +2,8 @@
 //! happens when things go wrong (bad input, kills at any moment, two processes, outputs that
 //! would overwrite inputs).
 
+mod checkpoints;
 mod common;
+mod fault_injection;
 mod outputs;
 mod runs;

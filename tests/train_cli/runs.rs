@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::common::{ok, p, taskgate, write_data};
+use crate::common::{fails_with, ok, p, taskgate, write_data};
 
 #[test]
 fn train_eval_and_predict_a_tiny_model() {
@@ -172,7 +172,7 @@ fn a_killed_run_resumes_to_the_same_weights() {
     let killed = tmp.path().join("killed");
     let out = taskgate(
         &["train", p(&config), "--out", p(&killed)],
-        &[("TASKGATE_ABORT_AFTER_STEP", "6")],
+        &[("TASKGATE_FAULT", "run:step@6")],
     );
     assert!(!out.status.success(), "the hook aborts the process");
     let state: serde_json::Value =
@@ -287,22 +287,35 @@ fn bad_input_is_one_clear_error_and_leaves_nothing_behind() {
         fails(dir, &edited, &parts);
     }
 
-    // A checkpoint whose weights do not fit its configuration (a head resized by hand).
+    // A checkpoint whose weights do not fit its configuration (the encoder resized by hand,
+    // and the manifests removed, as in checkpoints written before manifests existed): one
+    // error line with counts, the full list behind --verbose.
     let run = dir.join("run");
     ok(&taskgate(&["train", p(&config), "--out", p(&run)], &[]));
-    let toml_path = run.join("last/taskgate.toml");
-    let stored = std::fs::read_to_string(&toml_path).unwrap();
-    std::fs::write(&toml_path, stored.replacen("hidden = 16", "hidden = 32", 1)).unwrap();
+    for name in ["last", "best"] {
+        let toml_path = run.join(name).join("taskgate.toml");
+        let stored = std::fs::read_to_string(&toml_path).unwrap();
+        std::fs::write(&toml_path, stored.replacen("hidden = 16", "hidden = 32", 1)).unwrap();
+        std::fs::remove_file(run.join(name).join("manifest.json")).unwrap();
+    }
     for args in [
         vec!["train", "--resume", p(&run)],
         vec!["eval", p(&run.join("last"))],
     ] {
-        let out = taskgate(&args, &[]);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{err}");
-        assert!(
-            err.contains("model.safetensors") && err.contains("shape"),
-            "{err}"
+        let line = fails_with(
+            &args,
+            &[],
+            &[
+                "model.safetensors",
+                "of another shape",
+                "--verbose lists all",
+            ],
         );
+        assert!(line.len() < 600, "a short line: {line}");
     }
+    let out = taskgate(&["eval", p(&run.join("last")), "--verbose"], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    let details = err.lines().filter(|l| l.starts_with("  ")).count();
+    assert!(details > 10, "--verbose lists every mismatch: {err}");
 }
