@@ -3,6 +3,7 @@
 
 use anyhow::Result;
 
+use crate::data::splits::EvalSet;
 use crate::data::{Example, Label, collate};
 use crate::metrics::{Metrics, TaskEval};
 use crate::model::MultiTaskModel;
@@ -11,14 +12,17 @@ use crate::model::infer::{Prediction, decode, infer};
 /// Examples per inference batch.
 pub const EVAL_BATCH: usize = 32;
 
-/// Metrics of task `task_index` on `examples` (labelled for that task).
+/// Metrics of task `task_index` on `set` (examples labelled for that task). Gold labels the
+/// model cannot output (unseen in training) count as errors.
 pub fn evaluate_task(
     model: &MultiTaskModel,
     task_index: usize,
-    examples: &[Example],
+    set: &EvalSet,
     pad_id: u32,
 ) -> Result<Metrics> {
+    let examples = &set.examples;
     let task = &model.spec.tasks[task_index];
+    let labels = set.label_names(task);
     let mut run = vec![false; model.spec.tasks.len()];
     run[task_index] = true;
     // Sorted by length so batches pad little; metrics do not depend on the order.
@@ -37,8 +41,9 @@ pub fn evaluate_task(
                     gathered.classes.push((p, *gold))
                 }
                 (Some(Label::Classes(gold)), Prediction::Labels(probs)) => {
-                    let predicted = probs.iter().map(|&p| p >= 0.5).collect();
-                    let mut truth = vec![false; probs.len()];
+                    let mut predicted: Vec<bool> = probs.iter().map(|&p| p >= 0.5).collect();
+                    predicted.resize(labels.len(), false);
+                    let mut truth = vec![false; labels.len()];
                     for &g in gold {
                         truth[g] = true;
                     }
@@ -50,9 +55,9 @@ pub fn evaluate_task(
                         .extend(v.iter().zip(gold).map(|(&p, &g)| (p as f64, g as f64)));
                 }
                 (Some(Label::Tags(gold)), Prediction::Tags(tags)) => {
-                    // Words cut off by max_length have no prediction: an index past the tags,
-                    // wrong for token accuracy and outside every span.
-                    let missing = task.output_width();
+                    // Words cut off by max_length have no prediction: an index past every tag
+                    // (unseen ones too), wrong for token accuracy and outside every span.
+                    let missing = labels.len();
                     let predicted = tags.iter().map(|t| t.unwrap_or(missing)).collect();
                     gathered.sentences.push((predicted, gold.clone()));
                 }
@@ -60,6 +65,6 @@ pub fn evaluate_task(
             }
         }
     }
-    let labels = task.labels.clone().unwrap_or_default();
-    Ok(gathered.metrics(task.kind, &labels))
+    let known = task.labels.as_deref().unwrap_or(&[]).len();
+    Ok(gathered.metrics(task.kind, &labels, known))
 }

@@ -15,7 +15,7 @@ fn training_steps_never_wait_for_the_gpu() {
     let gpu = Gpu::from_env_blocking().unwrap();
     let spec = bench_spec("tiny").unwrap();
     let mut params = HostParams::new();
-    init_missing(&spec, &mut params);
+    init_missing(&spec, &mut params).unwrap();
     let model = MultiTaskModel::new(&gpu, spec, &params).unwrap();
     let options = TrainOptions {
         schedule: LrSchedule {

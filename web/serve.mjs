@@ -1,8 +1,13 @@
 // Tiny static server for taskgate's browser page (Node 20, no dependencies).
 //   node web/serve.mjs [--host 127.0.0.1] [--port 8080] [--model DIR] [--data FILE.jsonl] [--pkg DIR]
+//                      [--allow-host NAME]...
 // Serves web/ at /, the regular files directly in the model DIR at /model/<name>,
 // FILE at /demo/train.jsonl and (with --pkg) another wasm-bindgen output at /pkg/<name>.
-// Also importable: startServer({host, port, model, data, pkg}) -> {url, close()}.
+// Only requests whose Host header names this machine (127.0.0.1, localhost, [::1], or the
+// --host it listens on) are answered: a web page elsewhere cannot reach the model or the data
+// by pointing its own domain name at 127.0.0.1 (DNS rebinding). --allow-host NAME adds a
+// name ('*': any). web/test/ is never served.
+// Also importable: startServer({host, port, model, data, pkg, allowHosts}) -> {url, close()}.
 
 import { createServer } from 'node:http';
 import { createReadStream } from 'node:fs';
@@ -28,10 +33,16 @@ const MIME = {
   '.ico': 'image/x-icon',
 };
 
-/** Resolves `rel` (already URL-decoded, '/'-separated) inside `root`; null if it escapes. */
-function inside(root, rel) {
-  const parts = rel.split('/').filter((p) => p !== '' && p !== '.');
+/** The segments of a URL path (already decoded), without empty and '.' ones; null when one
+ * could leave the served folder ('..', a backslash, a NUL). `//a/./b/` -> ['a', 'b']. */
+function segments(pathname) {
+  const parts = pathname.split('/').filter((p) => p !== '' && p !== '.');
   if (parts.some((p) => p === '..' || p.includes('\\') || p.includes('\0'))) return null;
+  return parts;
+}
+
+/** `parts` resolved inside `root`; null if they escape it. */
+function inside(root, parts) {
   const full = path.resolve(root, ...parts);
   const base = path.resolve(root);
   return full === base || full.startsWith(base + path.sep) ? full : null;
@@ -39,19 +50,31 @@ function inside(root, rel) {
 
 /** Maps a URL path to a file on disk (or null). */
 function route(pathname, { model, data, pkg }) {
-  if (pathname.startsWith('/model/')) {
-    if (!model) return null;
-    const name = pathname.slice('/model/'.length);
+  const parts = segments(pathname);
+  if (!parts) return null;
+  // (case-insensitive: on macOS and Windows /TEST/ is the folder test/)
+  const first = (parts[0] ?? '').toLowerCase();
+  if (first === 'model') {
     // only files directly in DIR: one plain path segment
-    if (!name || name.includes('/') || name.startsWith('.')) return null;
-    return inside(model, name);
+    if (!model || parts.length !== 2 || parts[1].startsWith('.')) return null;
+    return inside(model, parts.slice(1));
   }
-  if (pathname === '/demo/train.jsonl' && data) return path.resolve(data);
-  if (pkg && pathname.startsWith('/pkg/')) return inside(pkg, pathname.slice('/pkg/'.length));
-  const rel = pathname.endsWith('/') ? pathname + 'index.html' : pathname;
-  // test/ (node_modules, mocks) is not part of the page
-  if (rel.startsWith('/test/')) return null;
-  return inside(WEB_ROOT, rel);
+  if (first === 'demo' && parts.length === 2 && parts[1] === 'train.jsonl') return data ? path.resolve(data) : null;
+  if (first === 'pkg' && pkg) return inside(pkg, parts.slice(1));
+  // test/ (node_modules, mocks, scripts) is not part of the page
+  if (first === 'test') return null;
+  if (parts.length === 0 || pathname.endsWith('/')) parts.push('index.html');
+  return inside(WEB_ROOT, parts);
+}
+
+const LOOPBACK_NAMES = ['127.0.0.1', 'localhost', '[::1]'];
+
+/** The host name of a Host header (`name:port`, `[v6]:port`), lower case; null if absent. */
+function hostName(header) {
+  if (!header) return null;
+  const h = header.trim().toLowerCase();
+  if (h.startsWith('[')) return h.slice(0, h.indexOf(']') + 1);
+  return h.split(':')[0];
 }
 
 function send(res, status, text) {
@@ -60,6 +83,10 @@ function send(res, status, text) {
 }
 
 async function handle(req, res, opts) {
+  const host = hostName(req.headers.host);
+  if (!opts.anyHost && !opts.allowHosts.has(host)) {
+    return send(res, 403, `host ${JSON.stringify(req.headers.host ?? '')} is not served here (start web/serve.mjs with --allow-host NAME to allow it)\n`);
+  }
   if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'method not allowed\n');
   let pathname;
   try {
@@ -83,11 +110,16 @@ async function handle(req, res, opts) {
     .pipe(res);
 }
 
-export function startServer({ host = '127.0.0.1', port = 8080, model = null, data = null, pkg = null } = {}) {
+export function startServer({ host = '127.0.0.1', port = 8080, model = null, data = null, pkg = null, allowHosts = [] } = {}) {
+  const names = [...LOOPBACK_NAMES, ...allowHosts.map((h) => h.toLowerCase())];
+  // the address it listens on, unless that is every address
+  if (!['0.0.0.0', '::', ''].includes(host)) names.push(host.includes(':') ? `[${host.toLowerCase()}]` : host.toLowerCase());
   const opts = {
     model: model && path.resolve(model),
     data: data && path.resolve(data),
     pkg: pkg && path.resolve(pkg),
+    allowHosts: new Set(names),
+    anyHost: allowHosts.includes('*'),
   };
   const server = createServer((req, res) => {
     handle(req, res, opts).catch((e) => {
@@ -113,13 +145,15 @@ export function startServer({ host = '127.0.0.1', port = 8080, model = null, dat
 }
 
 function parseArgs(argv) {
-  const opts = { host: '127.0.0.1', port: 8080, model: null, data: null, pkg: null };
+  const opts = { host: '127.0.0.1', port: 8080, model: null, data: null, pkg: null, allowHosts: [] };
   for (let i = 0; i < argv.length; i++) {
     const key = argv[i].replace(/^--/, '');
-    if (!(key in opts) || argv[i] === key || i + 1 >= argv.length) {
-      throw new Error(`usage: node web/serve.mjs [--host H] [--port P] [--model DIR] [--data FILE.jsonl] [--pkg DIR] (bad argument ${argv[i]})`);
+    const known = (key in opts && key !== 'allowHosts') || key === 'allow-host';
+    if (!known || argv[i] === key || i + 1 >= argv.length) {
+      throw new Error(`usage: node web/serve.mjs [--host H] [--port P] [--model DIR] [--data FILE.jsonl] [--pkg DIR] [--allow-host NAME]... (bad argument ${argv[i]})`);
     }
-    opts[key] = argv[++i];
+    if (key === 'allow-host') opts.allowHosts.push(argv[++i]);
+    else opts[key] = argv[++i];
   }
   opts.port = Number(opts.port);
   if (!Number.isInteger(opts.port) || opts.port < 0 || opts.port > 65535) throw new Error(`bad --port ${opts.port}`);

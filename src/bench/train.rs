@@ -142,7 +142,7 @@ pub fn run(gpu: &Gpu, opts: &TrainBench) -> Result<Report> {
         );
     }
     let mut params = HostParams::new();
-    init_missing(&spec, &mut params);
+    init_missing(&spec, &mut params)?;
     gpu.reset_peak_memory();
     let model = MultiTaskModel::new(gpu, spec, &params)?;
     drop(params);

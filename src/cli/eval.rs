@@ -7,13 +7,13 @@ use std::io::Write;
 
 use anyhow::{Result, bail};
 
-use crate::data::splits::{Split, load_split};
+use crate::data::splits::Split;
 use crate::eval::evaluate_task;
 use crate::files::{Output, refuse_input};
 use crate::gpu::{AdapterRequest, Gpu};
 use crate::model::{ModelDir, MultiTaskModel};
 use crate::train::checkpoint;
-use crate::train::run::{BEST, LAST, describe};
+use crate::train::run::{BEST, LAST, describe, load_eval_sets};
 
 /// The model directory of a run directory (its best checkpoint, else its last; a copy left
 /// by an interrupted save when that is the complete one) or `dir` itself.
@@ -30,28 +30,33 @@ pub fn model_dir(dir: &Path) -> PathBuf {
     dir.to_path_buf()
 }
 
+/// How the metrics are reported: as text or JSON, to standard output or a file.
+pub struct Report<'a> {
+    pub json: bool,
+    pub output: Option<&'a Path>,
+}
+
 pub fn run(
     request: &AdapterRequest,
     dir: &Path,
     split: Split,
-    json: bool,
-    output: Option<&Path>,
+    report: Report<'_>,
+    allow_non_finite: bool,
 ) -> Result<()> {
+    let Report { json, output } = report;
     let model_path = model_dir(dir);
     let model_files = ModelDir::files(&model_path);
     if let Some(output) = output {
         let inputs: Vec<&Path> = model_files.iter().map(PathBuf::as_path).collect();
         refuse_input(output, &inputs, "--output")?;
     }
-    let model = ModelDir::load(&model_path)?;
+    let model = super::load_model(&model_path, allow_non_finite)?;
     let tasks = &model.spec.tasks;
     // The report never replaces the model or one of the data files it reads.
     let mut inputs: Vec<&Path> = model_files.iter().map(PathBuf::as_path).collect();
     inputs.extend(tasks.iter().filter_map(|t| split.path(t)));
     let mut out = Output::open(output, &inputs, "--output")?;
-    let data: Vec<_> = (0..tasks.len())
-        .map(|i| load_split(tasks, i, split, &model.tokenizer))
-        .collect::<Result<_>>()?;
+    let data = load_eval_sets(tasks, split, &model.tokenizer)?;
     if data.iter().all(Option::is_none) {
         bail!(
             "no task of {} has a `{}` file; add `{} = \"path\"` to the tasks in its taskgate.toml",

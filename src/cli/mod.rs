@@ -91,6 +91,9 @@ pub enum Command {
         /// Write the report to this file instead of standard output.
         #[arg(long)]
         output: Option<PathBuf>,
+        /// Evaluate even if the weights hold NaN or Inf values (refused by default).
+        #[arg(long)]
+        allow_non_finite: bool,
     },
     /// Every task's prediction for each line of a JSONL file ({"text": ..., "text_pair"?: ...}).
     Predict {
@@ -107,6 +110,9 @@ pub enum Command {
         /// Add each task's raw logits (sequence tasks: one row; token tasks: one row per token).
         #[arg(long)]
         logits: bool,
+        /// Predict even if the weights hold NaN or Inf values (refused by default).
+        #[arg(long)]
+        allow_non_finite: bool,
     },
     /// Write a config's task data (any format) as one JSONL file of
     /// {"text", "text_pair"?, "labels": {task: label}} lines (e.g. for the browser page).
@@ -161,6 +167,27 @@ impl Cli {
     }
 }
 
+/// Loads the model directory `path`; NaN or Inf weights are an error unless `allow`, and then
+/// a warning naming the tensors.
+fn load_model(path: &std::path::Path, allow: bool) -> Result<crate::model::ModelDir> {
+    use crate::model::host::{NonFinite, describe_non_finite, non_finite};
+    if !allow {
+        return crate::model::ModelDir::load(path);
+    }
+    let model = crate::model::ModelDir::load_with(path, NonFinite::Allow)?;
+    let found = non_finite(&model.params);
+    if !found.is_empty() {
+        eprintln!(
+            "warning: {}: {} tensor(s) hold NaN or Inf values ({}); going on as \
+             --allow-non-finite asks",
+            path.join(crate::model::dir::WEIGHTS_FILE).display(),
+            found.len(),
+            crate::error::first_few(&describe_non_finite(&found), 2)
+        );
+    }
+    Ok(model)
+}
+
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     let request = cli.adapter_request();
@@ -181,12 +208,17 @@ pub fn run(cli: Cli) -> Result<()> {
             split,
             json,
             output,
+            allow_non_finite,
         } => {
             let split = match split {
                 EvalSplit::Dev => Split::Dev,
                 EvalSplit::Test => Split::Test,
             };
-            eval::run(&request, &dir, split, json, output.as_deref())
+            let report = eval::Report {
+                json,
+                output: output.as_deref(),
+            };
+            eval::run(&request, &dir, split, report, allow_non_finite)
         }
         Command::Predict {
             dir,
@@ -194,12 +226,14 @@ pub fn run(cli: Cli) -> Result<()> {
             output,
             gates,
             logits,
+            allow_non_finite,
         } => predict::run(
             &request,
             &dir,
             &input,
             output.as_deref(),
             crate::model::prediction_json::Extras { gates, logits },
+            allow_non_finite,
         ),
         Command::ExportData {
             config,

@@ -27,6 +27,7 @@ pub fn run(
     input: &Path,
     output: Option<&Path>,
     extras: Extras,
+    allow_non_finite: bool,
 ) -> Result<()> {
     let model_path = model_dir(dir);
     // Checked before anything is opened for writing: the output never replaces an input.
@@ -36,7 +37,7 @@ pub fn run(
     if let Some(output) = output {
         refuse_input(output, &inputs, "--output")?;
     }
-    let model = ModelDir::load(&model_path)?;
+    let model = super::load_model(&model_path, allow_non_finite)?;
     let file =
         std::fs::File::open(input).with_context(|| format!("cannot open {}", input.display()))?;
     let reader = std::io::BufReader::new(file);

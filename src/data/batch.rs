@@ -112,7 +112,9 @@ fn task_targets(examples: &[Example], ti: usize, task: &TaskConfig, t: usize) ->
                 let out = &mut targets[row * width..(row + 1) * width];
                 match &e.labels[ti] {
                     Some(Label::Classes(classes)) => {
-                        for &c in classes {
+                        // (labels past the set occur only in evaluation files, which train
+                        // nothing)
+                        for &c in classes.iter().filter(|&&c| c < width) {
                             out[c] = 1.0;
                         }
                         mask[row] = 1.0;

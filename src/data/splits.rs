@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::formats::{Record, read_records};
 use super::jsonl::Example;
-use super::labels::parse_label;
+use super::labels::{UnseenLabels, parse_label_with};
 use crate::config::{TaskConfig, TaskKind};
 use crate::tokenize::TextTokenizer;
 
@@ -107,13 +107,15 @@ fn label_as_names(value: &Value) -> Value {
 }
 
 /// Tokenizes `records` of task `task_index` (of `tasks`) into examples labelled for that task
-/// only; errors name the file and line.
+/// only; errors name the file and line. A label outside the task's set is an error, or with
+/// `unseen` (evaluation files) recorded there.
 pub fn to_examples(
     tasks: &[TaskConfig],
     task_index: usize,
     path: &Path,
     records: Vec<Record>,
     tokenizer: &TextTokenizer,
+    mut unseen: Option<&mut UnseenLabels>,
 ) -> Result<Vec<Example>> {
     let task = &tasks[task_index];
     records
@@ -124,7 +126,8 @@ pub fn to_examples(
                 .encode(&r.text, r.text_pair.as_deref())
                 .map_err(in_file)?;
             let value = label_value(task, &r.label);
-            let label = parse_label(task, &value, encoded.n_words).map_err(in_file)?;
+            let label = parse_label_with(task, &value, encoded.n_words, unseen.as_deref_mut())
+                .map_err(in_file)?;
             let mut labels = vec![None; tasks.len()];
             labels[task_index] = Some(label);
             Ok(Example {
@@ -148,7 +151,65 @@ pub fn load_split(
         return Ok(None);
     };
     let records = read_records(&tasks[task_index], path)?;
-    to_examples(tasks, task_index, path, records, tokenizer).map(Some)
+    to_examples(tasks, task_index, path, records, tokenizer, None).map(Some)
+}
+
+/// One task's examples of a dev or test file, with the labels it has that training never
+/// saw (they count as errors: the model cannot predict them).
+pub struct EvalSet {
+    pub path: std::path::PathBuf,
+    pub examples: Vec<Example>,
+    pub unseen: UnseenLabels,
+}
+
+impl EvalSet {
+    /// The task's label names, then the unseen ones (the metrics' label set).
+    pub fn label_names(&self, task: &TaskConfig) -> Vec<String> {
+        let mut names = task.labels.clone().unwrap_or_default();
+        names.extend(self.unseen.names.iter().cloned());
+        names
+    }
+
+    /// A warning about the unseen labels, if there are any.
+    pub fn warning(&self, task: &TaskConfig) -> Option<String> {
+        (!self.unseen.is_empty()).then(|| {
+            format!(
+                "{}: task '{}': label(s) {} never occur in training, so the model cannot \
+                 predict them; those examples count as errors",
+                self.path.display(),
+                task.name,
+                self.unseen.describe()
+            )
+        })
+    }
+}
+
+/// Reads one dev or test split of one task for evaluation (`None` when the task has no file
+/// for it); unlike training data, labels outside the task's set are kept (see [`EvalSet`]).
+pub fn load_eval_split(
+    tasks: &[TaskConfig],
+    task_index: usize,
+    split: Split,
+    tokenizer: &TextTokenizer,
+) -> Result<Option<EvalSet>> {
+    let Some(path) = split.path(&tasks[task_index]) else {
+        return Ok(None);
+    };
+    let records = read_records(&tasks[task_index], path)?;
+    let mut unseen = UnseenLabels::default();
+    let examples = to_examples(
+        tasks,
+        task_index,
+        path,
+        records,
+        tokenizer,
+        Some(&mut unseen),
+    )?;
+    Ok(Some(EvalSet {
+        path: path.to_path_buf(),
+        examples,
+        unseen,
+    }))
 }
 
 /// True when `task` has label names to infer: not regression, and none in the config.

@@ -179,6 +179,12 @@ impl Gpu {
         &self.inner.info
     }
 
+    /// True when the adapter runs on the CPU (lavapipe, SwiftShader): its buffers are host
+    /// memory.
+    pub fn is_cpu_adapter(&self) -> bool {
+        self.inner.info.device_type == wgpu::DeviceType::Cpu
+    }
+
     /// The limits granted to this device (the adapter's own).
     pub fn limits(&self) -> &wgpu::Limits {
         &self.inner.limits

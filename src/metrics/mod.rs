@@ -54,8 +54,9 @@ pub struct TaskEval {
 }
 
 impl TaskEval {
-    /// The metrics of `kind` for what was gathered; `labels` names the classes or tags.
-    pub fn metrics(&self, kind: TaskKind, labels: &[String]) -> Metrics {
+    /// The metrics of `kind` for what was gathered; `labels` names the classes or tags, the
+    /// first `known` of them the model's own (the rest occur only in the evaluated file).
+    pub fn metrics(&self, kind: TaskKind, labels: &[String], known: usize) -> Metrics {
         let mut m = Metrics::default();
         match kind {
             TaskKind::Classification => {
@@ -81,7 +82,7 @@ impl TaskEval {
                     .flat_map(|(p, g)| p.iter().copied().zip(g.iter().copied()))
                     .collect();
                 m.insert("token_accuracy", classification::accuracy(&pairs));
-                if spans::is_bio(labels) {
+                if spans::is_bio(&labels[..known.min(labels.len())]) {
                     let named = |tags: &[usize]| -> Vec<&str> {
                         tags.iter()
                             .map(|&t| labels.get(t).map_or("O", String::as_str))

@@ -5,7 +5,9 @@ use std::path::Path;
 
 use anyhow::{Context, Result, anyhow};
 
-use super::host::{HostParams, parse_params, serialize_params, write_atomic};
+use super::host::{
+    HostParams, NonFinite, check_finite, parse_params, serialize_params, write_atomic,
+};
 use super::spec::ModelSpec;
 use crate::config::ModelConfig;
 use crate::tokenize::TextTokenizer;
@@ -29,8 +31,14 @@ impl ModelDir {
         [CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE].map(|name| dir.join(name))
     }
 
-    /// Reads and checks `dir` (every parameter must match the configuration exactly).
+    /// Reads and checks `dir` (every parameter must match the configuration exactly and be
+    /// finite).
     pub fn load(dir: &Path) -> Result<Self> {
+        Self::load_with(dir, NonFinite::Reject)
+    }
+
+    /// [`ModelDir::load`], saying what to do with NaN or Inf weights.
+    pub fn load_with(dir: &Path, non_finite: NonFinite) -> Result<Self> {
         let config_path = dir.join(CONFIG_FILE);
         if !config_path.exists() {
             anyhow::bail!(
@@ -47,7 +55,7 @@ impl ModelDir {
         let weights_path = dir.join(WEIGHTS_FILE);
         let weights = std::fs::read(&weights_path)
             .with_context(|| format!("cannot read {}", weights_path.display()))?;
-        Self::from_parts(&config_text, tokenizer_json, &weights, dir)
+        Self::from_parts_with(&config_text, tokenizer_json, &weights, dir, non_finite)
     }
 
     /// Reads a model directory from the contents of its three files (the browser's path:
@@ -58,17 +66,33 @@ impl ModelDir {
         weights: &[u8],
         dir: &Path,
     ) -> Result<Self> {
+        Self::from_parts_with(config_text, tokenizer_json, weights, dir, NonFinite::Reject)
+    }
+
+    /// [`ModelDir::from_parts`], saying what to do with NaN or Inf weights.
+    pub fn from_parts_with(
+        config_text: &str,
+        tokenizer_json: Vec<u8>,
+        weights: &[u8],
+        dir: &Path,
+        non_finite: NonFinite,
+    ) -> Result<Self> {
         let config_path = dir.join(CONFIG_FILE);
         let config = ModelConfig::parse(config_text, &config_path)?;
         let spec = ModelSpec::from_config(&config)
             .map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
         let tokenizer = TextTokenizer::from_bytes(&tokenizer_json, spec.encoder.max_length)
             .map_err(|e| anyhow!("{}: {e}", dir.join(TOKENIZER_FILE).display()))?;
-        let params = parse_params(
-            weights,
-            &spec.param_specs(),
-            &dir.join(WEIGHTS_FILE).display().to_string(),
-        )?;
+        let source = dir.join(WEIGHTS_FILE).display().to_string();
+        let params = parse_params(weights, &spec.param_specs(), &source)?;
+        if non_finite == NonFinite::Reject {
+            check_finite(
+                &params,
+                &source,
+                "the weights are damaged, or training diverged before they were saved: use \
+                 another checkpoint (eval and predict take --allow-non-finite to go on anyway)",
+            )?;
+        }
         Ok(Self {
             spec,
             params,

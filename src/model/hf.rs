@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
 
-use super::host::{FileTensor, HostParams, HostTensor, read_safetensors};
+use super::host::{FileTensor, HostParams, HostTensor, check_finite, read_safetensors};
 use super::spec::{EncoderDims, ModelSpec, Owner};
 
 /// The fields of a Hugging Face BERT `config.json` that taskgate reads.
@@ -112,6 +112,11 @@ pub fn load_pretrained(dir: &Path, keep_layers: Option<usize>) -> Result<Pretrai
     let mut file = read_safetensors(&weights_path)?;
     let (params, ignored) =
         take_encoder(&mut file, &dims).map_err(|e| anyhow!("{}: {e}", weights_path.display()))?;
+    check_finite(
+        &params,
+        &weights_path.display().to_string(),
+        "the pretrained weights are damaged: fetch the model again",
+    )?;
     let tokenizer = Some(dir.join("tokenizer.json")).filter(|p| p.exists());
     Ok(Pretrained {
         dims,
@@ -175,10 +180,15 @@ fn take_encoder(
         }
     }
     if !problems.is_empty() {
-        bail!(
-            "the encoder weights do not match config.json:\n  {}",
-            problems.join("\n  ")
-        );
+        return Err(crate::error::Detailed {
+            summary: format!(
+                "the encoder weights do not match config.json ({} problem(s)): {}",
+                problems.len(),
+                crate::error::first_few(&problems, 3)
+            ),
+            details: problems,
+        }
+        .into());
     }
     Ok((params, file.keys().cloned().collect()))
 }

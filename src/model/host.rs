@@ -32,22 +32,33 @@ fn name_seed(seed: u64, name: &str) -> u64 {
     h
 }
 
-/// Fresh values for `spec`, reproducible from `seed` and the parameter's name.
-pub fn init_param(spec: &ParamSpec, seed: u64) -> HostTensor {
+/// Fresh values for `spec`, reproducible from `seed` and the parameter's name; an error
+/// (not an abort) when the memory cannot be had.
+pub fn init_param(spec: &ParamSpec, seed: u64) -> Result<HostTensor> {
     let n = spec.numel();
-    let data = match spec.init {
-        Init::Zeros => vec![0.0; n],
-        Init::Ones => vec![1.0; n],
+    let mut data: Vec<f32> = Vec::new();
+    data.try_reserve_exact(n).map_err(|_| {
+        anyhow!(
+            "not enough memory for {} {:?} ({} MiB); it is set by {}: make that smaller",
+            spec.name,
+            spec.shape,
+            (n as u64 * 4) >> 20,
+            super::size::setting_of(&spec.name)
+        )
+    })?;
+    match spec.init {
+        Init::Zeros => data.resize(n, 0.0),
+        Init::Ones => data.resize(n, 1.0),
         Init::Normal(std) => {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(name_seed(seed, &spec.name));
             let normal = Normal::new(0.0f32, std).expect("finite std");
-            (0..n).map(|_| normal.sample(&mut rng)).collect()
+            data.extend((0..n).map(|_| normal.sample(&mut rng)));
         }
-    };
-    HostTensor {
+    }
+    Ok(HostTensor {
         shape: spec.shape.clone(),
         data,
-    }
+    })
 }
 
 /// A tensor read from a safetensors file: f32 values, or a note that it is not floating point.
@@ -196,6 +207,55 @@ pub fn check_params(params: &HostParams, specs: &[ParamSpec], source: &str) -> R
         .into());
     }
     Ok(())
+}
+
+/// What loading does with NaN or Inf parameter values.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NonFinite {
+    /// An error naming the tensors (the default: such weights predict nonsense).
+    #[default]
+    Reject,
+    /// Load them anyway (`--allow-non-finite`); [`non_finite`] tells the caller where.
+    Allow,
+}
+
+/// The tensors of `params` that hold NaN or Inf: (name, how many values, the first index).
+pub fn non_finite(params: &HostParams) -> Vec<(String, usize, usize)> {
+    params
+        .iter()
+        .filter_map(|(name, t)| {
+            let first = t.data.iter().position(|v| !v.is_finite())?;
+            let count = t.data[first..].iter().filter(|v| !v.is_finite()).count();
+            Some((name.clone(), count, first))
+        })
+        .collect()
+}
+
+/// One line per tensor [`non_finite`] found.
+pub fn describe_non_finite(found: &[(String, usize, usize)]) -> Vec<String> {
+    found
+        .iter()
+        .map(|(name, count, first)| format!("{name} ({count} values, the first at index {first})"))
+        .collect()
+}
+
+/// Fails when a tensor of `params` holds NaN or Inf, naming it; `source` names the file and
+/// `fix` says what to do.
+pub fn check_finite(params: &HostParams, source: &str, fix: &str) -> Result<()> {
+    let found = non_finite(params);
+    if found.is_empty() {
+        return Ok(());
+    }
+    let lines = describe_non_finite(&found);
+    Err(crate::error::Detailed {
+        summary: format!(
+            "{source}: {} tensor(s) hold NaN or Inf values: {}; {fix}",
+            found.len(),
+            crate::error::first_few(&lines, 2)
+        ),
+        details: lines,
+    }
+    .into())
 }
 
 /// Parses safetensors `bytes` that must hold exactly the parameters in `specs` as f32;

@@ -7,7 +7,9 @@ use anyhow::{Context, Result, anyhow, bail};
 
 use super::hf::load_pretrained;
 use super::host::{HostParams, check_params, init_param};
+use super::size::{available_host_memory, check_model_memory};
 use super::spec::{EncoderDims, ModelSpec, Owner};
+use super::store::ArenaLayout;
 use crate::config::{ModelConfig, resolve_path};
 use crate::data::splits::{infer_labels_from, needs_labels};
 use crate::tokenize::TextTokenizer;
@@ -25,27 +27,36 @@ pub struct InitializedModel {
 }
 
 /// Fresh values for every parameter of `spec` not already in `params`.
-pub fn init_missing(spec: &ModelSpec, params: &mut HostParams) {
+pub fn init_missing(spec: &ModelSpec, params: &mut HostParams) -> Result<()> {
     for p in spec.param_specs() {
         if !params.contains_key(&p.name) {
             let seed = match p.owner {
                 Owner::Encoder => spec.encoder.seed,
                 Owner::Task(_) => spec.encoder.seed ^ 0x5441_534b,
             };
-            params.insert(p.name.clone(), init_param(&p, seed));
+            params.insert(p.name.clone(), init_param(&p, seed)?);
         }
     }
+    Ok(())
 }
 
-/// Builds the model a config file describes.
+/// Builds the model a config file describes (no adapter chosen yet).
 pub fn init_model(config_path: &Path) -> Result<InitializedModel> {
     let config = ModelConfig::load(config_path)?;
-    init_from_config(&config, config_path)
+    // No adapter yet: every parameter must at least fit the largest arena of any adapter.
+    let cap = (super::store::MAX_ARENA_BYTES / 4) as usize;
+    init_from_config(&config, config_path, Some(cap))
 }
 
 /// Builds the model `config` describes; relative paths in it are resolved against
-/// `config_path`'s directory, which also names the file in errors.
-pub fn init_from_config(config: &ModelConfig, config_path: &Path) -> Result<InitializedModel> {
+/// `config_path`'s directory, which also names the file in errors. With `binding_elements`
+/// (the largest buffer binding of the adapter that will run it, in f32 elements), a
+/// parameter that cannot be bound is refused before anything is allocated.
+pub fn init_from_config(
+    config: &ModelConfig,
+    config_path: &Path,
+    binding_elements: Option<usize>,
+) -> Result<InitializedModel> {
     let mut config = config.clone();
     let mut inputs = vec![config_path.to_path_buf()];
     // Data paths found beside the config (or in the working directory) are stored absolute,
@@ -182,7 +193,19 @@ pub fn init_from_config(config: &ModelConfig, config_path: &Path) -> Result<Init
         encoder: dims,
         tasks: config.tasks.clone(),
     };
-    init_missing(&spec, &mut params);
+    // Sizes are checked before the fresh parameters are allocated: the host holds them about
+    // twice (the values, then the file or the GPU upload).
+    check_model_memory(
+        &spec,
+        2,
+        available_host_memory(),
+        &config_path.display().to_string(),
+    )?;
+    if let Some(cap) = binding_elements {
+        ArenaLayout::plan(&spec.param_specs(), cap)
+            .map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
+    }
+    init_missing(&spec, &mut params)?;
     check_params(&params, &spec.param_specs(), "the initialized model")?;
     let count: usize = params.values().map(|t| t.data.len()).sum();
     notes.push(format!("{count} parameters, {} task(s)", spec.tasks.len()));

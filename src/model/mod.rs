@@ -11,6 +11,7 @@ pub mod infer;
 pub mod init;
 pub mod multitask;
 pub mod prediction_json;
+pub mod size;
 pub mod spec;
 pub mod store;
 

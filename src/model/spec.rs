@@ -67,8 +67,10 @@ pub struct ParamSpec {
 }
 
 impl ParamSpec {
+    /// Elements (saturating: a size from a hand-edited file never overflows; such sizes are
+    /// refused by [`super::size`] before anything is allocated).
     pub fn numel(&self) -> usize {
-        self.shape.iter().product()
+        self.shape.iter().fold(1usize, |n, &d| n.saturating_mul(d))
     }
 }
 

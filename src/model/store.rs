@@ -86,11 +86,13 @@ impl ArenaLayout {
                     let run: usize = members[i..j].iter().map(|s| s.numel()).sum();
                     if run > cap {
                         bail!(
-                            "parameter {} needs {} MiB, more than one buffer binding allows on \
-                             this adapter ({} MiB)",
+                            "parameter {} needs {} MiB, more than the {} MiB one buffer \
+                             binding can hold (the adapter's limit, at most 1 GiB); it is set \
+                             by {}: make that smaller",
                             members[i].name,
-                            (run * 4) >> 20,
-                            (cap * 4) >> 20
+                            (run as u64).saturating_mul(4) >> 20,
+                            (cap as u64 * 4) >> 20,
+                            super::size::setting_of(&members[i].name)
                         );
                     }
                     let arena = arena_lens.len() - 1;
@@ -160,13 +162,16 @@ pub struct ParamStore {
     pub grads: Vec<Tensor>,
 }
 
+/// The largest arena taskgate makes on any adapter, in bytes.
+pub const MAX_ARENA_BYTES: u64 = 1 << 30;
+
 /// Largest arena, in elements, that one binding can hold on `gpu`.
 pub fn arena_capacity(gpu: &Gpu) -> usize {
     let limits = gpu.limits();
     let bytes = limits
         .max_storage_buffer_binding_size
         .min(limits.max_buffer_size)
-        .min(1 << 30);
+        .min(MAX_ARENA_BYTES);
     (bytes / 4) as usize
 }
 
@@ -185,6 +190,16 @@ impl ParamStore {
         cap: usize,
     ) -> Result<Self> {
         let layout = ArenaLayout::plan(specs, cap)?;
+        if gpu.is_cpu_adapter() {
+            // A CPU adapter's buffers are host memory: the arenas, their gradients and the
+            // staging copy made here.
+            super::size::check_params_memory(
+                specs,
+                3,
+                super::size::available_host_memory(),
+                "the model",
+            )?;
+        }
         let mut staging: Vec<Vec<f32>> = layout.arena_lens.iter().map(|&n| vec![0.0; n]).collect();
         for slot in &layout.slots {
             let t = host
@@ -394,6 +409,6 @@ mod tests {
             }
         }
         let err = ArenaLayout::plan(&specs, 100).unwrap_err().to_string();
-        assert!(err.contains("more than one buffer binding allows"), "{err}");
+        assert!(err.contains("one buffer binding can hold"), "{err}");
     }
 }

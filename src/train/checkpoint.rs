@@ -442,6 +442,13 @@ pub fn load(dir: &Path) -> Result<Loaded> {
         Ok(out)
     };
     let (m, v) = (moments("m")?, moments("v")?);
+    if m.iter().chain(&v).flatten().any(|x| !x.is_finite()) {
+        bail!(
+            "{}: the AdamW moments hold NaN or Inf values; the checkpoint is damaged: resume \
+             from another copy of the run, or start a new run",
+            opt_path.display()
+        );
+    }
     if m.is_empty() || m.len() != v.len() || tensors.len() != m.len() + v.len() {
         let names: Vec<&String> = tensors.keys().collect();
         bail!(

@@ -15,7 +15,7 @@ use super::schedule::LrSchedule;
 use super::trainer::{StepOutput, TrainOptions, Trainer};
 use crate::config::{ModelConfig, TaskConfig, TrainConfig, resolve_path};
 use crate::data::sampler::Sampler;
-use crate::data::splits::{Split, infer_missing_labels, load_split};
+use crate::data::splits::{EvalSet, Split, infer_missing_labels, load_eval_split, load_split};
 use crate::data::{Example, collate};
 use crate::eval::evaluate_task;
 use crate::fault;
@@ -23,6 +23,7 @@ use crate::gpu::{AdapterRequest, Gpu};
 use crate::metrics::{Metrics, primary_metric};
 use crate::model::MultiTaskModel;
 use crate::model::init::init_from_config;
+use crate::model::store::arena_capacity;
 use crate::ops::adamw::AdamW;
 use crate::tokenize::TextTokenizer;
 
@@ -58,6 +59,23 @@ fn load_all(config: &ModelConfig, split: Split, tokenizer: &TextTokenizer) -> Re
     (0..config.tasks.len())
         .map(|i| load_split(&config.tasks, i, split, tokenizer))
         .collect()
+}
+
+/// Every task's dev or test set, for evaluation; warns about labels training never saw.
+pub fn load_eval_sets(
+    tasks: &[TaskConfig],
+    split: Split,
+    tokenizer: &TextTokenizer,
+) -> Result<Vec<Option<EvalSet>>> {
+    let sets: Vec<Option<EvalSet>> = (0..tasks.len())
+        .map(|i| load_eval_split(tasks, i, split, tokenizer))
+        .collect::<Result<_>>()?;
+    for (task, set) in tasks.iter().zip(&sets) {
+        if let Some(warning) = set.as_ref().and_then(|s| s.warning(task)) {
+            eprintln!("warning: {warning}");
+        }
+    }
+    Ok(sets)
 }
 
 /// [`resolve_paths`], then every missing label set inferred from its training file, and the
@@ -253,6 +271,9 @@ pub fn run(request: &AdapterRequest, options: &RunOptions) -> Result<RunSummary>
         (config, config_path.to_path_buf(), None)
     };
     let train_config = config.train.clone().unwrap_or_default();
+    // The adapter first: a fresh model's sizes are checked against its limits before any
+    // parameter is allocated.
+    let gpu = pollster::block_on(Gpu::new(request))?;
 
     // The model: fresh (pretrained encoder + new tasks) or the checkpoint.
     let (spec, params, tokenizer_json) = match &resumed {
@@ -262,7 +283,7 @@ pub fn run(request: &AdapterRequest, options: &RunOptions) -> Result<RunSummary>
             c.model.tokenizer_json.clone(),
         ),
         None => {
-            let model = init_from_config(&config, &config_path)?;
+            let model = init_from_config(&config, &config_path, Some(arena_capacity(&gpu)))?;
             for note in &model.notes {
                 eprintln!("{note}");
             }
@@ -273,7 +294,7 @@ pub fn run(request: &AdapterRequest, options: &RunOptions) -> Result<RunSummary>
 
     // Every data file is read and checked before anything is written.
     let train_data = load_all(&config, Split::Train, &tokenizer)?;
-    let dev_data = load_all(&config, Split::Dev, &tokenizer)?;
+    let dev_data = load_eval_sets(&config.tasks, Split::Dev, &tokenizer)?;
     let lengths: Vec<Vec<usize>> = train_data
         .iter()
         .map(|d| {
@@ -311,7 +332,6 @@ pub fn run(request: &AdapterRequest, options: &RunOptions) -> Result<RunSummary>
         }
     };
 
-    let gpu = pollster::block_on(Gpu::new(request))?;
     let model = MultiTaskModel::new(&gpu, spec.clone(), &params)?;
     let schedule = LrSchedule {
         peak: train_config.lr,

@@ -126,7 +126,7 @@ fn examples(n: usize, seed: u64) -> Vec<Example> {
 
 fn init(spec: &ModelSpec) -> HostParams {
     let mut params = HostParams::new();
-    init_missing(spec, &mut params);
+    init_missing(spec, &mut params).unwrap();
     params
 }
 

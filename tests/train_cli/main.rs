@@ -5,5 +5,6 @@
 mod checkpoints;
 mod common;
 mod fault_injection;
+mod inputs;
 mod outputs;
 mod runs;

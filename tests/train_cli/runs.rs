@@ -265,9 +265,9 @@ fn bad_input_is_one_clear_error_and_leaves_nothing_behind() {
             &["words.tsv:2", "'high' is not a number"],
         ),
         (
-            Some(("unseen.csv", b"text,label\nthe movie,meh\n")),
-            ("dev = \"dev.csv", "dev = \"unseen.csv"),
-            &["unseen.csv:2", "unknown label 'meh'"],
+            Some(("nan.tsv", b"text\tscore\nfine\t1.0\nbad\tNaN\n")),
+            ("train.tsv", "nan.tsv"),
+            &["nan.tsv:3", "'NaN' is not a finite number"],
         ),
         (None, ("train.csv", "absent.csv"), &["absent.csv", "not found"]),
         (None, ("steps = 4", "steps = 0"), &["steps must be at least 1"]),

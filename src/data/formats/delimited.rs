@@ -103,6 +103,16 @@ pub fn read(text: &str, format: DataFormat, task: &TaskConfig) -> Result<Vec<Rec
                     .map(|v| v.trim().parse::<f64>())
                     .collect();
                 match values {
+                    Ok(v) if v.iter().any(|x| !x.is_finite()) => {
+                        return Err(at(
+                            line,
+                            format!(
+                                "task '{}': label '{label_text}' is not a finite number \
+                                 (regression targets must be finite: fix or remove the row)",
+                                task.name
+                            ),
+                        ));
+                    }
                     Ok(v) if v.len() == 1 => Value::from(v[0]),
                     Ok(v) => Value::from(v),
                     Err(_) => {

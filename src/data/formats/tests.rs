@@ -125,6 +125,18 @@ fn bad_files_name_the_file_the_line_and_the_fix() {
             ":2: task 't': label 'high' is not a number",
         ),
         (
+            &reg,
+            "e.csv",
+            b"text,label\nhi,1.5\nho,NaN\n",
+            ":3: task 't': label 'NaN' is not a finite number",
+        ),
+        (
+            &reg,
+            "e.tsv",
+            b"text\tlabel\nhi\t-inf\n",
+            ":2: task 't': label '-inf' is not a finite number",
+        ),
+        (
             &tok,
             "e.conll",
             b"EU B-ORG\nrejects\n",
