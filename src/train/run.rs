@@ -13,7 +13,7 @@ use super::checkpoint::{self, Best, RunState};
 use super::run_dir::{ResumePoint, RunDir};
 use super::schedule::LrSchedule;
 use super::trainer::{StepOutput, TrainOptions, Trainer};
-use crate::config::{ModelConfig, TaskConfig, TrainConfig, resolve_path};
+use crate::config::{ModelConfig, SamplerKind, TaskConfig, TrainConfig, resolve_path};
 use crate::data::sampler::Sampler;
 use crate::data::splits::{EvalSet, Split, infer_missing_labels, load_eval_split, load_split};
 use crate::data::{Example, collate};
@@ -391,22 +391,34 @@ pub fn run(request: &AdapterRequest, options: &RunOptions) -> Result<RunSummary>
 
     let bar = progress_bar(options.progress, total_steps, state.step);
     let adapter = gpu.adapter_info().name.clone();
-    say(
-        &bar,
+    let shares = || {
+        task_names
+            .iter()
+            .zip(sampler.probabilities())
+            .map(|(name, p)| format!("{name} {p:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let how = match train_config.sampler {
+        SamplerKind::RoundRobin => "sampler round_robin (each task in turn)".to_string(),
+        SamplerKind::Proportional => format!("sampler proportional (p: {})", shares()),
+        SamplerKind::Temperature => format!(
+            "sampler temperature, T = {} (p: {})",
+            train_config.temperature,
+            shares()
+        ),
+    };
+    let header = if state.step >= total_steps {
+        format!("the run is complete (step {total_steps} of {total_steps}): nothing to train")
+    } else {
         format!(
-            "training {} task(s) on {adapter}: steps {}..{total_steps}, batch {}, sampler {:?} (p = {})",
+            "training {} task(s) on {adapter}: steps {}..{total_steps}, batch {}, {how}",
             task_names.len(),
             state.step + 1,
             train_config.batch_size,
-            train_config.sampler,
-            sampler
-                .probabilities()
-                .iter()
-                .map(|p| format!("{p:.2}"))
-                .collect::<Vec<_>>()
-                .join("/")
-        ),
-    );
+        )
+    };
+    say(&bar, header);
     let started = Instant::now();
     let elapsed_before = state.elapsed_s;
     let tokens_before = state.tokens;
@@ -521,6 +533,9 @@ pub fn run(request: &AdapterRequest, options: &RunOptions) -> Result<RunSummary>
             let (losses, metric_lines) = log.series(&spec.tasks);
             write_chart(&out.join(CHART_FILE), &losses, &metric_lines)?;
             fault::point("run:chart");
+            // The evaluation's pause is not a training step: without this the ETA would
+            // read it as one and jump to hours.
+            bar.reset_eta();
         }
         fault::point("run:step");
     }

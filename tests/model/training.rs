@@ -108,6 +108,7 @@ fn examples(n: usize, seed: u64) -> Vec<Example> {
                 text_pair: None,
                 encoded: Encoded {
                     type_ids: vec![0; ids.len()],
+                    offsets: vec![None; ids.len()],
                     ids,
                     word_starts,
                     n_words: len,

@@ -99,6 +99,7 @@ name = "tags"
 kind = "token_classification"
 train = "train.conll"
 dev = "dev.conll"
+word_split = "punctuation"
 
 [train]
 steps = {steps}

@@ -61,7 +61,7 @@ fn train_eval_and_predict_a_tiny_model() {
     let input = tmp.path().join("input.jsonl");
     std::fs::write(
         &input,
-        "{\"text\": \"the film was great\", \"id\": 1}\n\n{\"text\": \"the plot was boring\"}\n",
+        "{\"text\": \"the film was great\", \"id\": 1}\n\n{\"text\": \"the plot was boring.\"}\n",
     )
     .unwrap();
     let output = tmp.path().join("predictions.jsonl");
@@ -91,6 +91,15 @@ fn train_eval_and_predict_a_tiny_model() {
         lines[0]["predictions"]["tags"]["tags"],
         serde_json::json!(["O", "O", "O", "J"])
     );
+    // The tags task cuts raw text at punctuation too (word_split = "punctuation"): the full
+    // stop is a word of its own, and the words are written beside the tags.
+    let tags = &lines[1]["predictions"]["tags"];
+    assert_eq!(
+        tags["words"],
+        serde_json::json!(["the", "plot", "was", "boring", "."])
+    );
+    assert_eq!(tags["tags"].as_array().unwrap().len(), 5);
+    assert_eq!(tags["tags"][3], "J");
     let score = |i: usize| {
         lines[i]["predictions"]["score"]["values"][0]
             .as_f64()

@@ -51,7 +51,7 @@ export function showPrediction(box, r, tasks) {
         el(
           'div',
           { class: 'tagged' },
-          r.words.map((w, i) => {
+          (p.words ?? r.words).map((w, i) => {
             const tag = p.tags[i];
             return el(
               'span',
