@@ -4,7 +4,7 @@
 #
 #   demo/run.sh [--full] [RUN_DIR]      (default RUN_DIR: runs/demo or runs/demo-full)
 #
-# The default setting (demo/demo.toml: MiniLM's first 2 layers, 600 steps) is sized for a CPU
+# The default setting (demo/demo.toml: MiniLM's first 2 layers, 700 steps) is sized for a CPU
 # adapter such as lavapipe; --full (demo/demo-full.toml: all 6 layers, longer) is for GPUs.
 # An existing RUN_DIR is resumed if it was interrupted, and re-evaluated if it finished.
 set -euo pipefail
@@ -21,7 +21,11 @@ run=${1:-$run}
 
 python3 scripts/fetch_assets.py minilm
 python3 scripts/demo_data.py
-cargo build --release --quiet
+if [[ ! -x target/release/taskgate ]]; then
+    echo "building taskgate (release; the first build compiles wgpu, naga, tokenizers and" \
+        "about 160 other crates: about 2 minutes on 2 cores, more while they download)"
+fi
+cargo build --release
 tg=target/release/taskgate
 
 if [[ -f $run/last/state.json ]]; then

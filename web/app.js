@@ -87,9 +87,28 @@ async function start() {
     throw new Error(`WebGPU not available: ${e?.message ?? e}`);
   }
   app.adapter = JSON.parse(created.adapterInfo());
+  await nameAdapter(app.adapter);
   showAdapter($('adapter'), app.adapter);
   tg = created; // only now may the controls call into the wasm
   setBusy(false);
+}
+
+/**
+ * Browsers give wgpu no adapter name; WebGPU's own GPUAdapterInfo has a vendor, an
+ * architecture and sometimes a description. Fills `info.adapter.name` from those when empty.
+ */
+async function nameAdapter(info) {
+  const a = info.adapter ?? (info.adapter = {});
+  if (a.name) return;
+  try {
+    const adapter = await navigator.gpu.requestAdapter();
+    const gi = adapter?.info ?? (await adapter?.requestAdapterInfo?.());
+    const parts = [gi?.description, [gi?.vendor, gi?.architecture, gi?.device].filter(Boolean).join(' ')];
+    a.name = parts.find((p) => p && p.trim()) ?? '';
+  } catch {
+    // keep it empty: the panel says the browser does not name it
+  }
+  if (!a.name) a.name = '(not named by the browser)';
 }
 
 // ---------- model ----------

@@ -61,7 +61,17 @@ export function drawCurves(canvas, history, taskNames) {
   ctx.clearRect(0, 0, W, H);
   ctx.font = '12px system-ui, sans-serif';
   const all = series(history, taskNames);
+  // The legend sits beside the plot (below it on narrow canvases), never over a curve.
+  const legendRows = all.length;
   const pad = { l: 56, r: 16, t: 34, b: 40 };
+  let legendWidth = 0;
+  if (all.length) {
+    ctx.font = '12px system-ui, sans-serif';
+    legendWidth = Math.max(...all.map((s) => ctx.measureText(`${s.name}  0.000`).width)) + 34;
+  }
+  const beside = W - pad.l - pad.r - legendWidth - 12 >= 240;
+  if (all.length && beside) pad.r += legendWidth + 12;
+  else if (all.length) pad.b += 12 + Math.ceil(legendRows / 2) * 18;
   const pw = W - pad.l - pad.r;
   const ph = H - pad.t - pad.b;
 
@@ -140,27 +150,23 @@ export function drawCurves(canvas, history, taskNames) {
     s.last = ema;
   }
 
-  // legend, top right
+  // legend: beside the plot, or in two columns under it; each series with its last
+  // smoothed value
   ctx.textAlign = 'left';
   ctx.textBaseline = 'middle';
   const labels = all.map((s) => `${s.name}  ${s.last != null ? fmtNum(s.last) : ''}`);
-  const lw = Math.max(...labels.map((l) => ctx.measureText(l).width)) + 34;
-  const lx = pad.l + pw - lw - 6;
-  ctx.fillStyle = 'rgba(255,255,255,0.9)';
-  ctx.strokeStyle = '#d9dde5';
-  ctx.fillRect(lx, pad.t + 6, lw, all.length * 18 + 8);
-  ctx.strokeRect(lx + 0.5, pad.t + 6.5, lw, all.length * 18 + 8);
   all.forEach((s, i) => {
-    const y = pad.t + 18 + i * 18;
+    const x = beside ? pad.l + pw + 12 : pad.l + (i % 2) * (pw / 2);
+    const y = beside ? pad.t + 10 + i * 18 : pad.t + ph + 44 + Math.floor(i / 2) * 18;
     ctx.strokeStyle = s.color;
     ctx.lineWidth = 2;
     ctx.setLineDash(s.dashed ? [5, 4] : []);
     ctx.beginPath();
-    ctx.moveTo(lx + 8, y);
-    ctx.lineTo(lx + 24, y);
+    ctx.moveTo(x, y);
+    ctx.lineTo(x + 16, y);
     ctx.stroke();
     ctx.setLineDash([]);
     ctx.fillStyle = '#1d2330';
-    ctx.fillText(labels[i], lx + 30, y);
+    ctx.fillText(labels[i], x + 22, y);
   });
 }
