@@ -46,7 +46,7 @@ def main():
     args = ap.parse_args()
     subprocess.run([sys.executable, ROOT / "scripts" / "fetch_assets.py", "minilm"], check=True)
     subprocess.run([sys.executable, ROOT / "scripts" / "demo_data.py"], check=True)
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--release"], cwd=ROOT, check=True)  # with its progress
     import tomllib
     config = pathlib.Path(args.config).resolve()
     tasks = [(t["name"], t["kind"]) for t in tomllib.loads(config.read_text())["task"]]

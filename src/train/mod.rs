@@ -5,6 +5,8 @@
 pub mod chart;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod checkpoint;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod eta;
 pub mod optimizer;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod run;

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::chart::{Series, write_chart};
 use super::checkpoint::{self, Best, RunState};
+use super::eta::{Eta, evals_left};
 use super::run_dir::{ResumePoint, RunDir};
 use super::schedule::LrSchedule;
 use super::trainer::{StepOutput, TrainOptions, Trainer};
@@ -424,6 +425,11 @@ pub fn run(request: &AdapterRequest, options: &RunOptions) -> Result<RunSummary>
     let tokens_before = state.tokens;
     let mut pending: Vec<(usize, StepOutput)> = Vec::new();
     let mut last_dev: Vec<(String, Metrics)> = Vec::new();
+    // Wall-clock time of training steps alone (evaluations and checkpoints apart), for the
+    // ETA and tokens/s.
+    let mut eta = Eta::default();
+    let mut eval_secs = 0.0;
+    let mut mark = (Instant::now(), state.step);
     while state.step < total_steps {
         let (task, indices) = sampler.next_batch();
         let examples: Vec<Example> = {
@@ -462,17 +468,27 @@ pub fn run(request: &AdapterRequest, options: &RunOptions) -> Result<RunSummary>
                     sums[task].1 += 1;
                 }
             }
+            // (the readback above waited for the GPU: the steps so far are done)
+            eta.add_steps(step - mark.1, mark.0.elapsed().as_secs_f64());
+            mark = (Instant::now(), step);
             let elapsed = elapsed_before + started.elapsed().as_secs_f64();
-            let tokens_per_s =
-                (state.tokens - tokens_before) as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            let training_s = (started.elapsed().as_secs_f64() - eval_secs).max(1e-9);
+            let tokens_per_s = (state.tokens - tokens_before) as f64 / training_s;
             let losses: serde_json::Map<String, Value> = sums
                 .iter()
                 .zip(&task_names)
                 .filter(|((_, n), _)| *n > 0)
                 .map(|((s, n), name)| (name.clone(), json!(s / *n as f64)))
                 .collect();
+            let left = eta
+                .remaining(
+                    total_steps - step,
+                    evals_left(step, total_steps, train_config.eval_every),
+                )
+                .map(|d| format!("ETA {} | ", indicatif::HumanDuration(d)))
+                .unwrap_or_default();
             let status = format!(
-                "{tokens_per_s:.0} tok/s | {}",
+                "{left}{tokens_per_s:.0} tok/s | {}",
                 losses
                     .iter()
                     .map(|(k, v)| format!("{k} {:.3}", v.as_f64().unwrap_or(0.0)))
@@ -491,6 +507,7 @@ pub fn run(request: &AdapterRequest, options: &RunOptions) -> Result<RunSummary>
         }
 
         if eval_now {
+            let eval_started = Instant::now();
             state.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
             state.sampler = sampler.state.clone();
             state.group_steps = trainer.optimizer.group_steps().to_vec();
@@ -533,14 +550,15 @@ pub fn run(request: &AdapterRequest, options: &RunOptions) -> Result<RunSummary>
             let (losses, metric_lines) = log.series(&spec.tasks);
             write_chart(&out.join(CHART_FILE), &losses, &metric_lines)?;
             fault::point("run:chart");
-            // The evaluation's pause is not a training step: without this the ETA would
-            // read it as one and jump to hours.
-            bar.reset_eta();
+            let took = eval_started.elapsed().as_secs_f64();
+            eta.add_eval(took);
+            eval_secs += took;
+            mark = (Instant::now(), step);
         }
         fault::point("run:step");
     }
     bar.finish_and_clear();
-    let trained_s = started.elapsed().as_secs_f64();
+    let trained_s = started.elapsed().as_secs_f64() - eval_secs;
     Ok(RunSummary {
         steps: state.step,
         tokens_per_s: (state.tokens - tokens_before) as f64 / trained_s.max(1e-9),
@@ -581,7 +599,8 @@ fn progress_bar(show: bool, total: u64, start: u64) -> indicatif::ProgressBar {
         indicatif::ProgressBar::hidden()
     };
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} step {pos}/{len}  {msg}  ETA {eta}")
+        // (the ETA is in the message: see `Eta`)
+        indicatif::ProgressStyle::with_template("{bar:30} step {pos}/{len}  {msg}")
             .expect("a valid template"),
     );
     bar.set_position(start);
