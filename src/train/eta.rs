@@ -50,10 +50,9 @@ pub fn evals_left(step: u64, total: u64, every: u64) -> u64 {
     if step >= total {
         return 0;
     }
-    let periodic = if every > 0 {
-        (total - 1) / every - step / every
-    } else {
-        0
+    let periodic = match ((total - 1).checked_div(every), step.checked_div(every)) {
+        (Some(before_end), Some(done)) => before_end - done,
+        _ => 0, // every = 0: only the final evaluation
     };
     periodic + 1
 }
