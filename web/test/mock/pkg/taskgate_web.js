@@ -107,7 +107,10 @@ export class TaskgateWeb {
       gate: t.gate ?? 'none',
       outputs: t.labels ? t.labels.length : t.outputs ?? 1,
     }));
-    this.shift = 0; // grows with training, so predictions change after it
+    // grows with training, so predictions change after it; a downloaded model carries it in
+    // its first value (1000 + shift), the served one does not
+    const first = new DataView(safetensors.buffer, safetensors.byteOffset + 8 + headerLen, 4).getFloat32(0, true);
+    this.shift = first >= 999 && first < 1001 ? first - 1000 : 0;
     return JSON.stringify({
       tasks: this.tasks,
       encoder: {
@@ -228,7 +231,8 @@ export class TaskgateWeb {
     const k = ++this.step;
     const frac = k / o.steps;
     const warm = Math.max(1, Math.round(o.warmup * o.steps));
-    const lr = k <= warm ? (o.lr * k) / warm : (o.lr * (o.steps - k)) / Math.max(1, o.steps - warm);
+    // taskgate's schedule: the decay reaches 0 one step after the last
+    const lr = k <= warm ? (o.lr * k) / warm : (o.lr * (o.steps - k + 1)) / Math.max(1, o.steps - warm);
     const task = this.labelled[(k - 1) % this.labelled.length];
     const task_losses = {};
     this.labelled.forEach((t, i) => {
@@ -251,8 +255,12 @@ export class TaskgateWeb {
     });
   }
 
+  /** The loaded file with the training (`shift`) recorded in its first value. */
   async exportSafetensors() {
     await sleep(30);
-    return this.weights.slice();
+    const out = this.weights.slice();
+    const headerLen = Number(new DataView(out.buffer, 0, 8).getBigUint64(0, true));
+    new DataView(out.buffer, 8 + headerLen, 4).setFloat32(0, 1000 + this.shift, true);
+    return out;
   }
 }
