@@ -43,6 +43,19 @@ pub fn one_line(error: &anyhow::Error, verbose: bool) -> String {
     line
 }
 
+/// A [`Detailed`] error listing `items`: `summary` gets the first `shown` of them (and how
+/// many more) for the one line; all of them are the details.
+pub fn listed(
+    items: Vec<String>,
+    shown: usize,
+    summary: impl FnOnce(&str) -> String,
+) -> anyhow::Error {
+    anyhow::Error::new(Detailed {
+        summary: summary(&first_few(&items, shown)),
+        details: items,
+    })
+}
+
 /// A summary of `items` for one line: the first `shown`, then how many more.
 pub fn first_few(items: &[String], shown: usize) -> String {
     if items.len() <= shown {

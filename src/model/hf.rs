@@ -180,15 +180,10 @@ fn take_encoder(
         }
     }
     if !problems.is_empty() {
-        return Err(crate::error::Detailed {
-            summary: format!(
-                "the encoder weights do not match config.json ({} problem(s)): {}",
-                problems.len(),
-                crate::error::first_few(&problems, 3)
-            ),
-            details: problems,
-        }
-        .into());
+        let n = problems.len();
+        return Err(crate::error::listed(problems, 3, |first| {
+            format!("the encoder weights do not match config.json ({n} problem(s)): {first}")
+        }));
     }
     Ok((params, file.keys().cloned().collect()))
 }

@@ -188,23 +188,18 @@ pub fn check_params(params: &HostParams, specs: &[ParamSpec], source: &str) -> R
     }
     if !problems.is_empty() {
         let count = |prefix: &str| problems.iter().filter(|p| p.starts_with(prefix)).count();
-        let summary = format!(
-            "{source} does not match the model's configuration ({} missing, {} extra, {} of \
-             another shape): {}",
-            count("missing"),
-            count("extra"),
-            count("shape")
-                + problems
-                    .iter()
-                    .filter(|p| p.contains(" values for shape"))
-                    .count(),
-            crate::error::first_few(&problems, 3)
-        );
-        return Err(crate::error::Detailed {
-            summary,
-            details: problems,
-        }
-        .into());
+        let (missing, extra) = (count("missing"), count("extra"));
+        let reshaped = count("shape")
+            + problems
+                .iter()
+                .filter(|p| p.contains(" values for shape"))
+                .count();
+        return Err(crate::error::listed(problems, 3, |first| {
+            format!(
+                "{source} does not match the model's configuration ({missing} missing, {extra} \
+                 extra, {reshaped} of another shape): {first}"
+            )
+        }));
     }
     Ok(())
 }
@@ -246,16 +241,16 @@ pub fn check_finite(params: &HostParams, source: &str, fix: &str) -> Result<()> 
     if found.is_empty() {
         return Ok(());
     }
-    let lines = describe_non_finite(&found);
-    Err(crate::error::Detailed {
-        summary: format!(
-            "{source}: {} tensor(s) hold NaN or Inf values: {}; {fix}",
-            found.len(),
-            crate::error::first_few(&lines, 2)
-        ),
-        details: lines,
-    }
-    .into())
+    Err(crate::error::listed(
+        describe_non_finite(&found),
+        2,
+        |first| {
+            format!(
+                "{source}: {} tensor(s) hold NaN or Inf values: {first}; {fix}",
+                found.len()
+            )
+        },
+    ))
 }
 
 /// Parses safetensors `bytes` that must hold exactly the parameters in `specs` as f32;
@@ -274,15 +269,10 @@ pub fn parse_params(bytes: &[u8], specs: &[ParamSpec], source: &str) -> Result<H
         }
     }
     if !problems.is_empty() {
-        return Err(crate::error::Detailed {
-            summary: format!(
-                "{source}: {} tensor(s) are not F32: {}",
-                problems.len(),
-                crate::error::first_few(&problems, 3)
-            ),
-            details: problems,
-        }
-        .into());
+        let n = problems.len();
+        return Err(crate::error::listed(problems, 3, |first| {
+            format!("{source}: {n} tensor(s) are not F32: {first}")
+        }));
     }
     check_params(&params, specs, source)?;
     Ok(params)
