@@ -13,6 +13,8 @@ use taskgate::gpu::Gpu;
 use taskgate::session::{Session, TrainSettings};
 
 fn main() -> Result<()> {
+    // SAFETY: the first statement of `main`, before any other thread exists.
+    unsafe { taskgate::gpu::adapter::quiet_mesa_device_select() };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (dir, data, settings) = match args.as_slice() {
         [dir, data] => (dir, data, "{}"),

@@ -8,6 +8,8 @@ use taskgate::reference;
 use taskgate::{Gpu, Tensor};
 
 fn main() -> Result<()> {
+    // SAFETY: the first statement of `main`, before any other thread exists.
+    unsafe { taskgate::gpu::adapter::quiet_mesa_device_select() };
     let gpu = Gpu::from_env_blocking()?;
     println!("adapter: {}", gpu.adapter_info().name);
 

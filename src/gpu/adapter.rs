@@ -66,6 +66,27 @@ pub fn parse_backend(name: &str) -> Result<wgpu::Backends> {
     })
 }
 
+/// Mesa's Vulkan device-selection layer (an implicit layer, on wherever Mesa's Vulkan drivers
+/// are installed) connects to a Wayland display whenever devices are listed, and on a machine
+/// without one prints `error: XDG_RUNTIME_DIR is invalid or not set` for every listing,
+/// although nothing is wrong. The layer only reorders devices, and taskgate ranks adapters
+/// itself, so programs switch it off with this (`NODEVICE_SELECT=1`), unless the user steers
+/// it (`MESA_VK_DEVICE_SELECT`, `DRI_PRIME`) or has set `NODEVICE_SELECT` either way.
+///
+/// # Safety
+/// It sets an environment variable: call it before any other thread exists (first thing in
+/// `main`).
+#[cfg(not(target_arch = "wasm32"))]
+pub unsafe fn quiet_mesa_device_select() {
+    let steered = ["NODEVICE_SELECT", "MESA_VK_DEVICE_SELECT", "DRI_PRIME"]
+        .iter()
+        .any(|k| std::env::var_os(k).is_some());
+    if !steered {
+        // SAFETY: the caller guarantees no other thread reads the environment meanwhile.
+        unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
+    }
+}
+
 /// A printable, serializable description of one adapter.
 #[derive(Clone, Debug, Serialize)]
 pub struct AdapterSummary {

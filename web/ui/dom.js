@@ -1,5 +1,6 @@
 // taskgate page: small DOM helpers shared by the ui/ modules and app.js: $ (element by id),
-// el (build an element), kv (a definition list), number and byte formatters, the status line.
+// el (build an element), kv (a definition list), task order, number and byte formatters, the
+// status line.
 
 export const $ = (id) => document.getElementById(id);
 
@@ -12,6 +13,14 @@ export function el(tag, attrs = {}, ...children) {
   }
   for (const c of children.flat()) if (c != null) node.append(c instanceof Node ? c : String(c));
   return node;
+}
+
+/** `[name, value]` entries in the order of the model's `tasks` (a JSON object's keys come
+ * sorted); names the model does not list go last. */
+export function inModelOrder(entries, tasks) {
+  const order = (tasks ?? []).map((t) => t.name);
+  const rank = (name) => (order.includes(name) ? order.indexOf(name) : order.length);
+  return [...entries].sort((a, b) => rank(a[0]) - rank(b[0]));
 }
 
 export function kv(pairs) {

@@ -3,7 +3,7 @@
 // that row's own range (shown beside the task; numbers in the cells and tooltips give the
 // values); a task without a gate gets a row saying so. A colour legend sits below.
 
-import { el } from './dom.js';
+import { el, inModelOrder } from './dom.js';
 
 // viridis, sampled at 0, 0.25, 0.5, 0.75, 1
 const VIRIDIS = [
@@ -40,7 +40,7 @@ const fmt = (g) => g.toFixed(2).replace(/^0\./, '.').replace(/^1\.00$/, '1');
 
 /** Fills `box` with the gates of the parsed predict() JSON `r`; `tasks` is the model summary's. */
 export function showHeatmap(box, r, tasks) {
-  const rows = Object.entries(r.gates ?? {});
+  const rows = inModelOrder(Object.entries(r.gates ?? {}), tasks);
   const ungated = (tasks ?? []).filter((t) => t.gate === 'none' && !(t.name in (r.gates ?? {})));
   if (!rows.length) {
     box.className = 'heatmap muted';

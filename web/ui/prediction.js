@@ -2,7 +2,7 @@
 // probability bars (classification, multilabel), the values (regression), coloured tags per
 // word (token classification).
 
-import { el } from './dom.js';
+import { el, inModelOrder } from './dom.js';
 
 /** The kind of task `name` (from the model summary's tasks, else guessed from the result `p`). */
 function taskKind(name, p, tasks) {
@@ -33,7 +33,7 @@ function tagColor(tag) {
 /** Fills `box` with the cards of the parsed predict() JSON `r`; `tasks` is the model summary's. */
 export function showPrediction(box, r, tasks) {
   box.replaceChildren();
-  for (const [name, p] of Object.entries(r.predictions)) {
+  for (const [name, p] of inModelOrder(Object.entries(r.predictions), tasks)) {
     const kind = taskKind(name, p, tasks);
     const card = el('div', { class: `task-result${kind === 'token_classification' ? ' wide' : ''}` });
     card.append(el('h4', {}, name, el('span', { class: 'kind' }, kind.replace('_', ' '))));
