@@ -270,3 +270,71 @@ fn leftovers_are_cleaned_and_damaged_files_are_named() {
         &["state.json", "not a checkpoint state"],
     );
 }
+
+/// A small tmpfs mounted on a new directory, unmounted when dropped.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    /// `None` where this process may not mount (not root, or no mount namespace rights).
+    fn mount(dir: &Path, size: &str) -> Option<Self> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "tmpfs",
+                p(dir),
+            ])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| SmallDisk(dir.to_path_buf()))
+    }
+
+    fn resize(&self, size: &str) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}"), p(&self.0)])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_is_one_clear_error_and_the_run_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_data(tmp.path(), 12, 4);
+    let whole = tmp.path().join("whole");
+    ok(&taskgate(&["train", p(&config), "--out", p(&whole)], &[]));
+    // Room for the first evaluation's checkpoints (about 75 KB each) and chart, not for the
+    // second's.
+    let Some(disk) = SmallDisk::mount(&tmp.path().join("disk"), "300k") else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root); CI runs this as root");
+        return;
+    };
+    let run = disk.0.join("run");
+    let line = fails_with(
+        &["train", p(&config), "--out", p(&run)],
+        &[],
+        &["No space left on device"],
+    );
+    assert!(line.contains(p(&run)), "the error names the file: {line}");
+    // The step-4 checkpoints are intact; the half-written one is gone again.
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("last/state.json")).unwrap())
+            .unwrap();
+    assert_eq!(state["step"], 4, "{line}");
+    assert!(leftovers(&run).is_empty(), "{:?}", leftovers(&run));
+    // With space again, --resume ends exactly as an uninterrupted run.
+    disk.resize("8m");
+    ok(&taskgate(&["train", "--resume", p(&run)], &[]));
+    assert_same_run(&whole, &run, "resumed after a full disk");
+}
