@@ -37,7 +37,8 @@ const MIME = {
  * could leave the served folder ('..', a backslash, a NUL). `//a/./b/` -> ['a', 'b']. */
 function segments(pathname) {
   const parts = pathname.split('/').filter((p) => p !== '' && p !== '.');
-  if (parts.some((p) => p === '..' || p.includes('\\') || p.includes('\0'))) return null;
+  // (Windows drops a trailing dot or space: 'test.' would name the folder test)
+  if (parts.some((p) => p === '..' || p.includes('\\') || p.includes('\0') || /[. ]$/.test(p))) return null;
   return parts;
 }
 
@@ -69,11 +70,13 @@ function route(pathname, { model, data, pkg }) {
 
 const LOOPBACK_NAMES = ['127.0.0.1', 'localhost', '[::1]'];
 
-/** The host name of a Host header (`name:port`, `[v6]:port`), lower case; null if absent. */
+/** The host name of a Host header or an --allow-host value (`name`, `name:port`, `[v6]:port`,
+ * a bare IPv6 address), lower case, IPv6 in brackets; null if absent. */
 function hostName(header) {
   if (!header) return null;
   const h = header.trim().toLowerCase();
   if (h.startsWith('[')) return h.slice(0, h.indexOf(']') + 1);
+  if (h.split(':').length > 2) return `[${h}]`; // a bare IPv6 address
   return h.split(':')[0];
 }
 
@@ -111,9 +114,9 @@ async function handle(req, res, opts) {
 }
 
 export function startServer({ host = '127.0.0.1', port = 8080, model = null, data = null, pkg = null, allowHosts = [] } = {}) {
-  const names = [...LOOPBACK_NAMES, ...allowHosts.map((h) => h.toLowerCase())];
+  const names = [...LOOPBACK_NAMES, ...allowHosts.map(hostName)];
   // the address it listens on, unless that is every address
-  if (!['0.0.0.0', '::', ''].includes(host)) names.push(host.includes(':') ? `[${host.toLowerCase()}]` : host.toLowerCase());
+  if (!['0.0.0.0', '::', ''].includes(host)) names.push(hostName(host));
   const opts = {
     model: model && path.resolve(model),
     data: data && path.resolve(data),

@@ -50,7 +50,7 @@ pub fn run(
         let inputs: Vec<&Path> = model_files.iter().map(PathBuf::as_path).collect();
         refuse_input(output, &inputs, "--output")?;
     }
-    let model = super::load_model(&model_path, allow_non_finite)?;
+    let (model_path, model) = super::load_run_model(dir, model_path, allow_non_finite)?;
     let tasks = &model.spec.tasks;
     // The report never replaces the model or one of the data files it reads.
     let mut inputs: Vec<&Path> = model_files.iter().map(PathBuf::as_path).collect();

@@ -167,6 +167,27 @@ impl Cli {
     }
 }
 
+/// Loads the model of `dir` (a run directory or a model directory) found at `path` by
+/// [`eval::model_dir`]; a run that is training may replace a checkpoint while it is read, so
+/// a failure is retried once from a fresh look at `dir`. Returns where it was read.
+fn load_run_model(
+    dir: &std::path::Path,
+    path: std::path::PathBuf,
+    allow: bool,
+) -> Result<(std::path::PathBuf, crate::model::ModelDir)> {
+    match load_model(&path, allow) {
+        Ok(model) => Ok((path, model)),
+        Err(first) if dir.join(crate::train::run::RUN_CONFIG).exists() => {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            let again = eval::model_dir(dir);
+            load_model(&again, allow)
+                .map(|model| (again, model))
+                .map_err(|_| first)
+        }
+        Err(first) => Err(first),
+    }
+}
+
 /// Loads the model directory `path`; NaN or Inf weights are an error unless `allow`, and then
 /// a warning naming the tensors.
 fn load_model(path: &std::path::Path, allow: bool) -> Result<crate::model::ModelDir> {

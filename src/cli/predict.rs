@@ -37,7 +37,7 @@ pub fn run(
     if let Some(output) = output {
         refuse_input(output, &inputs, "--output")?;
     }
-    let model = super::load_model(&model_path, allow_non_finite)?;
+    let (_, model) = super::load_run_model(dir, model_path, allow_non_finite)?;
     let file =
         std::fs::File::open(input).with_context(|| format!("cannot open {}", input.display()))?;
     let reader = std::io::BufReader::new(file);

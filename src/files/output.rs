@@ -1,9 +1,10 @@
 //! Command outputs that never destroy inputs. An output path that names one of the command's
-//! inputs (the same file by any path: symbolic and hard links included) is refused before
-//! anything is opened. A file output is written to `.NAME.partial` beside it, locked against a
-//! second writer, and renamed over NAME only when complete: a failed or interrupted command
-//! leaves the previous NAME (or none), never half of one. Special files (`/dev/stdout`, a
-//! pipe) are written directly.
+//! inputs (the same regular file by any path: symbolic and hard links included) is refused
+//! before anything is opened. A file output is written to `.NAME.partial` beside it (beside
+//! the target of a symbolic link, which stays a link), locked against a second writer, and
+//! renamed over NAME only when complete: a failed or interrupted command leaves the previous
+//! NAME (or none), never half of one. Special files (`/dev/stdout`, whatever the shell
+//! redirected it to, a pipe, a terminal) are written in place, appending.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -14,7 +15,9 @@ use anyhow::{Context, Result, anyhow, bail};
 /// Fails when `output` is the same file as one of `inputs` (missing inputs are skipped);
 /// `flag` names the option that gave `output` in the error.
 pub fn refuse_input(output: &Path, inputs: &[&Path], flag: &str) -> Result<()> {
-    if !output.exists() {
+    // Only a regular file can be destroyed by writing it (a terminal or a pipe that is both
+    // the input and the output is fine).
+    if is_special(output) || !std::fs::metadata(output).is_ok_and(|m| m.is_file()) {
         return Ok(());
     }
     for input in inputs {
@@ -47,15 +50,21 @@ impl Output {
             return Ok(Output::Stdout(BufWriter::new(std::io::stdout().lock())));
         };
         refuse_input(path, inputs, flag)?;
-        let special = std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir());
-        if special {
+        let exists = std::fs::metadata(path).ok();
+        if is_special(path) || exists.as_ref().is_some_and(|m| !m.is_file() && !m.is_dir()) {
             let file = std::fs::OpenOptions::new()
-                .write(true)
+                .append(true)
                 .open(path)
                 .with_context(|| format!("cannot open {}", path.display()))?;
             return Ok(Output::Special(BufWriter::new(file)));
         }
-        Ok(Output::File(PartialFile::create(path)?))
+        // A symbolic link stays one: its target is what gets replaced.
+        let target = match exists {
+            Some(_) => std::fs::canonicalize(path)
+                .with_context(|| format!("cannot resolve {}", path.display()))?,
+            None => path.to_path_buf(),
+        };
+        Ok(Output::File(PartialFile::create(&target)?))
     }
 
     /// Flushes and, for a file, moves it into place.
@@ -86,6 +95,12 @@ impl Write for Output {
     }
 }
 
+/// Paths that name a process's streams or devices (`/dev/stdout`, `/proc/self/fd/1`): their
+/// target may be a regular file the shell opened, which must be written through them.
+fn is_special(path: &Path) -> bool {
+    path.starts_with("/dev") || path.starts_with("/proc")
+}
+
 /// A file being written as `.NAME.partial` beside its final path; removed again when dropped
 /// without [`PartialFile::commit`].
 pub struct PartialFile {
@@ -108,22 +123,7 @@ impl PartialFile {
     /// locked: a second process writing the same output gets a clear error.
     pub fn create(path: &Path) -> Result<Self> {
         let partial = partial_path(path)?;
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(false)
-            .open(&partial)
-            .with_context(|| format!("cannot create {}", partial.display()))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => bail!(
-                "another process is writing {} right now; wait for it or choose another output",
-                path.display()
-            ),
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(e).with_context(|| format!("cannot lock {}", partial.display()));
-            }
-        }
+        let file = Self::open_locked(path, &partial)?;
         file.set_len(0)
             .with_context(|| format!("cannot write {}", partial.display()))?;
         Ok(Self {
@@ -132,6 +132,39 @@ impl PartialFile {
             writer: BufWriter::new(file),
             committed: false,
         })
+    }
+
+    /// Opens and locks `partial`. The file locked must still be the one at `partial`: another
+    /// writer may have renamed it into place between our open and our lock (it is then its
+    /// finished output, which must not be emptied), so that is checked, and retried.
+    fn open_locked(path: &Path, partial: &Path) -> Result<File> {
+        for _ in 0..3 {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(false)
+                .open(partial)
+                .with_context(|| format!("cannot create {}", partial.display()))?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => bail!(
+                    "another process is writing {} right now; wait for it or choose another \
+                     output",
+                    path.display()
+                ),
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(e).with_context(|| format!("cannot lock {}", partial.display()));
+                }
+            }
+            let ours = same_file::Handle::from_file(file.try_clone()?)?;
+            if same_file::Handle::from_path(partial).is_ok_and(|at| at == ours) {
+                return Ok(file);
+            }
+        }
+        bail!(
+            "another process keeps writing {}; wait for it or choose another output",
+            path.display()
+        )
     }
 
     /// Flushes, syncs and renames the file into place.
@@ -192,6 +225,26 @@ mod tests {
         w.finish().unwrap();
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "line\n");
         assert!(!partial_path(&out).unwrap().exists());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_linked_output_stays_a_link_and_devices_are_written_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target.jsonl");
+        std::fs::write(&target, "old\n").unwrap();
+        let link = dir.path().join("link.jsonl");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let mut w = Output::open(Some(&link), &[], "--output").unwrap();
+        writeln!(w, "new").unwrap();
+        w.finish().unwrap();
+        assert!(link.is_symlink());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "new\n");
+        // A device is no regular file: never "the same file as the input", written in place.
+        let null = Path::new("/dev/null");
+        let mut w = Output::open(Some(null), &[null], "--output").unwrap();
+        writeln!(w, "gone").unwrap();
+        w.finish().unwrap();
     }
 
     #[test]

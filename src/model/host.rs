@@ -42,7 +42,7 @@ pub fn init_param(spec: &ParamSpec, seed: u64) -> Result<HostTensor> {
             "not enough memory for {} {:?} ({} MiB); it is set by {}: make that smaller",
             spec.name,
             spec.shape,
-            (n as u64 * 4) >> 20,
+            (n as u64).saturating_mul(4) >> 20,
             super::size::setting_of(&spec.name)
         )
     })?;

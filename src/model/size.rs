@@ -7,13 +7,54 @@ use anyhow::{Result, bail};
 
 use super::spec::{EncoderDims, ModelSpec, ParamSpec};
 
-/// Bytes of memory the operating system can give this process now (`MemAvailable` on Linux;
-/// `None` where unknown).
+/// Bytes of memory the operating system can give this process now: on Linux the machine's
+/// `MemAvailable`, or less where the process's control group (a container) allows less;
+/// `None` where unknown.
 pub fn available_host_memory() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
+    let machine = kib.saturating_mul(1024);
+    Some(cgroup_room().map_or(machine, |room| room.min(machine)))
+}
+
+/// The room left under this process's cgroup memory limit (v2, else v1), if it has one.
+fn cgroup_room() -> Option<u64> {
+    let read =
+        |path: &str| -> Option<u64> { std::fs::read_to_string(path).ok()?.trim().parse().ok() };
+    // v2: "0::/some/group" in /proc/self/cgroup; the limit is "max" when there is none.
+    let own = std::fs::read_to_string("/proc/self/cgroup").ok();
+    let unified = own
+        .as_deref()
+        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("0::")))
+        .unwrap_or("/");
+    let dir = format!("/sys/fs/cgroup{}", unified.trim_end_matches('/'));
+    if let (Some(limit), Some(used)) = (
+        read(&format!("{dir}/memory.max")),
+        read(&format!("{dir}/memory.current")),
+    ) {
+        return Some(limit.saturating_sub(used));
+    }
+    // v1: "N:memory:/some/group"; inside a container the group's files may sit at the root.
+    let group = own
+        .as_deref()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.split_once(":memory:").map(|(_, g)| g))
+        })
+        .unwrap_or("/");
+    for dir in [
+        format!("/sys/fs/cgroup/memory{}", group.trim_end_matches('/')),
+        "/sys/fs/cgroup/memory".to_string(),
+    ] {
+        if let (Some(limit), Some(used)) = (
+            read(&format!("{dir}/memory.limit_in_bytes")),
+            read(&format!("{dir}/memory.usage_in_bytes")),
+        ) {
+            return Some(limit.saturating_sub(used));
+        }
+    }
+    None
 }
 
 /// The configuration setting that decides the size of parameter `name`.

@@ -103,6 +103,13 @@ fn checkpoint_files(
 ) -> Result<Vec<(&'static str, Vec<u8>)>> {
     let model = &trainer.model;
     let params = model.store.download_params()?;
+    // The update of a checkpoint step is not covered by the loss check (its loss was computed
+    // before it): weights it made NaN or Inf must not replace a good checkpoint.
+    crate::model::host::check_finite(
+        &params,
+        &format!("training diverged at step {}", state.step),
+        "the previous checkpoint is kept; lower [train] lr or raise clip, then resume",
+    )?;
     let mut files = ModelDir::serialize(&model.spec, &params, tokenizer_json)?;
     let (m, v) = trainer.optimizer.moments();
     let gpu = model.store.params[0].gpu();
@@ -239,8 +246,9 @@ fn replace_dir(from: &Path, to: &Path) -> Result<()> {
 pub enum Status {
     /// Every file agrees with the manifest; the checkpoint's step.
     Complete(u64),
-    /// No manifest (written before taskgate kept one) but a readable state: trusted only in
-    /// place (`NAME/`), where older versions only ever renamed complete checkpoints.
+    /// No manifest (written before taskgate kept one) but a readable state: trusted in place
+    /// (`NAME/`) and moved aside (`.NAME.old/`), where older versions only ever had complete
+    /// checkpoints.
     Unverified(u64),
     /// Not usable, and why.
     Incomplete(String),
@@ -329,7 +337,11 @@ pub fn find(run_dir: &Path, name: &str) -> (Option<Found>, Vec<String>) {
         }
         let step = match inspect(dir) {
             Status::Complete(step) => step,
-            Status::Unverified(step) if i == 0 => step,
+            // Without a manifest (an older taskgate): NAME/ and .NAME.old/ were complete
+            // copies (only complete ones were renamed); .NAME.tmp/ may have been cut short,
+            // and is a leftover like any other (the run goes on from NAME/ or .NAME.old/,
+            // or from step 0, which replays exactly).
+            Status::Unverified(step) if i != 1 => step,
             Status::Unverified(_) => continue,
             Status::Incomplete(why) => {
                 if i == 0 {

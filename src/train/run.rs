@@ -148,13 +148,17 @@ impl RunLog {
     fn open(dir: &Path, step: u64) -> Result<Self> {
         let path = dir.join(LOG_FILE);
         let mut records = Vec::new();
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            for line in text.lines() {
-                if let Ok(v) = serde_json::from_str::<Value>(line)
-                    && v["step"].as_u64().is_some_and(|s| s <= step)
-                {
-                    records.push(v);
-                }
+        let text = match std::fs::read(&path) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        // (a line cut short by a crash does not parse and is dropped)
+        for line in text.lines() {
+            if let Ok(v) = serde_json::from_str::<Value>(line)
+                && v["step"].as_u64().is_some_and(|s| s <= step)
+            {
+                records.push(v);
             }
         }
         let log = Self { path, records };
@@ -165,6 +169,18 @@ impl RunLog {
     fn rewrite(&self) -> Result<()> {
         let text: String = self.records.iter().map(|r| format!("{r}\n")).collect();
         crate::model::host::write_atomic(&self.path, text.as_bytes())
+    }
+
+    /// Waits until the lines so far are on disk (before a checkpoint: a checkpoint never gets
+    /// ahead of its log, even across a power loss).
+    fn sync(&self) -> Result<()> {
+        match std::fs::File::open(&self.path) {
+            Ok(f) => f
+                .sync_all()
+                .with_context(|| format!("cannot write {}", self.path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", self.path.display())),
+        }
     }
 
     fn push(&mut self, record: Value) -> Result<()> {
@@ -277,10 +293,11 @@ pub fn run(request: &AdapterRequest, options: &RunOptions) -> Result<RunSummary>
     let gpu = pollster::block_on(Gpu::new(request))?;
 
     // The model: fresh (pretrained encoder + new tasks) or the checkpoint.
-    let (spec, params, tokenizer_json) = match &resumed {
+    let mut resumed = resumed;
+    let (spec, params, tokenizer_json) = match resumed.as_mut() {
         Some(c) => (
             c.model.spec.clone(),
-            c.model.params.clone(),
+            std::mem::take(&mut c.model.params), // moved: the host holds one copy
             c.model.tokenizer_json.clone(),
         ),
         None => {
@@ -543,10 +560,13 @@ pub fn run(request: &AdapterRequest, options: &RunOptions) -> Result<RunSummary>
                     step,
                     score: score.unwrap_or(f64::NAN),
                 });
+                log.sync()?;
                 checkpoint::save(out, BEST, &trainer, &tokenizer_json, &state)?;
+                run_dir.keep(); // a checkpoint exists: keep the directory from here on
             }
+            log.sync()?;
             checkpoint::save(out, LAST, &trainer, &tokenizer_json, &state)?;
-            run_dir.keep(); // a checkpoint exists: keep the directory from here on
+            run_dir.keep();
             let (losses, metric_lines) = log.series(&spec.tasks);
             write_chart(&out.join(CHART_FILE), &losses, &metric_lines)?;
             fault::point("run:chart");

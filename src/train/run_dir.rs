@@ -36,10 +36,15 @@ pub enum ResumePoint {
     Start,
 }
 
+/// Files desktops drop into any folder they show.
+const DESKTOP_FILES: [&str; 3] = [".DS_Store", "Thumbs.db", "desktop.ini"];
+
 /// True for what a crash may leave behind without harm: the lock file and hidden temporary
-/// files and directories (`.NAME.tmp`, `.NAME.old`, `.NAME.partial`).
+/// files and directories (`.NAME.tmp`, `.NAME.old`, `.NAME.partial`); desktop files are
+/// ignored too (they are kept).
 fn is_leftover(name: &str) -> bool {
     name == LOCK_FILE
+        || DESKTOP_FILES.contains(&name)
         || (name.starts_with('.')
             && (name.ends_with(".tmp") || name.ends_with(".old") || name.ends_with(".partial")))
 }
@@ -62,7 +67,7 @@ fn remove_leftovers(dir: &Path) -> Result<()> {
     for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if is_leftover(&name) && name != LOCK_FILE {
+        if is_leftover(&name) && name != LOCK_FILE && !DESKTOP_FILES.contains(&name.as_str()) {
             let path = entry.path();
             let removed = if path.is_dir() {
                 std::fs::remove_dir_all(&path)
@@ -194,14 +199,19 @@ impl Drop for RunDir {
         let Some(remove_dir) = self.cleanup.take() else {
             return;
         };
-        if cfg!(windows) {
-            self.lock.take(); // an open file cannot be removed there
-        }
-        if remove_dir {
-            let _ = std::fs::remove_dir_all(&self.path);
-        } else if let Ok(entries) = std::fs::read_dir(&self.path) {
-            for entry in entries.flatten() {
-                let path = entry.path();
+        // What this run wrote, with run.toml last: an interrupted cleanup leaves either a
+        // run that `--resume` restarts from step 0, or leftovers a fresh start accepts.
+        if let Ok(entries) = std::fs::read_dir(&self.path) {
+            let mut paths: Vec<PathBuf> = entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n != LOCK_FILE && n != RUN_CONFIG)
+                })
+                .collect();
+            paths.push(self.path.join(RUN_CONFIG));
+            for path in paths {
                 let _ = if path.is_dir() {
                     std::fs::remove_dir_all(&path)
                 } else {
@@ -209,7 +219,13 @@ impl Drop for RunDir {
                 };
             }
         }
+        // The lock file goes only with the directory this process created (and the lock is
+        // released first: an open file cannot be removed on Windows).
         self.lock.take();
+        if remove_dir {
+            let _ = std::fs::remove_file(self.path.join(LOCK_FILE));
+            let _ = std::fs::remove_dir(&self.path);
+        }
     }
 }
 
@@ -252,8 +268,14 @@ mod tests {
         let run = RunDir::create(&dir).unwrap();
         assert!(!dir.join(".last.tmp").exists() && !dir.join(".run.toml.tmp").exists());
         std::fs::write(dir.join(RUN_CONFIG), "").unwrap();
-        drop(run); // no checkpoint: the directory is emptied (it existed before)
-        assert!(dir.exists() && std::fs::read_dir(&dir).unwrap().next().is_none());
+        drop(run); // no checkpoint: the directory is emptied but for the lock (it existed)
+        let left: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, [LOCK_FILE]);
+        std::fs::write(dir.join(".DS_Store"), "desktop").unwrap();
+        drop(RunDir::create(&dir).expect("desktop files and the lock do not count"));
         std::fs::write(dir.join("notes.txt"), "mine").unwrap();
         let err = RunDir::create(&dir).err().unwrap().to_string();
         assert!(err.contains("holds no taskgate run"), "{err}");

@@ -42,7 +42,7 @@ const failures = [];
 const servers = [];
 try {
   const open = await startServer({ port: 0, model: dir, data: path.join(dir, 'train.jsonl') });
-  const lan = await startServer({ port: 0, model: dir, allowHosts: ['Taskgate.LAN'] });
+  const lan = await startServer({ port: 0, model: dir, allowHosts: ['Taskgate.LAN', 'box.lan:8080', 'fe80::1'] });
   servers.push(open, lan);
   const port = new URL(open.url).port;
   const cases = [
@@ -57,6 +57,10 @@ try {
     [open, '/model/model.safetensors', `127.0.0.1.evil.example:${port}`, 403],
     [lan, '/model/model.safetensors', 'taskgate.lan:8080', 200],
     [lan, '/model/model.safetensors', 'other.lan:8080', 403],
+    [lan, '/model/model.safetensors', 'box.lan:9999', 200],
+    [lan, '/model/model.safetensors', '[fe80::1]:8080', 200],
+    [open, '/test./run.sh', `127.0.0.1:${port}`, 404],
+    [open, '/test%20/run.sh', `127.0.0.1:${port}`, 404],
     [open, '/test/run.sh', `127.0.0.1:${port}`, 404],
     [open, '//test/run.sh', `127.0.0.1:${port}`, 404],
     [open, '/./test/run.sh', `127.0.0.1:${port}`, 404],
