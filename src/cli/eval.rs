@@ -9,7 +9,7 @@ use anyhow::{Result, bail};
 
 use crate::data::splits::Split;
 use crate::eval::evaluate_task;
-use crate::files::{Output, refuse_input};
+use crate::files::Output;
 use crate::gpu::{AdapterRequest, Gpu};
 use crate::model::{ModelDir, MultiTaskModel};
 use crate::train::checkpoint;
@@ -44,15 +44,10 @@ pub fn run(
     allow_non_finite: bool,
 ) -> Result<()> {
     let Report { json, output } = report;
-    let model_path = model_dir(dir);
-    let model_files = ModelDir::files(&model_path);
-    if let Some(output) = output {
-        let inputs: Vec<&Path> = model_files.iter().map(PathBuf::as_path).collect();
-        refuse_input(output, &inputs, "--output")?;
-    }
-    let (model_path, model) = super::load_run_model(dir, model_path, allow_non_finite)?;
+    let (model_path, model) = super::load_run_model(dir, model_dir(dir), allow_non_finite)?;
     let tasks = &model.spec.tasks;
     // The report never replaces the model or one of the data files it reads.
+    let model_files = ModelDir::files(&model_path);
     let mut inputs: Vec<&Path> = model_files.iter().map(PathBuf::as_path).collect();
     inputs.extend(tasks.iter().filter_map(|t| split.path(t)));
     let mut out = Output::open(output, &inputs, "--output")?;

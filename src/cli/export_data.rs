@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 
 use crate::data::formats::read_records;
 use crate::data::splits::{Split, label_value};
-use crate::files::{Output, refuse_input};
+use crate::files::Output;
 use crate::train::run::resolve_paths;
 
 pub fn run(
@@ -32,9 +32,7 @@ pub fn run(
             inputs.extend(split.path(task));
         }
     }
-    if let Some(output) = output {
-        refuse_input(output, &inputs, "--output")?;
-    }
+    let mut out = Output::open(output, &inputs, "--output")?;
     let mut per_task_lines: Vec<Vec<Value>> = Vec::new();
     for task in &config_data.tasks {
         let Some(path) = split.path(task) else {
@@ -62,7 +60,6 @@ pub fn run(
     if total == 0 {
         bail!("{}: no task has a {} file", config.display(), split.name());
     }
-    let mut out = Output::open(output, &inputs, "--output")?;
     let longest = per_task_lines.iter().map(Vec::len).max().unwrap_or(0);
     for k in 0..longest {
         for lines in &per_task_lines {

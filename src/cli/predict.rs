@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use super::eval::model_dir;
 use crate::data::jsonl::text_fields;
 use crate::data::{Example, collate};
-use crate::files::{Output, refuse_input};
+use crate::files::Output;
 use crate::gpu::{AdapterRequest, Gpu};
 use crate::model::infer::infer;
 use crate::model::prediction_json::{Extras, prediction_json};
@@ -29,21 +29,17 @@ pub fn run(
     extras: Extras,
     allow_non_finite: bool,
 ) -> Result<()> {
-    let model_path = model_dir(dir);
-    // Checked before anything is opened for writing: the output never replaces an input.
+    let (model_path, model) = super::load_run_model(dir, model_dir(dir), allow_non_finite)?;
+    // Opened before any work (the output never replaces an input; it appears when complete).
     let model_files = ModelDir::files(&model_path);
     let mut inputs: Vec<&Path> = model_files.iter().map(PathBuf::as_path).collect();
     inputs.push(input);
-    if let Some(output) = output {
-        refuse_input(output, &inputs, "--output")?;
-    }
-    let (_, model) = super::load_run_model(dir, model_path, allow_non_finite)?;
+    let mut out = Output::open(output, &inputs, "--output")?;
     let file =
         std::fs::File::open(input).with_context(|| format!("cannot open {}", input.display()))?;
     let reader = std::io::BufReader::new(file);
     let gpu = pollster::block_on(Gpu::new(request))?;
     let gpu_model = MultiTaskModel::new(&gpu, model.spec.clone(), &model.params)?;
-    let mut out = Output::open(output, &inputs, "--output")?;
     let mut pending: Vec<(Example, Option<Value>)> = Vec::new();
     let mut count = 0usize;
     for (i, line) in reader.lines().enumerate() {

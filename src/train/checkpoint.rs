@@ -80,19 +80,35 @@ pub fn save(
     state: &RunState,
 ) -> Result<()> {
     fault::point(&format!("checkpoint:{name}:start"));
-    let tmp = temp_dir(run_dir, name);
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp)
-            .with_context(|| format!("cannot remove {}", tmp.display()))?;
-    }
     let files = checkpoint_files(trainer, tokenizer_json, state)?;
-    let written = write_complete(&tmp, &files, state.step, name);
+    install(run_dir, name, &files, state.step)
+}
+
+/// Writes `files` as the checkpoint `run_dir/name` of `step`: into `.NAME.tmp/` with its
+/// manifest, then renamed into place.
+fn install(
+    run_dir: &Path,
+    name: &str,
+    files: &[(impl AsRef<str>, Vec<u8>)],
+    step: u64,
+) -> Result<()> {
+    let tmp = temp_dir(run_dir, name);
+    remove_dir_if_present(&tmp)?;
+    let written = write_complete(&tmp, files, step, name);
     if written.is_err() {
         // Free the space a full disk needs back; the previous checkpoint is untouched.
         let _ = std::fs::remove_dir_all(&tmp);
     }
     written?;
     replace_dir(&tmp, &run_dir.join(name))
+}
+
+/// Removes the directory `dir` with its contents, if it exists.
+fn remove_dir_if_present(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+    }
+    Ok(())
 }
 
 /// The files of a checkpoint, by name, as bytes.
@@ -134,7 +150,12 @@ fn checkpoint_files(
 }
 
 /// Writes `files` into the new directory `dir`, each synced, then the manifest.
-fn write_complete(dir: &Path, files: &[(&str, Vec<u8>)], step: u64, name: &str) -> Result<()> {
+fn write_complete(
+    dir: &Path,
+    files: &[(impl AsRef<str>, Vec<u8>)],
+    step: u64,
+    name: &str,
+) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut manifest = Manifest {
         taskgate_checkpoint: 1,
@@ -142,6 +163,7 @@ fn write_complete(dir: &Path, files: &[(&str, Vec<u8>)], step: u64, name: &str) 
         files: BTreeMap::new(),
     };
     for (file, bytes) in files {
+        let file = file.as_ref();
         write_synced(&dir.join(file), bytes)?;
         manifest.files.insert(
             file.to_string(),
@@ -164,26 +186,20 @@ fn write_complete(dir: &Path, files: &[(&str, Vec<u8>)], step: u64, name: &str) 
 /// Makes `run_dir/name` a copy of the complete checkpoint `from` (the same atomic steps as
 /// [`save`]): a run resumed from `best/` because it is newer than `last/` (a crash between
 /// the two saves of one evaluation) gets the `last/` the uninterrupted run wrote.
-pub fn copy(run_dir: &Path, from: &Path, name: &str) -> Result<()> {
-    let tmp = temp_dir(run_dir, name);
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp)
-            .with_context(|| format!("cannot remove {}", tmp.display()))?;
+pub fn copy(run_dir: &Path, from: &Found, name: &str) -> Result<()> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(&from.dir)
+        .with_context(|| format!("cannot read {}", from.dir.display()))?
+    {
+        let file = entry?.file_name().to_string_lossy().into_owned();
+        if file != MANIFEST_FILE {
+            let path = from.dir.join(&file);
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            files.push((file, bytes));
+        }
     }
-    std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    let mut names: Vec<String> = std::fs::read_dir(from)
-        .with_context(|| format!("cannot read {}", from.display()))?
-        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
-        .collect::<std::io::Result<_>>()?;
-    // The manifest last, as a save writes it.
-    names.sort_by_key(|n| n == MANIFEST_FILE);
-    for file in names {
-        let bytes = std::fs::read(from.join(&file))
-            .with_context(|| format!("cannot read {}", from.join(&file).display()))?;
-        write_synced(&tmp.join(&file), &bytes)?;
-    }
-    sync_dir(&tmp);
-    replace_dir(&tmp, &run_dir.join(name))
+    install(run_dir, name, &files, from.step)
 }
 
 /// Writes `bytes` to `path` and waits until they are on disk.
@@ -221,8 +237,7 @@ fn replace_dir(from: &Path, to: &Path) -> Result<()> {
         .unwrap_or_default();
     let old = old_dir(parent, &name);
     if old.exists() {
-        std::fs::remove_dir_all(&old)
-            .with_context(|| format!("cannot remove {}", old.display()))?;
+        remove_dir_if_present(&old)?;
         fault::point(&format!("checkpoint:{name}:old-cleared"));
     }
     if to.exists() {
@@ -234,8 +249,7 @@ fn replace_dir(from: &Path, to: &Path) -> Result<()> {
     sync_dir(parent);
     fault::point(&format!("checkpoint:{name}:in-place"));
     if old.exists() {
-        std::fs::remove_dir_all(&old)
-            .with_context(|| format!("cannot remove {}", old.display()))?;
+        remove_dir_if_present(&old)?;
         fault::point(&format!("checkpoint:{name}:done"));
     }
     Ok(())
@@ -366,20 +380,13 @@ pub fn find(run_dir: &Path, name: &str) -> (Option<Found>, Vec<String>) {
 pub fn tidy(run_dir: &Path, name: &str) -> Result<(Option<Found>, Vec<String>)> {
     let (found, warnings) = find(run_dir, name);
     let target = run_dir.join(name);
-    let remove = |dir: &Path| -> Result<()> {
-        if dir.exists() {
-            std::fs::remove_dir_all(dir)
-                .with_context(|| format!("cannot remove {}", dir.display()))?;
-        }
-        Ok(())
-    };
     let Some(found) = found else {
-        remove(&temp_dir(run_dir, name))?;
-        remove(&old_dir(run_dir, name))?;
+        remove_dir_if_present(&temp_dir(run_dir, name))?;
+        remove_dir_if_present(&old_dir(run_dir, name))?;
         return Ok((None, warnings));
     };
     if found.dir != target {
-        remove(&target)?;
+        remove_dir_if_present(&target)?;
         std::fs::rename(&found.dir, &target).with_context(|| {
             format!(
                 "cannot move {} to {}",
@@ -389,8 +396,8 @@ pub fn tidy(run_dir: &Path, name: &str) -> Result<(Option<Found>, Vec<String>)> 
         })?;
         sync_dir(run_dir);
     }
-    remove(&temp_dir(run_dir, name))?;
-    remove(&old_dir(run_dir, name))?;
+    remove_dir_if_present(&temp_dir(run_dir, name))?;
+    remove_dir_if_present(&old_dir(run_dir, name))?;
     Ok((
         Some(Found {
             dir: target,
@@ -428,11 +435,9 @@ fn read_state(dir: &Path) -> Result<RunState> {
     })
 }
 
-/// Reads the checkpoint in `dir`, which must be complete (see [`inspect`]).
+/// Reads the checkpoint in `dir`, found complete by [`find`] or [`tidy`] (which checked its
+/// manifest; it is not read twice).
 pub fn load(dir: &Path) -> Result<Loaded> {
-    if let Status::Incomplete(why) = inspect(dir) {
-        bail!("{} is not a complete checkpoint: {why}", dir.display());
-    }
     let model = ModelDir::load(dir)?;
     let state = read_state(dir)?;
     let opt_path = dir.join(OPTIMIZER_FILE);

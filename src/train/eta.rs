@@ -27,6 +27,11 @@ impl Eta {
         self.eval_secs += secs;
     }
 
+    /// Seconds spent in evaluations so far.
+    pub fn eval_secs(&self) -> f64 {
+        self.eval_secs
+    }
+
     /// The time left for `steps_left` steps and `evals_left` evaluations; `None` before any
     /// step was measured.
     pub fn remaining(&self, steps_left: u64, evals_left: u64) -> Option<Duration> {

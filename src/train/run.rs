@@ -248,7 +248,7 @@ pub fn run(request: &AdapterRequest, options: &RunOptions) -> Result<RunSummary>
     // A resumed run: the directory locked and tidied first, then its configuration and the
     // newest complete checkpoint (or step 0 when none was written yet).
     let mut opened = None;
-    let (config, config_path, resumed) = if options.resume {
+    let (config, config_path, mut resumed) = if options.resume {
         let (run_dir, point, warnings) = RunDir::open(out)?;
         for warning in warnings {
             eprintln!("warning: {warning}; using an older checkpoint");
@@ -293,7 +293,6 @@ pub fn run(request: &AdapterRequest, options: &RunOptions) -> Result<RunSummary>
     let gpu = pollster::block_on(Gpu::new(request))?;
 
     // The model: fresh (pretrained encoder + new tasks) or the checkpoint.
-    let mut resumed = resumed;
     let (spec, params, tokenizer_json) = match resumed.as_mut() {
         Some(c) => (
             c.model.spec.clone(),
@@ -445,7 +444,6 @@ pub fn run(request: &AdapterRequest, options: &RunOptions) -> Result<RunSummary>
     // Wall-clock time of training steps alone (evaluations and checkpoints apart), for the
     // ETA and tokens/s.
     let mut eta = Eta::default();
-    let mut eval_secs = 0.0;
     let mut mark = (Instant::now(), state.step);
     while state.step < total_steps {
         let (task, indices) = sampler.next_batch();
@@ -489,7 +487,7 @@ pub fn run(request: &AdapterRequest, options: &RunOptions) -> Result<RunSummary>
             eta.add_steps(step - mark.1, mark.0.elapsed().as_secs_f64());
             mark = (Instant::now(), step);
             let elapsed = elapsed_before + started.elapsed().as_secs_f64();
-            let training_s = (started.elapsed().as_secs_f64() - eval_secs).max(1e-9);
+            let training_s = (started.elapsed().as_secs_f64() - eta.eval_secs()).max(1e-9);
             let tokens_per_s = (state.tokens - tokens_before) as f64 / training_s;
             let losses: serde_json::Map<String, Value> = sums
                 .iter()
@@ -570,15 +568,13 @@ pub fn run(request: &AdapterRequest, options: &RunOptions) -> Result<RunSummary>
             let (losses, metric_lines) = log.series(&spec.tasks);
             write_chart(&out.join(CHART_FILE), &losses, &metric_lines)?;
             fault::point("run:chart");
-            let took = eval_started.elapsed().as_secs_f64();
-            eta.add_eval(took);
-            eval_secs += took;
+            eta.add_eval(eval_started.elapsed().as_secs_f64());
             mark = (Instant::now(), step);
         }
         fault::point("run:step");
     }
     bar.finish_and_clear();
-    let trained_s = started.elapsed().as_secs_f64() - eval_secs;
+    let trained_s = started.elapsed().as_secs_f64() - eta.eval_secs();
     Ok(RunSummary {
         steps: state.step,
         tokens_per_s: (state.tokens - tokens_before) as f64 / trained_s.max(1e-9),

@@ -39,14 +39,26 @@ pub enum ResumePoint {
 /// Files desktops drop into any folder they show.
 const DESKTOP_FILES: [&str; 3] = [".DS_Store", "Thumbs.db", "desktop.ini"];
 
-/// True for what a crash may leave behind without harm: the lock file and hidden temporary
-/// files and directories (`.NAME.tmp`, `.NAME.old`, `.NAME.partial`); desktop files are
-/// ignored too (they are kept).
+/// The hidden temporary files and directories an interrupted write leaves (`.NAME.tmp`,
+/// `.NAME.old`, `.NAME.partial`).
+fn is_temporary(name: &str) -> bool {
+    name.starts_with('.')
+        && (name.ends_with(".tmp") || name.ends_with(".old") || name.ends_with(".partial"))
+}
+
+/// True for what a crash may leave behind without harm: the lock file and temporary files;
+/// desktop files are ignored too (they are kept).
 fn is_leftover(name: &str) -> bool {
-    name == LOCK_FILE
-        || DESKTOP_FILES.contains(&name)
-        || (name.starts_with('.')
-            && (name.ends_with(".tmp") || name.ends_with(".old") || name.ends_with(".partial")))
+    name == LOCK_FILE || DESKTOP_FILES.contains(&name) || is_temporary(name)
+}
+
+/// Removes a file, or a directory with its contents.
+fn remove_entry(path: &Path) -> std::io::Result<()> {
+    if path.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    }
 }
 
 /// The entries of `dir` that are not leftovers.
@@ -62,19 +74,16 @@ fn contents(dir: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// Removes the leftovers of interrupted writes (not the lock file).
+/// Removes the temporary files of interrupted writes.
 fn remove_leftovers(dir: &Path) -> Result<()> {
     for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if is_leftover(&name) && name != LOCK_FILE && !DESKTOP_FILES.contains(&name.as_str()) {
-            let path = entry.path();
-            let removed = if path.is_dir() {
-                std::fs::remove_dir_all(&path)
-            } else {
-                std::fs::remove_file(&path)
-            };
-            removed.with_context(|| format!("cannot remove the leftover {}", path.display()))?;
+        let path = entry?.path();
+        if path
+            .file_name()
+            .is_some_and(|n| is_temporary(&n.to_string_lossy()))
+        {
+            remove_entry(&path)
+                .with_context(|| format!("cannot remove the leftover {}", path.display()))?;
         }
     }
     Ok(())
@@ -159,7 +168,7 @@ impl RunDir {
         // one evaluation: last/ is made what that evaluation wrote, a copy of best/.
         let newest = match newest {
             Some(found) if found.dir == dir.join(BEST) => {
-                checkpoint::copy(dir, &found.dir, LAST)?;
+                checkpoint::copy(dir, &found, LAST)?;
                 Some(Found {
                     dir: dir.join(LAST),
                     step: found.step,
@@ -212,11 +221,7 @@ impl Drop for RunDir {
                 .collect();
             paths.push(self.path.join(RUN_CONFIG));
             for path in paths {
-                let _ = if path.is_dir() {
-                    std::fs::remove_dir_all(&path)
-                } else {
-                    std::fs::remove_file(&path)
-                };
+                let _ = remove_entry(&path);
             }
         }
         // The lock file goes only with the directory this process created (and the lock is
