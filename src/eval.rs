@@ -4,10 +4,10 @@
 use anyhow::Result;
 
 use crate::data::splits::EvalSet;
-use crate::data::{Example, Label, collate};
+use crate::data::{Example, collate};
 use crate::metrics::{Metrics, TaskEval};
 use crate::model::MultiTaskModel;
-use crate::model::infer::{Prediction, decode, infer};
+use crate::model::infer::{decode, infer};
 
 /// Examples per inference batch.
 pub const EVAL_BATCH: usize = 32;
@@ -36,35 +36,14 @@ pub fn evaluate_task(
         let out = outputs[task_index].as_ref().expect("the task was run");
         for (row, example) in batch_examples.iter().enumerate() {
             let prediction = decode(task, out, batch.seq, row, example, None);
-            match (&example.labels[task_index], prediction) {
-                (Some(Label::Class(gold)), Prediction::Class(p, _)) => {
-                    gathered.classes.push((p, *gold))
-                }
-                (Some(Label::Classes(gold)), Prediction::Labels(probs)) => {
-                    let mut predicted: Vec<bool> = probs.iter().map(|&p| p >= 0.5).collect();
-                    predicted.resize(labels.len(), false);
-                    let mut truth = vec![false; labels.len()];
-                    for &g in gold {
-                        truth[g] = true;
-                    }
-                    gathered.sets.push((predicted, truth));
-                }
-                (Some(Label::Values(gold)), Prediction::Values(v)) => {
-                    gathered
-                        .values
-                        .extend(v.iter().zip(gold).map(|(&p, &g)| (p as f64, g as f64)));
-                }
-                (Some(Label::Tags(gold)), Prediction::Tags(tags, _)) => {
-                    // Words cut off by max_length have no prediction: an index past every tag
-                    // (unseen ones too), wrong for token accuracy and outside every span.
-                    let missing = labels.len();
-                    let predicted = tags.iter().map(|t| t.unwrap_or(missing)).collect();
-                    gathered.sentences.push((predicted, gold.clone()));
-                }
-                _ => {}
+            if let Some(gold) = &example.labels[task_index] {
+                task.kind
+                    .gather(&mut gathered, gold, prediction, labels.len());
             }
         }
     }
     let known = task.labels.as_deref().unwrap_or(&[]).len();
-    Ok(gathered.metrics(task.kind, &labels, known))
+    let mut metrics = task.kind.metrics(&gathered, &labels, known);
+    metrics.insert("examples", gathered.len() as f64);
+    Ok(metrics)
 }

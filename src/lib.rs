@@ -33,6 +33,7 @@ pub mod ops;
 pub mod reference;
 pub mod session;
 pub mod shaders;
+pub mod tasks;
 pub mod tokenize;
 pub mod train;
 

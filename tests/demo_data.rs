@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
+use taskgate::config::{DataSource, TaskConfig, TaskSpec};
 use taskgate::data::splits::{Split, load_split};
 use taskgate::tokenize::TextTokenizer;
 use taskgate::train::run::resolve_fresh;
@@ -40,11 +41,13 @@ fn the_demo_data_loads_with_the_demo_config() {
                 .all(|t| tags.iter().any(|x| x == t)),
         "{tags:?}"
     );
+    let specs: Vec<TaskSpec> = config.tasks.iter().map(TaskConfig::spec).collect();
+    let sources: Vec<DataSource> = config.tasks.iter().map(TaskConfig::source).collect();
     for (i, task) in config.tasks.iter().enumerate() {
         let mut seen: HashSet<String> = HashSet::new();
         let mut counts = Vec::new();
         for split in [Split::Train, Split::Dev, Split::Test] {
-            let examples = load_split(&config.tasks, i, split, &tokenizer)
+            let examples = load_split(&specs, &sources, i, split, &tokenizer)
                 .unwrap()
                 .expect("every split has a file");
             counts.push(examples.len());

@@ -6,7 +6,7 @@ use anyhow::{Result, bail};
 
 use super::kernels::{Runs, device_name, measure};
 use super::report::{BenchResult, Report};
-use crate::config::{GateMode, HeadConfig, Pooling, TaskConfig, TaskKind};
+use crate::config::{GateMode, HeadConfig, Pooling, TaskKind, TaskSpec};
 use crate::data::{Batch, TaskTargets};
 use crate::gpu::Gpu;
 use crate::model::MultiTaskModel;
@@ -31,12 +31,12 @@ fn task(
     width: usize,
     gate: GateMode,
     pooling: Option<Pooling>,
-) -> TaskConfig {
-    TaskConfig {
+) -> TaskSpec {
+    TaskSpec {
         name: name.into(),
         kind,
-        labels: (kind != TaskKind::Regression).then(|| (0..width).map(|i| i.to_string()).collect()),
-        outputs: (kind == TaskKind::Regression).then_some(width),
+        labels: (kind != TaskKind::REGRESSION).then(|| (0..width).map(|i| i.to_string()).collect()),
+        outputs: (kind == TaskKind::REGRESSION).then_some(width),
         gate,
         pooling,
         head: HeadConfig {
@@ -44,7 +44,7 @@ fn task(
             activation: Activation::Gelu,
         },
         lambda: 1.0,
-        ..TaskConfig::new(name, kind)
+        ..TaskSpec::new(name, kind)
     }
 }
 
@@ -76,21 +76,21 @@ pub fn bench_spec(model: &str) -> Result<ModelSpec> {
         tasks: vec![
             task(
                 "classification",
-                TaskKind::Classification,
+                TaskKind::CLASSIFICATION,
                 2,
                 GateMode::Scalar,
                 Some(Pooling::Cls),
             ),
             task(
                 "regression",
-                TaskKind::Regression,
+                TaskKind::REGRESSION,
                 1,
                 GateMode::Vector,
                 Some(Pooling::Mean),
             ),
             task(
                 "tokens",
-                TaskKind::TokenClassification,
+                TaskKind::TOKEN_CLASSIFICATION,
                 10,
                 GateMode::Scalar,
                 None,

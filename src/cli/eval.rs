@@ -49,9 +49,9 @@ pub fn run(
     // The report never replaces the model or one of the data files it reads.
     let model_files = ModelDir::files(&model_path);
     let mut inputs: Vec<&Path> = model_files.iter().map(PathBuf::as_path).collect();
-    inputs.extend(tasks.iter().filter_map(|t| split.path(t)));
+    inputs.extend(model.sources.iter().filter_map(|s| split.path(s)));
     let mut out = Output::open(output, &inputs, "--output")?;
-    let data = load_eval_sets(tasks, split, &model.tokenizer)?;
+    let data = load_eval_sets(tasks, &model.sources, split, &model.tokenizer)?;
     if data.iter().all(Option::is_none) {
         bail!(
             "no task of {} has a `{}` file; add `{} = \"path\"` to the tasks in its taskgate.toml",

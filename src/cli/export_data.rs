@@ -9,6 +9,7 @@ use std::path::Path;
 use anyhow::{Result, bail};
 use serde_json::{Map, Value, json};
 
+use crate::config::{DataSource, TaskConfig};
 use crate::data::formats::read_records;
 use crate::data::splits::{Split, label_value};
 use crate::files::Output;
@@ -27,24 +28,26 @@ pub fn run(
     let config_data = resolve_paths(config, None)?;
     // The output is never the config or one of its data files (any split).
     let mut inputs: Vec<&Path> = vec![config];
-    for task in &config_data.tasks {
+    let sources: Vec<DataSource> = config_data.tasks.iter().map(TaskConfig::source).collect();
+    for source in &sources {
         for split in [Split::Train, Split::Dev, Split::Test] {
-            inputs.extend(split.path(task));
+            inputs.extend(split.path(source));
         }
     }
     let mut out = Output::open(output, &inputs, "--output")?;
     let mut per_task_lines: Vec<Vec<Value>> = Vec::new();
-    for task in &config_data.tasks {
-        let Some(path) = split.path(task) else {
+    for (task, source) in config_data.tasks.iter().zip(&sources) {
+        let task = task.spec();
+        let Some(path) = split.path(source) else {
             per_task_lines.push(Vec::new());
             continue;
         };
-        let records = read_records(task, path)?;
+        let records = read_records(&task, source, path)?;
         let keep = per_task.unwrap_or(records.len()).min(records.len());
         let lines = (0..keep)
             .map(|k| &records[k * records.len() / keep.max(1)])
             .map(|r| {
-                let label = label_value(task, &r.label);
+                let label = label_value(&task, &r.label);
                 let mut line = Map::new();
                 line.insert("text".into(), json!(r.text));
                 if let Some(pair) = &r.text_pair {

@@ -21,7 +21,13 @@ pub fn run(config: &Path, out: &Path, force: bool) -> Result<()> {
     for file in ModelDir::files(out) {
         refuse_input(&file, &inputs, "--out")?;
     }
-    ModelDir::save(out, &model.spec, &model.params, &model.tokenizer_json)?;
+    ModelDir::save(
+        out,
+        &model.spec,
+        &model.sources,
+        &model.params,
+        &model.tokenizer_json,
+    )?;
     for note in &model.notes {
         println!("{note}");
     }

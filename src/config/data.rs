@@ -62,3 +62,20 @@ impl std::fmt::Display for Column {
         }
     }
 }
+
+/// Where a task's examples come from and how its files are read (the data half of a
+/// `[[task]]`; see [`super::TaskConfig`] for each field's meaning).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DataSource {
+    pub train: Option<std::path::PathBuf>,
+    pub dev: Option<std::path::PathBuf>,
+    pub test: Option<std::path::PathBuf>,
+    pub format: Option<DataFormat>,
+    pub text_column: Option<Column>,
+    pub pair_column: Option<Column>,
+    pub label_column: Option<Column>,
+    pub delimiter: Option<String>,
+    pub header: Option<bool>,
+    pub tag_column: Option<usize>,
+    pub label_separator: Option<String>,
+}

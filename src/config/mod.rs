@@ -11,12 +11,14 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::ops::activation::Activation;
-use crate::tokenize::WordSplit;
 
 pub mod data;
+pub mod task;
 pub mod train;
 
-pub use data::{Column, DataFormat};
+pub use crate::tasks::TaskKind;
+pub use data::{Column, DataFormat, DataSource};
+pub use task::{TaskConfig, TaskSpec};
 pub use train::{SamplerKind, TrainConfig};
 
 /// The whole configuration file.
@@ -77,23 +79,6 @@ fn default_dropout() -> f32 {
     0.1
 }
 
-/// What a task predicts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskKind {
-    Classification,
-    Multilabel,
-    Regression,
-    TokenClassification,
-}
-
-impl TaskKind {
-    /// True for the kinds that pool the sequence into one vector.
-    pub fn is_sequence_level(self) -> bool {
-        self != TaskKind::TokenClassification
-    }
-}
-
 /// How the task gate scales the encoder output.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -137,116 +122,6 @@ impl Default for HeadConfig {
         Self {
             hidden: Vec::new(),
             activation: Activation::Gelu,
-        }
-    }
-}
-
-/// One `[[task]]`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct TaskConfig {
-    pub name: String,
-    pub kind: TaskKind,
-    /// Class names (classification, multilabel) or tags (token_classification).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub labels: Option<Vec<String>>,
-    /// Regression outputs (default 1).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub outputs: Option<usize>,
-    #[serde(default)]
-    pub gate: GateMode,
-    /// Sequence-level kinds only (default `cls`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pooling: Option<Pooling>,
-    #[serde(default)]
-    pub head: HeadConfig,
-    #[serde(default = "default_lambda")]
-    pub lambda: f32,
-    /// Training examples (`taskgate train`); format from the extension unless `format`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub train: Option<PathBuf>,
-    /// Development examples (periodic evaluation, best checkpoint).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dev: Option<PathBuf>,
-    /// Test examples (`taskgate eval --split test`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub test: Option<PathBuf>,
-    /// `jsonl`, `csv`, `tsv`, `conll` or `word_tag` (default: from the file extension).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format: Option<DataFormat>,
-    /// CSV/TSV: the text column (a header name, or a 0-based index; default "text").
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub text_column: Option<Column>,
-    /// CSV/TSV: the optional second-text column.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pair_column: Option<Column>,
-    /// CSV/TSV: the label column (default "label").
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub label_column: Option<Column>,
-    /// CSV/TSV: the field delimiter (default "," for csv, tab for tsv).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delimiter: Option<String>,
-    /// CSV/TSV: whether the first row names the columns (default true).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub header: Option<bool>,
-    /// CoNLL: the 0-based column holding the tag (default: the last column).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tag_column: Option<usize>,
-    /// CSV/TSV multilabel cells: the separator between label names (default "|").
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub label_separator: Option<String>,
-    /// Token tasks: how `predict` cuts raw text into words, `whitespace` (default) or
-    /// `punctuation` (BERT's basic split, as the Penn Treebank and CoNLL data are made).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub word_split: Option<WordSplit>,
-}
-
-fn default_lambda() -> f32 {
-    1.0
-}
-
-impl TaskConfig {
-    /// A task with every optional field unset (lambda 1, scalar gate, linear head).
-    pub fn new(name: &str, kind: TaskKind) -> Self {
-        Self {
-            name: name.into(),
-            kind,
-            labels: None,
-            outputs: None,
-            gate: GateMode::default(),
-            pooling: None,
-            head: HeadConfig::default(),
-            lambda: 1.0,
-            train: None,
-            dev: None,
-            test: None,
-            format: None,
-            text_column: None,
-            pair_column: None,
-            label_column: None,
-            delimiter: None,
-            header: None,
-            tag_column: None,
-            label_separator: None,
-            word_split: None,
-        }
-    }
-
-    /// How `predict` cuts raw text into this (token) task's words.
-    pub fn word_split(&self) -> WordSplit {
-        self.word_split.unwrap_or_default()
-    }
-
-    /// The pooling of a sequence-level task (`cls` unless set).
-    pub fn pooling(&self) -> Pooling {
-        self.pooling.unwrap_or_default()
-    }
-
-    /// Width of the task's output layer.
-    pub fn output_width(&self) -> usize {
-        match self.kind {
-            TaskKind::Regression => self.outputs.unwrap_or(1),
-            _ => self.labels.as_ref().map_or(0, Vec::len),
         }
     }
 }
@@ -352,46 +227,50 @@ impl ModelConfig {
                     task.lambda
                 );
             }
-            if task.kind == TaskKind::TokenClassification && task.pooling.is_some() {
-                bail!("task '{name}': a token_classification task has no `pooling`");
+            if !task.kind.is_sequence_level() && task.pooling.is_some() {
+                bail!("task '{name}': a {} task has no `pooling`", task.kind);
             }
-            if task.kind != TaskKind::TokenClassification && task.word_split.is_some() {
-                bail!("task '{name}': `word_split` is for token_classification tasks only");
+            if task.kind.is_sequence_level() && task.word_split.is_some() {
+                bail!(
+                    "task '{name}': `word_split` is for token-level tasks (token_classification) only"
+                );
             }
             if task.head.hidden.contains(&0) {
                 bail!("task '{name}': head hidden sizes must be at least 1");
             }
-            match task.kind {
-                TaskKind::Regression => {
-                    if task.labels.is_some() {
-                        bail!("task '{name}': a regression task has `outputs`, not `labels`");
-                    }
-                    if task.outputs == Some(0) {
-                        bail!("task '{name}': outputs must be at least 1");
-                    }
+            if !task.kind.named_outputs() {
+                if task.labels.is_some() {
+                    bail!(
+                        "task '{name}': a {} task has `outputs`, not `labels`",
+                        task.kind
+                    );
                 }
-                _ => {
-                    if task.outputs.is_some() {
-                        bail!("task '{name}': `outputs` is for regression tasks only");
-                    }
-                    let Some(labels) = &task.labels else {
-                        if task.train.is_some() {
-                            continue; // inferred from the training file
-                        }
-                        bail!(
-                            "task '{name}': give its `labels` (class names or tags), or a \
-                             `train` file to infer them from"
-                        );
-                    };
-                    if labels.is_empty() {
-                        bail!("task '{name}': `labels` is empty");
-                    }
-                    let mut seen = HashSet::new();
-                    for label in labels {
-                        if !seen.insert(label) {
-                            bail!("task '{name}': label '{label}' appears twice");
-                        }
-                    }
+                if task.outputs == Some(0) {
+                    bail!("task '{name}': outputs must be at least 1");
+                }
+                continue;
+            }
+            if task.outputs.is_some() {
+                bail!(
+                    "task '{name}': `outputs` is for tasks that predict values (regression) only"
+                );
+            }
+            let Some(labels) = &task.labels else {
+                if task.train.is_some() {
+                    continue; // inferred from the training file
+                }
+                bail!(
+                    "task '{name}': give its `labels` (class names or tags), or a \
+                     `train` file to infer them from"
+                );
+            };
+            if labels.is_empty() {
+                bail!("task '{name}': `labels` is empty");
+            }
+            let mut seen = HashSet::new();
+            for label in labels {
+                if !seen.insert(label) {
+                    bail!("task '{name}': label '{label}' appears twice");
                 }
             }
         }
@@ -473,7 +352,7 @@ pooling = "mean"
         assert_eq!(c.encoder.dropout, 0.1);
         assert_eq!(c.tasks.len(), 2);
         assert_eq!(c.tasks[0].head.hidden, vec![64]);
-        assert_eq!(c.tasks[1].output_width(), 2);
+        assert_eq!(c.tasks[1].spec().output_width(), 2);
         assert_eq!(c.tasks[1].head, HeadConfig::default());
         assert_eq!(c.tasks[1].lambda, 1.0);
         // Round trip through the serializer (taskgate.toml is written this way).

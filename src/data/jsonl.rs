@@ -5,8 +5,8 @@ use std::path::Path;
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Map, Value};
 
-use super::labels::{Label, parse_label};
-use crate::config::TaskConfig;
+use crate::config::TaskSpec;
+use crate::tasks::{Label, parse_label};
 use crate::tokenize::{Encoded, TextTokenizer};
 
 /// One tokenized example with its labels (`None` where a task is unlabelled).
@@ -35,11 +35,7 @@ pub fn text_fields(object: &Map<String, Value>) -> Result<(String, Option<String
 }
 
 /// Parses one JSONL line.
-pub fn parse_example(
-    line: &str,
-    tasks: &[TaskConfig],
-    tokenizer: &TextTokenizer,
-) -> Result<Example> {
+pub fn parse_example(line: &str, tasks: &[TaskSpec], tokenizer: &TextTokenizer) -> Result<Example> {
     let value: Value = serde_json::from_str(line).map_err(|e| anyhow!("not valid JSON ({e})"))?;
     let Some(object) = value.as_object() else {
         bail!("expected a JSON object");
@@ -64,7 +60,7 @@ pub fn parse_example(
                     );
                 };
                 if !v.is_null() {
-                    labels[index] = Some(parse_label(&tasks[index], v, encoded.n_words)?);
+                    labels[index] = Some(parse_label(&tasks[index], v, encoded.n_words, None)?);
                 }
             }
         }
@@ -81,7 +77,7 @@ pub fn parse_example(
 /// Reads every example of a JSONL file; errors name the file and line.
 pub fn read_examples(
     path: &Path,
-    tasks: &[TaskConfig],
+    tasks: &[TaskSpec],
     tokenizer: &TextTokenizer,
 ) -> Result<Vec<Example>> {
     let text =
@@ -93,7 +89,7 @@ pub fn read_examples(
 pub fn parse_examples(
     text: &str,
     source: &str,
-    tasks: &[TaskConfig],
+    tasks: &[TaskSpec],
     tokenizer: &TextTokenizer,
 ) -> Result<Vec<Example>> {
     let mut examples = Vec::new();

@@ -5,10 +5,9 @@
 pub mod batch;
 pub mod formats;
 pub mod jsonl;
-pub mod labels;
 pub mod sampler;
 pub mod splits;
 
+pub use crate::tasks::Label;
 pub use batch::{Batch, TaskTargets, collate};
 pub use jsonl::{Example, read_examples};
-pub use labels::Label;

@@ -9,8 +9,8 @@ use serde_json::Value;
 
 use super::formats::{Record, read_records};
 use super::jsonl::Example;
-use super::labels::{UnseenLabels, parse_label_with};
-use crate::config::{TaskConfig, TaskKind};
+use crate::config::{DataSource, TaskSpec};
+use crate::tasks::{UnseenLabels, parse_label};
 use crate::tokenize::TextTokenizer;
 
 /// Which split of a task's data.
@@ -32,20 +32,25 @@ impl Split {
     }
 
     /// The task's file for this split, if any.
-    pub fn path(self, task: &TaskConfig) -> Option<&Path> {
+    pub fn path(self, source: &DataSource) -> Option<&Path> {
         match self {
-            Split::Train => task.train.as_deref(),
-            Split::Dev => task.dev.as_deref(),
-            Split::Test => task.test.as_deref(),
+            Split::Train => source.train.as_deref(),
+            Split::Dev => source.dev.as_deref(),
+            Split::Test => source.test.as_deref(),
         }
     }
 }
 
 /// The label names found in `records` (sorted), for kinds that have label names.
-pub fn infer_labels(task: &TaskConfig, path: &Path, records: &[Record]) -> Result<Vec<String>> {
+pub fn infer_labels(task: &TaskSpec, path: &Path, records: &[Record]) -> Result<Vec<String>> {
     let mut names = BTreeSet::new();
     for r in records {
-        let mut add = |v: &Value| -> Result<()> {
+        let at = || format!("{}:{}: task '{}'", path.display(), r.line, task.name);
+        let values = task
+            .kind
+            .label_names(&r.label)
+            .map_err(|expected| anyhow!("{}: expected {expected}, got {}", at(), r.label))?;
+        for v in values {
             match v {
                 Value::String(s) => {
                     names.insert(s.clone());
@@ -53,33 +58,8 @@ pub fn infer_labels(task: &TaskConfig, path: &Path, records: &[Record]) -> Resul
                 Value::Number(n) => {
                     names.insert(n.to_string());
                 }
-                other => bail!(
-                    "{}:{}: task '{}': expected a label name, got {other}",
-                    path.display(),
-                    r.line,
-                    task.name
-                ),
+                other => bail!("{}: expected a label name, got {other}", at()),
             }
-            Ok(())
-        };
-        match (&task.kind, &r.label) {
-            (TaskKind::Classification, v) => add(v)?,
-            (TaskKind::Multilabel | TaskKind::TokenClassification, Value::Array(items)) => {
-                for v in items {
-                    add(v)?;
-                }
-            }
-            (_, other) => bail!(
-                "{}:{}: task '{}': expected a list of {}, got {other}",
-                path.display(),
-                r.line,
-                task.name,
-                if task.kind == TaskKind::Multilabel {
-                    "label names"
-                } else {
-                    "tags"
-                }
-            ),
         }
     }
     if names.is_empty() {
@@ -88,12 +68,13 @@ pub fn infer_labels(task: &TaskConfig, path: &Path, records: &[Record]) -> Resul
     Ok(names.into_iter().collect())
 }
 
-/// A label as a data file holds it, in the form `parse_label` and JSONL files take: a
-/// regression target as is; for the other kinds numbers become names (`1`, `-1` name classes).
-pub fn label_value(task: &TaskConfig, value: &Value) -> Value {
-    match task.kind {
-        TaskKind::Regression => value.clone(),
-        _ => label_as_names(value),
+/// A label as a data file holds it, in the form the kinds parse and JSONL files take: values
+/// as they are; for kinds with named outputs numbers become names (`1`, `-1` name classes).
+pub fn label_value(task: &TaskSpec, value: &Value) -> Value {
+    if task.kind.named_outputs() {
+        label_as_names(value)
+    } else {
+        value.clone()
     }
 }
 
@@ -110,7 +91,7 @@ fn label_as_names(value: &Value) -> Value {
 /// only; errors name the file and line. A label outside the task's set is an error, or with
 /// `unseen` (evaluation files) recorded there.
 pub fn to_examples(
-    tasks: &[TaskConfig],
+    tasks: &[TaskSpec],
     task_index: usize,
     path: &Path,
     records: Vec<Record>,
@@ -126,7 +107,7 @@ pub fn to_examples(
                 .encode(&r.text, r.text_pair.as_deref())
                 .map_err(in_file)?;
             let value = label_value(task, &r.label);
-            let label = parse_label_with(task, &value, encoded.n_words, unseen.as_deref_mut())
+            let label = parse_label(task, &value, encoded.n_words, unseen.as_deref_mut())
                 .map_err(in_file)?;
             let mut labels = vec![None; tasks.len()];
             labels[task_index] = Some(label);
@@ -142,15 +123,16 @@ pub fn to_examples(
 
 /// Reads one split of one task (`None` when the task has no file for it).
 pub fn load_split(
-    tasks: &[TaskConfig],
+    tasks: &[TaskSpec],
+    sources: &[DataSource],
     task_index: usize,
     split: Split,
     tokenizer: &TextTokenizer,
 ) -> Result<Option<Vec<Example>>> {
-    let Some(path) = split.path(&tasks[task_index]) else {
+    let Some(path) = split.path(&sources[task_index]) else {
         return Ok(None);
     };
-    let records = read_records(&tasks[task_index], path)?;
+    let records = read_records(&tasks[task_index], &sources[task_index], path)?;
     to_examples(tasks, task_index, path, records, tokenizer, None).map(Some)
 }
 
@@ -164,14 +146,14 @@ pub struct EvalSet {
 
 impl EvalSet {
     /// The task's label names, then the unseen ones (the metrics' label set).
-    pub fn label_names(&self, task: &TaskConfig) -> Vec<String> {
+    pub fn label_names(&self, task: &TaskSpec) -> Vec<String> {
         let mut names = task.labels.clone().unwrap_or_default();
         names.extend(self.unseen.names.iter().cloned());
         names
     }
 
     /// A warning about the unseen labels, if there are any.
-    pub fn warning(&self, task: &TaskConfig) -> Option<String> {
+    pub fn warning(&self, task: &TaskSpec) -> Option<String> {
         (!self.unseen.is_empty()).then(|| {
             format!(
                 "{}: task '{}': label(s) {} never occur in training, so the model cannot \
@@ -187,15 +169,16 @@ impl EvalSet {
 /// Reads one dev or test split of one task for evaluation (`None` when the task has no file
 /// for it); unlike training data, labels outside the task's set are kept (see [`EvalSet`]).
 pub fn load_eval_split(
-    tasks: &[TaskConfig],
+    tasks: &[TaskSpec],
+    sources: &[DataSource],
     task_index: usize,
     split: Split,
     tokenizer: &TextTokenizer,
 ) -> Result<Option<EvalSet>> {
-    let Some(path) = split.path(&tasks[task_index]) else {
+    let Some(path) = split.path(&sources[task_index]) else {
         return Ok(None);
     };
-    let records = read_records(&tasks[task_index], path)?;
+    let records = read_records(&tasks[task_index], &sources[task_index], path)?;
     let mut unseen = UnseenLabels::default();
     let examples = to_examples(
         tasks,
@@ -212,28 +195,32 @@ pub fn load_eval_split(
     }))
 }
 
-/// True when `task` has label names to infer: not regression, and none in the config.
-pub fn needs_labels(task: &TaskConfig) -> bool {
-    task.kind != TaskKind::Regression && task.labels.is_none()
+/// True when `task` has label names to infer: named outputs, and none in the config.
+pub fn needs_labels(task: &TaskSpec) -> bool {
+    task.kind.named_outputs() && task.labels.is_none()
 }
 
 /// Sets `task.labels` from its training file `train` (the file's path as resolved).
-pub fn infer_labels_from(task: &mut TaskConfig, train: &Path) -> Result<()> {
-    let records = read_records(task, train)?;
+pub fn infer_labels_from(task: &mut TaskSpec, source: &DataSource, train: &Path) -> Result<()> {
+    let records = read_records(task, source, train)?;
     task.labels = Some(infer_labels(task, train, &records)?);
     Ok(())
 }
 
 /// Fills in every task's missing `labels` from its training file.
-pub fn infer_missing_labels(tasks: &mut [TaskConfig]) -> Result<()> {
-    for task in tasks.iter_mut().filter(|t| needs_labels(t)) {
-        let Some(path) = task.train.clone() else {
+pub fn infer_missing_labels(tasks: &mut [TaskSpec], sources: &[DataSource]) -> Result<()> {
+    for (task, source) in tasks
+        .iter_mut()
+        .zip(sources)
+        .filter(|(t, _)| needs_labels(t))
+    {
+        let Some(path) = source.train.clone() else {
             bail!(
                 "task '{}': give its `labels` or a `train` file to infer them from",
                 task.name
             );
         };
-        infer_labels_from(task, &path)?;
+        infer_labels_from(task, source, &path)?;
     }
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! Evaluation metrics, per task kind, computed on the host from predictions and gold labels.
+//! Evaluation metrics, computed on the host from predictions and gold labels (each task kind
+//! in `crate::tasks` picks its own):
 //!
 //! - classification: accuracy, macro-F1, MCC (multiclass, Gorodkin's R_K);
 //! - multilabel: micro-F1 and macro-F1 over labels (decision at probability 0.5);
@@ -14,8 +15,6 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::TaskKind;
-
 /// Metric name -> value, in a stable order.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Metrics(pub BTreeMap<String, f64>);
@@ -25,18 +24,8 @@ impl Metrics {
         self.0.get(name).copied()
     }
 
-    fn insert(&mut self, name: &str, value: f64) {
+    pub fn insert(&mut self, name: &str, value: f64) {
         self.0.insert(name.into(), value);
-    }
-}
-
-/// The metric a task is judged by when picking the best checkpoint (higher is better).
-pub fn primary_metric(kind: TaskKind) -> &'static str {
-    match kind {
-        TaskKind::Classification => "accuracy",
-        TaskKind::Multilabel => "micro_f1",
-        TaskKind::Regression => "pearson",
-        TaskKind::TokenClassification => "token_accuracy",
     }
 }
 
@@ -54,53 +43,6 @@ pub struct TaskEval {
 }
 
 impl TaskEval {
-    /// The metrics of `kind` for what was gathered; `labels` names the classes or tags, the
-    /// first `known` of them the model's own (the rest occur only in the evaluated file).
-    pub fn metrics(&self, kind: TaskKind, labels: &[String], known: usize) -> Metrics {
-        let mut m = Metrics::default();
-        match kind {
-            TaskKind::Classification => {
-                let k = labels.len().max(1);
-                m.insert("accuracy", classification::accuracy(&self.classes));
-                m.insert("macro_f1", classification::macro_f1(&self.classes, k));
-                m.insert("mcc", classification::mcc(&self.classes, k));
-            }
-            TaskKind::Multilabel => {
-                let (micro, macro_) = classification::multilabel_f1(&self.sets);
-                m.insert("micro_f1", micro);
-                m.insert("macro_f1", macro_);
-            }
-            TaskKind::Regression => {
-                m.insert("pearson", regression::pearson(&self.values));
-                m.insert("spearman", regression::spearman(&self.values));
-                m.insert("mse", regression::mse(&self.values));
-            }
-            TaskKind::TokenClassification => {
-                let pairs: Vec<(usize, usize)> = self
-                    .sentences
-                    .iter()
-                    .flat_map(|(p, g)| p.iter().copied().zip(g.iter().copied()))
-                    .collect();
-                m.insert("token_accuracy", classification::accuracy(&pairs));
-                if spans::is_bio(&labels[..known.min(labels.len())]) {
-                    let named = |tags: &[usize]| -> Vec<&str> {
-                        tags.iter()
-                            .map(|&t| labels.get(t).map_or("O", String::as_str))
-                            .collect()
-                    };
-                    let sentences: Vec<(Vec<&str>, Vec<&str>)> = self
-                        .sentences
-                        .iter()
-                        .map(|(p, g)| (named(p), named(g)))
-                        .collect();
-                    m.insert("span_f1", spans::span_f1(&sentences));
-                }
-            }
-        }
-        m.insert("examples", self.len() as f64);
-        m
-    }
-
     /// Examples gathered.
     pub fn len(&self) -> usize {
         self.classes.len() + self.sets.len() + self.sentences.len() + self.values.len()

@@ -9,7 +9,7 @@ use super::host::{
     HostParams, NonFinite, check_finite, parse_params, serialize_params, write_atomic,
 };
 use super::spec::ModelSpec;
-use crate::config::ModelConfig;
+use crate::config::{DataSource, ModelConfig, TaskConfig};
 use crate::tokenize::TextTokenizer;
 
 pub const CONFIG_FILE: &str = "taskgate.toml";
@@ -19,6 +19,9 @@ pub const TOKENIZER_FILE: &str = "tokenizer.json";
 /// A model directory read into memory.
 pub struct ModelDir {
     pub spec: ModelSpec,
+    /// Each task's data files, as the directory's `taskgate.toml` names them (for `eval` and
+    /// `train`; the model itself never reads them).
+    pub sources: Vec<DataSource>,
     pub params: HostParams,
     pub tokenizer: TextTokenizer,
     /// The raw `tokenizer.json`, to copy into directories derived from this one.
@@ -95,6 +98,7 @@ impl ModelDir {
         }
         Ok(Self {
             spec,
+            sources: config.tasks.iter().map(TaskConfig::source).collect(),
             params,
             tokenizer,
             tokenizer_json,
@@ -105,11 +109,12 @@ impl ModelDir {
     pub fn save(
         dir: &Path,
         spec: &ModelSpec,
+        sources: &[DataSource],
         params: &HostParams,
         tokenizer_json: &[u8],
     ) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        for (name, bytes) in Self::serialize(spec, params, tokenizer_json)? {
+        for (name, bytes) in Self::serialize(spec, sources, params, tokenizer_json)? {
             write_atomic(&dir.join(name), &bytes)?;
         }
         Ok(())
@@ -118,10 +123,11 @@ impl ModelDir {
     /// The three files of a model directory, by name, as bytes.
     pub fn serialize(
         spec: &ModelSpec,
+        sources: &[DataSource],
         params: &HostParams,
         tokenizer_json: &[u8],
     ) -> Result<Vec<(&'static str, Vec<u8>)>> {
-        let toml = toml::to_string(&spec.to_config())?;
+        let toml = toml::to_string(&spec.to_config(sources))?;
         let header = "# taskgate model directory: encoder dimensions and tasks.\n\
                       # Weights are in model.safetensors, the tokenizer in tokenizer.json.\n\n";
         Ok(vec![

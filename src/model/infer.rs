@@ -5,10 +5,12 @@ use anyhow::Result;
 
 use super::device_batch::DeviceBatch;
 use super::multitask::MultiTaskModel;
-use crate::config::{TaskConfig, TaskKind};
+use crate::config::TaskSpec;
 use crate::data::{Batch, Example};
 use crate::gpu::Tensor;
 use crate::nn::Mode;
+pub use crate::tasks::Prediction;
+use crate::tasks::RowOutputs;
 use crate::tokenize::WordSplit;
 
 /// One task's outputs for a batch, on the host.
@@ -89,39 +91,11 @@ pub async fn infer_async(
     Ok(out)
 }
 
-/// A decoded prediction of one task for one example.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Prediction {
-    /// Class index and the softmax probabilities.
-    Class(usize, Vec<f32>),
-    /// Per label: sigmoid probability (predicted when >= 0.5).
-    Labels(Vec<f32>),
-    Values(Vec<f32>),
-    /// One tag index per word (`None` for words cut by `max_length`), and the words.
-    Tags(Vec<Option<usize>>, Vec<String>),
-}
-
-fn argmax(v: &[f32]) -> usize {
-    v.iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, &x)| {
-            if x > best.1 { (i, x) } else { best }
-        })
-        .0
-}
-
-fn softmax(v: &[f32]) -> Vec<f32> {
-    let max = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let e: Vec<f32> = v.iter().map(|x| (x - max).exp()).collect();
-    let s: f32 = e.iter().sum();
-    e.iter().map(|x| x / s).collect()
-}
-
 /// Decodes row `row` of a batch whose examples are `examples` (in batch order). Token tasks
 /// tag the words of `split` (raw text: the task's own split), or the example's whitespace
 /// words when `None` (data files, whose labels are per whitespace word).
 pub fn decode(
-    task: &TaskConfig,
+    task: &TaskSpec,
     out: &TaskOutputs,
     seq: usize,
     row: usize,
@@ -129,30 +103,21 @@ pub fn decode(
     split: Option<WordSplit>,
 ) -> Prediction {
     let w = out.width;
-    match task.kind {
-        TaskKind::Classification => {
-            let logits = &out.logits[row * w..(row + 1) * w];
-            Prediction::Class(argmax(logits), softmax(logits))
-        }
-        TaskKind::Multilabel => Prediction::Labels(
-            out.logits[row * w..(row + 1) * w]
-                .iter()
-                .map(|x| 1.0 / (1.0 + (-x).exp()))
-                .collect(),
-        ),
-        TaskKind::Regression => Prediction::Values(out.logits[row * w..(row + 1) * w].to_vec()),
-        TaskKind::TokenClassification => {
-            let (words, starts) = example
-                .encoded
-                .words(&example.text, split.unwrap_or(WordSplit::Whitespace));
-            let mut tags = vec![None; words.len()];
-            for (pos, word) in starts.iter().enumerate() {
-                if let Some(word) = word {
-                    let at = (row * seq + pos) * w;
-                    tags[*word] = Some(argmax(&out.logits[at..at + w]));
-                }
-            }
-            Prediction::Tags(tags, words)
-        }
+    if task.kind.is_sequence_level() {
+        return task.kind.decode(RowOutputs {
+            logits: &out.logits[row * w..(row + 1) * w],
+            width: w,
+            words: &[],
+            word_starts: &[],
+        });
     }
+    let (words, starts) = example
+        .encoded
+        .words(&example.text, split.unwrap_or(WordSplit::Whitespace));
+    task.kind.decode(RowOutputs {
+        logits: &out.logits[row * seq * w..(row + 1) * seq * w],
+        width: w,
+        words: &words,
+        word_starts: &starts,
+    })
 }

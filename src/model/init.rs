@@ -10,13 +10,15 @@ use super::host::{HostParams, check_params, init_param};
 use super::size::{available_host_memory, check_model_memory};
 use super::spec::{EncoderDims, ModelSpec, Owner};
 use super::store::ArenaLayout;
-use crate::config::{ModelConfig, resolve_path};
+use crate::config::{DataSource, ModelConfig, TaskConfig, TaskSpec, resolve_path};
 use crate::data::splits::{infer_labels_from, needs_labels};
 use crate::tokenize::TextTokenizer;
 
 /// A model ready to be written as a directory.
 pub struct InitializedModel {
     pub spec: ModelSpec,
+    /// Each task's data files (absolute where found), written beside the spec.
+    pub sources: Vec<DataSource>,
     pub params: HostParams,
     pub tokenizer_json: Vec<u8>,
     /// Human-readable notes: where the encoder came from, what was ignored.
@@ -57,12 +59,13 @@ pub fn init_from_config(
     config_path: &Path,
     binding_elements: Option<usize>,
 ) -> Result<InitializedModel> {
-    let mut config = config.clone();
     let mut inputs = vec![config_path.to_path_buf()];
+    let mut tasks: Vec<TaskSpec> = config.tasks.iter().map(TaskConfig::spec).collect();
+    let mut sources: Vec<DataSource> = config.tasks.iter().map(TaskConfig::source).collect();
     // Data paths found beside the config (or in the working directory) are stored absolute,
     // so that `eval` and `train` find them from the model directory wherever it is used.
-    for task in &mut config.tasks {
-        for slot in [&mut task.train, &mut task.dev, &mut task.test] {
+    for source in &mut sources {
+        for slot in [&mut source.train, &mut source.dev, &mut source.test] {
             if let Some(path) = slot.as_ref()
                 && let Ok(found) = resolve_path(config_path, path, "data file")
                 && let Ok(full) = std::fs::canonicalize(found)
@@ -71,12 +74,15 @@ pub fn init_from_config(
             }
         }
     }
-    for task in config.tasks.iter_mut().filter(|t| needs_labels(t)) {
-        if let Some(train) = task.train.clone() {
+    for (task, source) in tasks.iter_mut().zip(&sources) {
+        if !needs_labels(task) {
+            continue;
+        }
+        if let Some(train) = source.train.clone() {
             let what = format!("task '{}' train file", task.name);
             let path = resolve_path(config_path, &train, &what)
                 .map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
-            infer_labels_from(task, &path)?;
+            infer_labels_from(task, source, &path)?;
             inputs.push(path);
         }
     }
@@ -191,7 +197,7 @@ pub fn init_from_config(
     }
     let spec = ModelSpec {
         encoder: dims,
-        tasks: config.tasks.clone(),
+        tasks,
     };
     // Sizes are checked before the fresh parameters are allocated: the host holds them about
     // twice (the values, then the file or the GPU upload).
@@ -211,6 +217,7 @@ pub fn init_from_config(
     notes.push(format!("{count} parameters, {} task(s)", spec.tasks.len()));
     Ok(InitializedModel {
         spec,
+        sources,
         params,
         tokenizer_json,
         notes,

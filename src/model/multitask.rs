@@ -7,7 +7,7 @@ use super::device_batch::DeviceBatch;
 use super::host::HostParams;
 use super::spec::{ModelSpec, layer_prefix};
 use super::store::ParamStore;
-use crate::config::{GateMode, TaskKind};
+use crate::config::GateMode;
 use crate::data::TaskTargets;
 use crate::gpu::{DType, Gpu, Tensor};
 use crate::nn::attention::{AttentionCore, SelfAttention};
@@ -19,7 +19,7 @@ use crate::nn::layernorm::LayerNorm;
 use crate::nn::linear::Linear;
 use crate::nn::{GradInto, Mode, Site};
 use crate::ops::elementwise::accumulate;
-use crate::ops::loss::{CrossEntropyOptions, LossOutput, bce_with_logits, cross_entropy, mse};
+use crate::ops::loss::LossOutput;
 
 /// One task's gate and head.
 pub struct TaskModule {
@@ -221,24 +221,7 @@ impl MultiTaskModel {
     /// The loss of task `i` on `logits` and its d(logits), scaled by the task's lambda.
     fn task_loss(&self, i: usize, logits: &Tensor, targets: &TaskTargets) -> Result<LossOutput> {
         let task = &self.spec.tasks[i];
-        let lambda = task.lambda;
-        match (task.kind, targets) {
-            (TaskKind::Classification, TaskTargets::Classes(t))
-            | (TaskKind::TokenClassification, TaskTargets::Tokens(t)) => {
-                let opts = CrossEntropyOptions {
-                    grad_scale: lambda,
-                    ..Default::default()
-                };
-                cross_entropy(logits, t, &opts)
-            }
-            (TaskKind::Multilabel, TaskTargets::Dense { targets, mask }) => {
-                bce_with_logits(logits, targets, mask, lambda)
-            }
-            (TaskKind::Regression, TaskTargets::Dense { targets, mask }) => {
-                mse(logits, targets, mask, lambda)
-            }
-            (kind, _) => anyhow::bail!("task '{}': targets do not fit a {kind:?} task", task.name),
-        }
+        task.kind.loss(logits, targets, task.lambda)
     }
 
     /// Computes every labelled task's loss and back-propagates the joint loss, adding every

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::infer::{Prediction, TaskOutputs, decode};
+use super::infer::{TaskOutputs, decode};
 use super::spec::ModelSpec;
 use crate::data::Example;
 use crate::tokenize::TextTokenizer;
@@ -39,25 +39,8 @@ pub fn prediction_json(
         };
         let labels = task.labels.clone().unwrap_or_default();
         let name = |k: usize| labels.get(k).cloned().unwrap_or_else(|| k.to_string());
-        let scores = |probs: &[f32]| -> Map<String, Value> {
-            probs
-                .iter()
-                .enumerate()
-                .map(|(j, p)| (name(j), json!(p)))
-                .collect()
-        };
-        let p = match decode(task, o, seq, row, example, Some(task.word_split())) {
-            Prediction::Class(k, probs) => json!({ "label": name(k), "scores": scores(&probs) }),
-            Prediction::Labels(probs) => json!({
-                "labels": probs.iter().enumerate().filter(|(_, p)| **p >= 0.5).map(|(j, _)| name(j)).collect::<Vec<_>>(),
-                "scores": scores(&probs)
-            }),
-            Prediction::Values(v) => json!({ "values": v }),
-            Prediction::Tags(tags, words) => json!({
-                "tags": tags.iter().map(|t| t.map(name)).collect::<Vec<_>>(),
-                "words": words,
-            }),
-        };
+        let prediction = decode(task, o, seq, row, example, Some(task.word_split()));
+        let p = task.kind.prediction_json(&prediction, &name);
         predictions.insert(task.name.clone(), p);
         if let (true, Some(g)) = (extras.gates, &o.gate) {
             let per_token: Vec<Value> = (0..n_tokens)

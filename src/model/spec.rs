@@ -3,7 +3,7 @@
 
 use anyhow::{Result, bail};
 
-use crate::config::{EncoderConfig, GateMode, ModelConfig, TaskConfig, TaskKind};
+use crate::config::{DataSource, EncoderConfig, GateMode, ModelConfig, TaskConfig, TaskSpec};
 
 /// Encoder dimensions and regularization, fully resolved.
 #[derive(Clone, Debug, PartialEq)]
@@ -33,7 +33,7 @@ impl EncoderDims {
 #[derive(Clone, Debug)]
 pub struct ModelSpec {
     pub encoder: EncoderDims,
-    pub tasks: Vec<TaskConfig>,
+    pub tasks: Vec<TaskSpec>,
 }
 
 /// Which part of the model a parameter belongs to (one optimizer group per owner and decay).
@@ -111,12 +111,13 @@ impl ModelSpec {
         }
         Ok(Self {
             encoder,
-            tasks: config.tasks.clone(),
+            tasks: config.tasks.iter().map(TaskConfig::spec).collect(),
         })
     }
 
-    /// The `taskgate.toml` describing this model (tokenizer stored beside it).
-    pub fn to_config(&self) -> ModelConfig {
+    /// The `taskgate.toml` describing this model (tokenizer stored beside it), each task
+    /// reading its data from `sources` (one per task; none: no data files).
+    pub fn to_config(&self, sources: &[DataSource]) -> ModelConfig {
         let d = &self.encoder;
         ModelConfig {
             encoder: EncoderConfig {
@@ -138,10 +139,15 @@ impl ModelSpec {
             tasks: self
                 .tasks
                 .iter()
-                .map(|t| TaskConfig {
-                    pooling: t.kind.is_sequence_level().then(|| t.pooling()),
-                    outputs: (t.kind == TaskKind::Regression).then(|| t.output_width()),
-                    ..t.clone()
+                .enumerate()
+                .map(|(i, t)| {
+                    let spec = TaskSpec {
+                        pooling: t.kind.is_sequence_level().then(|| t.pooling()),
+                        outputs: (!t.kind.named_outputs()).then(|| t.output_width()),
+                        ..t.clone()
+                    };
+                    let none = DataSource::default();
+                    TaskConfig::from_parts(&spec, sources.get(i).unwrap_or(&none))
                 })
                 .collect(),
             train: None,
@@ -346,9 +352,4 @@ impl ModelSpec {
         }
         specs
     }
-}
-
-/// True for task kinds scored per token.
-pub fn is_token_task(task: &TaskConfig) -> bool {
-    task.kind == TaskKind::TokenClassification
 }

@@ -314,7 +314,7 @@ impl ParamStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{GateMode, HeadConfig, Pooling, TaskConfig, TaskKind};
+    use crate::config::{GateMode, HeadConfig, Pooling, TaskKind, TaskSpec};
     use crate::model::spec::{EncoderDims, ModelSpec};
 
     fn spec() -> ModelSpec {
@@ -333,16 +333,16 @@ mod tests {
                 seed: 1,
                 max_length: 16,
             },
-            tasks: vec![TaskConfig {
+            tasks: vec![TaskSpec {
                 name: "t".into(),
-                kind: TaskKind::Classification,
+                kind: TaskKind::CLASSIFICATION,
                 labels: Some(vec!["a".into(), "b".into()]),
                 outputs: None,
                 gate: GateMode::Vector,
                 pooling: Some(Pooling::Cls),
                 head: HeadConfig::default(),
                 lambda: 1.0,
-                ..TaskConfig::new("t", TaskKind::Classification)
+                ..TaskSpec::new("t", TaskKind::CLASSIFICATION)
             }],
         }
     }

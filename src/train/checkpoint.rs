@@ -19,6 +19,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 
 use super::trainer::Trainer;
+use crate::config::DataSource;
 use crate::data::sampler::SamplerState;
 use crate::fault;
 use crate::model::ModelDir;
@@ -77,10 +78,11 @@ pub fn save(
     name: &str,
     trainer: &Trainer,
     tokenizer_json: &[u8],
+    sources: &[DataSource],
     state: &RunState,
 ) -> Result<()> {
     fault::point(&format!("checkpoint:{name}:start"));
-    let files = checkpoint_files(trainer, tokenizer_json, state)?;
+    let files = checkpoint_files(trainer, tokenizer_json, sources, state)?;
     install(run_dir, name, &files, state.step)
 }
 
@@ -115,6 +117,7 @@ fn remove_dir_if_present(dir: &Path) -> Result<()> {
 fn checkpoint_files(
     trainer: &Trainer,
     tokenizer_json: &[u8],
+    sources: &[DataSource],
     state: &RunState,
 ) -> Result<Vec<(&'static str, Vec<u8>)>> {
     let model = &trainer.model;
@@ -126,7 +129,7 @@ fn checkpoint_files(
         &format!("training diverged at step {}", state.step),
         "the previous checkpoint is kept; lower [train] lr or raise clip, then resume",
     )?;
-    let mut files = ModelDir::serialize(&model.spec, &params, tokenizer_json)?;
+    let mut files = ModelDir::serialize(&model.spec, sources, &params, tokenizer_json)?;
     let (m, v) = trainer.optimizer.moments();
     let gpu = model.store.params[0].gpu();
     let all: Vec<&crate::gpu::Tensor> = m.iter().chain(v).collect();

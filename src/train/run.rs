@@ -14,14 +14,16 @@ use super::eta::{Eta, evals_left};
 use super::run_dir::{ResumePoint, RunDir};
 use super::schedule::LrSchedule;
 use super::trainer::{StepOutput, TrainOptions, Trainer};
-use crate::config::{ModelConfig, SamplerKind, TaskConfig, TrainConfig, resolve_path};
+use crate::config::{
+    DataSource, ModelConfig, SamplerKind, TaskConfig, TaskSpec, TrainConfig, resolve_path,
+};
 use crate::data::sampler::Sampler;
 use crate::data::splits::{EvalSet, Split, infer_missing_labels, load_eval_split, load_split};
 use crate::data::{Example, collate};
 use crate::eval::evaluate_task;
 use crate::fault;
 use crate::gpu::{AdapterRequest, Gpu};
-use crate::metrics::{Metrics, primary_metric};
+use crate::metrics::Metrics;
 use crate::model::MultiTaskModel;
 use crate::model::init::init_from_config;
 use crate::model::store::arena_capacity;
@@ -56,20 +58,26 @@ pub struct RunSummary {
 /// Every task's examples of one split (`None` where a task has no file for it).
 type SplitData = Vec<Option<Vec<Example>>>;
 
-fn load_all(config: &ModelConfig, split: Split, tokenizer: &TextTokenizer) -> Result<SplitData> {
-    (0..config.tasks.len())
-        .map(|i| load_split(&config.tasks, i, split, tokenizer))
+fn load_all(
+    tasks: &[TaskSpec],
+    sources: &[DataSource],
+    split: Split,
+    tokenizer: &TextTokenizer,
+) -> Result<SplitData> {
+    (0..tasks.len())
+        .map(|i| load_split(tasks, sources, i, split, tokenizer))
         .collect()
 }
 
 /// Every task's dev or test set, for evaluation; warns about labels training never saw.
 pub fn load_eval_sets(
-    tasks: &[TaskConfig],
+    tasks: &[TaskSpec],
+    sources: &[DataSource],
     split: Split,
     tokenizer: &TextTokenizer,
 ) -> Result<Vec<Option<EvalSet>>> {
     let sets: Vec<Option<EvalSet>> = (0..tasks.len())
-        .map(|i| load_eval_split(tasks, i, split, tokenizer))
+        .map(|i| load_eval_split(tasks, sources, i, split, tokenizer))
         .collect::<Result<_>>()?;
     for (task, set) in tasks.iter().zip(&sets) {
         if let Some(warning) = set.as_ref().and_then(|s| s.warning(task)) {
@@ -83,7 +91,14 @@ pub fn load_eval_sets(
 /// result checked: the configuration a fresh run trains with.
 pub fn resolve_fresh(config_path: &Path, only: Option<&str>) -> Result<ModelConfig> {
     let mut config = resolve_paths(config_path, only)?;
-    infer_missing_labels(&mut config.tasks)?;
+    let mut tasks: Vec<TaskSpec> = config.tasks.iter().map(TaskConfig::spec).collect();
+    let sources: Vec<DataSource> = config.tasks.iter().map(TaskConfig::source).collect();
+    infer_missing_labels(&mut tasks, &sources)?;
+    config.tasks = tasks
+        .iter()
+        .zip(&sources)
+        .map(|(task, source)| TaskConfig::from_parts(task, source))
+        .collect();
     config
         .validate()
         .map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
@@ -203,7 +218,7 @@ impl RunLog {
     }
 
     /// Loss lines per task and, per task, a line of its primary dev metric.
-    fn series(&self, tasks: &[TaskConfig]) -> (Vec<Series>, Vec<Series>) {
+    fn series(&self, tasks: &[TaskSpec]) -> (Vec<Series>, Vec<Series>) {
         let line = |i: usize, name: String| Series {
             name,
             color: i,
@@ -217,7 +232,7 @@ impl RunLog {
         let mut metrics: Vec<Series> = tasks
             .iter()
             .enumerate()
-            .map(|(i, t)| line(i, format!("{} {}", t.name, primary_metric(t.kind))))
+            .map(|(i, t)| line(i, format!("{} {}", t.name, t.kind.primary_metric())))
             .collect();
         for r in &self.records {
             let step = r["step"].as_f64().unwrap_or(0.0);
@@ -229,7 +244,7 @@ impl RunLog {
                         }
                     }
                     Some("eval") => {
-                        if let Some(v) = r["metrics"][&t.name][primary_metric(t.kind)].as_f64() {
+                        if let Some(v) = r["metrics"][&t.name][t.kind.primary_metric()].as_f64() {
                             metrics[i].points.push((step, v));
                         }
                     }
@@ -310,8 +325,9 @@ pub fn run(request: &AdapterRequest, options: &RunOptions) -> Result<RunSummary>
     let tokenizer = TextTokenizer::from_bytes(&tokenizer_json, spec.encoder.max_length)?;
 
     // Every data file is read and checked before anything is written.
-    let train_data = load_all(&config, Split::Train, &tokenizer)?;
-    let dev_data = load_eval_sets(&config.tasks, Split::Dev, &tokenizer)?;
+    let sources: Vec<DataSource> = config.tasks.iter().map(TaskConfig::source).collect();
+    let train_data = load_all(&spec.tasks, &sources, Split::Train, &tokenizer)?;
+    let dev_data = load_eval_sets(&spec.tasks, &sources, Split::Dev, &tokenizer)?;
     let lengths: Vec<Vec<usize>> = train_data
         .iter()
         .map(|d| {
@@ -532,7 +548,7 @@ pub fn run(request: &AdapterRequest, options: &RunOptions) -> Result<RunSummary>
             for (i, task) in spec.tasks.iter().enumerate() {
                 if let Some(dev) = &dev_data[i] {
                     let m = evaluate_task(&trainer.model, i, dev, pad_id)?;
-                    if let Some(v) = m.get(primary_metric(task.kind)) {
+                    if let Some(v) = m.get(task.kind.primary_metric()) {
                         scores.push(v);
                     }
                     metrics.insert(task.name.clone(), serde_json::to_value(&m.0)?);
@@ -559,11 +575,11 @@ pub fn run(request: &AdapterRequest, options: &RunOptions) -> Result<RunSummary>
                     score: score.unwrap_or(f64::NAN),
                 });
                 log.sync()?;
-                checkpoint::save(out, BEST, &trainer, &tokenizer_json, &state)?;
+                checkpoint::save(out, BEST, &trainer, &tokenizer_json, &sources, &state)?;
                 run_dir.keep(); // a checkpoint exists: keep the directory from here on
             }
             log.sync()?;
-            checkpoint::save(out, LAST, &trainer, &tokenizer_json, &state)?;
+            checkpoint::save(out, LAST, &trainer, &tokenizer_json, &sources, &state)?;
             run_dir.keep();
             let (losses, metric_lines) = log.series(&spec.tasks);
             write_chart(&out.join(CHART_FILE), &losses, &metric_lines)?;

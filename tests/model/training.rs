@@ -4,7 +4,7 @@
 //! must be bit-identical when repeated.
 
 use rand::{Rng, SeedableRng};
-use taskgate::config::{GateMode, HeadConfig, Pooling, TaskConfig, TaskKind};
+use taskgate::config::{GateMode, HeadConfig, Pooling, TaskKind, TaskSpec};
 use taskgate::data::{Batch, Example, Label, TaskTargets, collate};
 use taskgate::model::host::HostParams;
 use taskgate::model::init::init_missing;
@@ -26,20 +26,20 @@ fn task(
     labels: Option<&[&str]>,
     gate: GateMode,
     pooling: Pooling,
-) -> TaskConfig {
-    TaskConfig {
+) -> TaskSpec {
+    TaskSpec {
         name: name.into(),
         kind,
         labels: labels.map(|l| l.iter().map(|s| s.to_string()).collect()),
         outputs: None,
         gate,
-        pooling: (kind != TaskKind::TokenClassification).then_some(pooling),
+        pooling: (kind != TaskKind::TOKEN_CLASSIFICATION).then_some(pooling),
         head: HeadConfig {
             hidden: vec![16],
             activation: Activation::Gelu,
         },
         lambda: 1.0,
-        ..TaskConfig::new(name, kind)
+        ..TaskSpec::new(name, kind)
     }
 }
 
@@ -62,21 +62,21 @@ fn spec(dropout: f32) -> ModelSpec {
         tasks: vec![
             task(
                 "has7",
-                TaskKind::Classification,
+                TaskKind::CLASSIFICATION,
                 Some(&["no", "yes"]),
                 GateMode::Scalar,
                 Pooling::Cls,
             ),
             task(
                 "share",
-                TaskKind::Regression,
+                TaskKind::REGRESSION,
                 None,
                 GateMode::Vector,
                 Pooling::Mean,
             ),
             task(
                 "mod3",
-                TaskKind::TokenClassification,
+                TaskKind::TOKEN_CLASSIFICATION,
                 Some(&["0", "1", "2"]),
                 GateMode::Scalar,
                 Pooling::Cls,

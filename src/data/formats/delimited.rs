@@ -2,13 +2,17 @@
 //! by header name or 0-based index.
 
 use anyhow::Result;
-use serde_json::Value;
 
 use super::{Record, at};
-use crate::config::{Column, DataFormat, TaskConfig, TaskKind};
+use crate::config::{Column, DataFormat, DataSource, TaskSpec};
 
-pub fn read(text: &str, format: DataFormat, task: &TaskConfig) -> Result<Vec<Record>> {
-    let delimiter = match &task.delimiter {
+pub fn read(
+    text: &str,
+    format: DataFormat,
+    task: &TaskSpec,
+    source: &DataSource,
+) -> Result<Vec<Record>> {
+    let delimiter = match &source.delimiter {
         Some(d) if d.len() == 1 => d.as_bytes()[0],
         Some(d) if d == "\\t" => b'\t',
         Some(d) => {
@@ -23,7 +27,7 @@ pub fn read(text: &str, format: DataFormat, task: &TaskConfig) -> Result<Vec<Rec
         None if format == DataFormat::Tsv => b'\t',
         None => b',',
     };
-    let has_header = task.header.unwrap_or(true);
+    let has_header = source.header.unwrap_or(true);
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .has_headers(has_header)
@@ -57,23 +61,25 @@ pub fn read(text: &str, format: DataFormat, task: &TaskConfig) -> Result<Vec<Rec
         }
     };
     let text_col = find(
-        task.text_column
+        source
+            .text_column
             .as_ref()
             .unwrap_or(&Column::Name("text".into())),
         "text",
     )?;
     let label_col = find(
-        task.label_column
+        source
+            .label_column
             .as_ref()
             .unwrap_or(&Column::Name("label".into())),
         "label",
     )?;
-    let pair_col = task
+    let pair_col = source
         .pair_column
         .as_ref()
         .map(|c| find(c, "pair"))
         .transpose()?;
-    let separator = task.label_separator.as_deref().unwrap_or("|");
+    let separator = source.label_separator.as_deref().unwrap_or("|");
     let mut records = Vec::new();
     for row in reader.records() {
         let row = row.map_err(|e| {
@@ -96,46 +102,10 @@ pub fn read(text: &str, format: DataFormat, task: &TaskConfig) -> Result<Vec<Rec
             })
         };
         let label_text = cell(label_col, "label")?.trim().to_string();
-        let label = match task.kind {
-            TaskKind::Regression => {
-                let values: Result<Vec<f64>, _> = label_text
-                    .split(separator)
-                    .map(|v| v.trim().parse::<f64>())
-                    .collect();
-                match values {
-                    Ok(v) if v.iter().any(|x| !x.is_finite()) => {
-                        return Err(at(
-                            line,
-                            format!(
-                                "task '{}': label '{label_text}' is not a finite number \
-                                 (regression targets must be finite: fix or remove the row)",
-                                task.name
-                            ),
-                        ));
-                    }
-                    Ok(v) if v.len() == 1 => Value::from(v[0]),
-                    Ok(v) => Value::from(v),
-                    Err(_) => {
-                        return Err(at(
-                            line,
-                            format!(
-                                "task '{}': label '{label_text}' is not a number (regression)",
-                                task.name
-                            ),
-                        ));
-                    }
-                }
-            }
-            TaskKind::Multilabel => Value::from(
-                label_text
-                    .split(separator)
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-                    .collect::<Vec<_>>(),
-            ),
-            _ => Value::from(label_text),
-        };
+        let label = task
+            .kind
+            .label_from_cell(task, &label_text, separator)
+            .map_err(|message| at(line, message))?;
         records.push(Record {
             line,
             text: cell(text_col, "text")?,

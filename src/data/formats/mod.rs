@@ -14,7 +14,7 @@ use std::path::Path;
 use anyhow::{Result, anyhow, bail};
 use serde_json::Value;
 
-use crate::config::{DataFormat, TaskConfig, TaskKind};
+use crate::config::{DataFormat, DataSource, TaskSpec};
 
 /// One example as read from a file, before tokenization.
 #[derive(Clone, Debug, PartialEq)]
@@ -47,20 +47,21 @@ pub fn read_utf8(path: &Path) -> Result<String> {
 }
 
 /// Reads every record of `path` for `task`; errors name the file and line.
-pub fn read_records(task: &TaskConfig, path: &Path) -> Result<Vec<Record>> {
-    let format = DataFormat::resolve(task.format, path)?;
-    let token_task = task.kind == TaskKind::TokenClassification;
+pub fn read_records(task: &TaskSpec, source: &DataSource, path: &Path) -> Result<Vec<Record>> {
+    let format = DataFormat::resolve(source.format, path)?;
+    let token_task = !task.kind.is_sequence_level();
     match (format, token_task) {
         (DataFormat::Conll | DataFormat::WordTag, false) => bail!(
-            "{}: task '{}' is {:?}, but {format:?} files hold token tags; use jsonl, csv or tsv",
+            "{}: task '{}' is {}, but {format:?} files hold token tags; use jsonl, csv or tsv",
             path.display(),
             task.name,
             task.kind
         ),
         (DataFormat::Csv | DataFormat::Tsv, true) => bail!(
-            "{}: task '{}' is token_classification; use conll, word_tag or jsonl files",
+            "{}: task '{}' is {}; use conll, word_tag or jsonl files",
             path.display(),
-            task.name
+            task.name,
+            task.kind
         ),
         _ => {}
     }
@@ -74,8 +75,8 @@ pub fn read_records(task: &TaskConfig, path: &Path) -> Result<Vec<Record>> {
     }
     let records = match format {
         DataFormat::Jsonl => jsonl::read(&text),
-        DataFormat::Csv | DataFormat::Tsv => delimited::read(&text, format, task),
-        DataFormat::Conll => conll::read(&text, task.tag_column),
+        DataFormat::Csv | DataFormat::Tsv => delimited::read(&text, format, task, source),
+        DataFormat::Conll => conll::read(&text, source.tag_column),
         DataFormat::WordTag => word_tag::read(&text),
     }
     .map_err(|e| anyhow!("{}:{e}", path.display()))?;

@@ -3,7 +3,7 @@ use std::io::Write;
 use serde_json::json;
 
 use super::*;
-use crate::config::{Column, TaskConfig};
+use crate::config::{Column, TaskConfig, TaskKind};
 
 fn file(name: &str, bytes: &[u8]) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
@@ -21,12 +21,12 @@ fn task(kind: TaskKind) -> TaskConfig {
 
 #[test]
 fn jsonl_csv_tsv_conll_and_word_tag_agree_on_content() {
-    let cls = task(TaskKind::Classification);
+    let cls = task(TaskKind::CLASSIFICATION);
     let (_d, p) = file(
         "a.jsonl",
         b"{\"text\": \"good film\", \"label\": \"pos\"}\n\n{\"text\": \"a\", \"text_pair\": \"b\", \"label\": 1}\n",
     );
-    let r = read_records(&cls, &p).unwrap();
+    let r = read_records(&cls.spec(), &cls.source(), &p).unwrap();
     assert_eq!(r.len(), 2);
     assert_eq!(
         (r[0].line, r[0].text.as_str(), &r[0].label),
@@ -38,7 +38,7 @@ fn jsonl_csv_tsv_conll_and_word_tag_agree_on_content() {
         "a.csv",
         "\u{feff}text,label\n\"good, film\",pos\n,\n\"two\nlines\",neg\n".as_bytes(),
     );
-    let r = read_records(&cls, &p).unwrap();
+    let r = read_records(&cls.spec(), &cls.source(), &p).unwrap();
     assert_eq!(r.len(), 2);
     assert_eq!(
         (r[0].text.as_str(), &r[0].label, r[0].line),
@@ -46,23 +46,23 @@ fn jsonl_csv_tsv_conll_and_word_tag_agree_on_content() {
     );
     assert_eq!((r[1].text.as_str(), r[1].line), ("two\nlines", 4));
 
-    let mut headerless = task(TaskKind::Regression);
+    let mut headerless = task(TaskKind::REGRESSION);
     headerless.header = Some(false);
     headerless.text_column = Some(Column::Index(2));
     headerless.label_column = Some(Column::Index(1));
     let (_d, p) = file("a.tsv", b"1\t2.5\tnice\n2\t-1\tbad\n");
-    let r = read_records(&headerless, &p).unwrap();
+    let r = read_records(&headerless.spec(), &headerless.source(), &p).unwrap();
     assert_eq!(
         (r[1].text.as_str(), &r[1].label, r[1].line),
         ("bad", &json!(-1.0), 2)
     );
 
-    let tok = task(TaskKind::TokenClassification);
+    let tok = task(TaskKind::TOKEN_CLASSIFICATION);
     let (_d, p) = file(
         "a.conll",
         b"-DOCSTART- O\n\nEU NNP B-ORG\nrejects VBZ O\n\n\nPeter NNP B-PER\n",
     );
-    let r = read_records(&tok, &p).unwrap();
+    let r = read_records(&tok.spec(), &tok.source(), &p).unwrap();
     assert_eq!(r.len(), 2);
     assert_eq!(
         (r[0].text.as_str(), &r[0].label, r[0].line),
@@ -71,14 +71,14 @@ fn jsonl_csv_tsv_conll_and_word_tag_agree_on_content() {
     let mut pos_column = tok.clone();
     pos_column.tag_column = Some(1);
     assert_eq!(
-        read_records(&pos_column, &p).unwrap()[0].label,
+        read_records(&pos_column.spec(), &pos_column.source(), &p).unwrap()[0].label,
         json!(["NNP", "VBZ"])
     );
 
     let mut wt = tok.clone();
     wt.format = Some(DataFormat::WordTag);
     let (_d, p) = file("wsj.txt", b"Pierre/NNP 1/2/CD ./.\n\nOK/JJ\n");
-    let r = read_records(&wt, &p).unwrap();
+    let r = read_records(&wt.spec(), &wt.source(), &p).unwrap();
     assert_eq!(
         (r[0].text.as_str(), &r[0].label),
         ("Pierre 1/2 .", &json!(["NNP", "CD", "."]))
@@ -88,9 +88,9 @@ fn jsonl_csv_tsv_conll_and_word_tag_agree_on_content() {
 
 #[test]
 fn bad_files_name_the_file_the_line_and_the_fix() {
-    let cls = task(TaskKind::Classification);
-    let tok = task(TaskKind::TokenClassification);
-    let reg = task(TaskKind::Regression);
+    let cls = task(TaskKind::CLASSIFICATION);
+    let tok = task(TaskKind::TOKEN_CLASSIFICATION);
+    let reg = task(TaskKind::REGRESSION);
     let cases: Vec<(&TaskConfig, &str, &[u8], &str)> = vec![
         (&cls, "e.jsonl", b"", "no examples"),
         (
@@ -153,13 +153,17 @@ fn bad_files_name_the_file_the_line_and_the_fix() {
     ];
     for (task, name, bytes, expected) in cases {
         let (_d, p) = file(name, bytes);
-        let err = read_records(task, &p).unwrap_err().to_string();
+        let err = read_records(&task.spec(), &task.source(), &p)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(expected), "expected '{expected}' in: {err}");
         assert!(err.contains(name), "names the file: {err}");
     }
     let mut wt = tok.clone();
     wt.format = Some(DataFormat::WordTag);
     let (_d, p) = file("w.txt", b"a/DT b\n");
-    let err = read_records(&wt, &p).unwrap_err().to_string();
+    let err = read_records(&wt.spec(), &wt.source(), &p)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("w.txt:1: 'b' is not word/TAG"), "{err}");
 }

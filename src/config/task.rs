@@ -1,0 +1,204 @@
+//! A `[[task]]` of a config file ([`TaskConfig`], the file's flat form) and the two things it
+//! holds: the model-side [`TaskSpec`] (what the GPU model and a model directory need) and the
+//! [`DataSource`] (where the task's examples come from and how to read them). The model never
+//! sees a data source.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::data::{Column, DataFormat, DataSource};
+use super::{GateMode, HeadConfig, Pooling};
+use crate::tasks::TaskKind;
+use crate::tokenize::WordSplit;
+
+/// One `[[task]]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskConfig {
+    pub name: String,
+    pub kind: TaskKind,
+    /// Class names (classification, multilabel) or tags (token_classification).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<String>>,
+    /// Regression outputs (default 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<usize>,
+    #[serde(default)]
+    pub gate: GateMode,
+    /// Sequence-level kinds only (default `cls`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooling: Option<Pooling>,
+    #[serde(default)]
+    pub head: HeadConfig,
+    #[serde(default = "default_lambda")]
+    pub lambda: f32,
+    /// Training examples (`taskgate train`); format from the extension unless `format`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train: Option<PathBuf>,
+    /// Development examples (periodic evaluation, best checkpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev: Option<PathBuf>,
+    /// Test examples (`taskgate eval --split test`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<PathBuf>,
+    /// `jsonl`, `csv`, `tsv`, `conll` or `word_tag` (default: from the file extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<DataFormat>,
+    /// CSV/TSV: the text column (a header name, or a 0-based index; default "text").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_column: Option<Column>,
+    /// CSV/TSV: the optional second-text column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pair_column: Option<Column>,
+    /// CSV/TSV: the label column (default "label").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_column: Option<Column>,
+    /// CSV/TSV: the field delimiter (default "," for csv, tab for tsv).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delimiter: Option<String>,
+    /// CSV/TSV: whether the first row names the columns (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<bool>,
+    /// CoNLL: the 0-based column holding the tag (default: the last column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag_column: Option<usize>,
+    /// CSV/TSV multilabel cells: the separator between label names (default "|").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_separator: Option<String>,
+    /// Token tasks: how `predict` cuts raw text into words, `whitespace` (default) or
+    /// `punctuation` (BERT's basic split, as the Penn Treebank and CoNLL data are made).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub word_split: Option<WordSplit>,
+}
+
+fn default_lambda() -> f32 {
+    1.0
+}
+
+impl TaskConfig {
+    /// A task with every optional field unset (lambda 1, scalar gate, linear head, no data).
+    pub fn new(name: &str, kind: TaskKind) -> Self {
+        Self {
+            name: name.into(),
+            kind,
+            labels: None,
+            outputs: None,
+            gate: GateMode::default(),
+            pooling: None,
+            head: HeadConfig::default(),
+            lambda: 1.0,
+            train: None,
+            dev: None,
+            test: None,
+            format: None,
+            text_column: None,
+            pair_column: None,
+            label_column: None,
+            delimiter: None,
+            header: None,
+            tag_column: None,
+            label_separator: None,
+            word_split: None,
+        }
+    }
+
+    /// The model side of this task.
+    pub fn spec(&self) -> TaskSpec {
+        TaskSpec {
+            name: self.name.clone(),
+            kind: self.kind,
+            labels: self.labels.clone(),
+            outputs: self.outputs,
+            gate: self.gate,
+            pooling: self.pooling,
+            head: self.head.clone(),
+            lambda: self.lambda,
+            word_split: self.word_split,
+        }
+    }
+
+    /// Where this task's examples come from.
+    pub fn source(&self) -> DataSource {
+        DataSource {
+            train: self.train.clone(),
+            dev: self.dev.clone(),
+            test: self.test.clone(),
+            format: self.format,
+            text_column: self.text_column.clone(),
+            pair_column: self.pair_column.clone(),
+            label_column: self.label_column.clone(),
+            delimiter: self.delimiter.clone(),
+            header: self.header,
+            tag_column: self.tag_column,
+            label_separator: self.label_separator.clone(),
+        }
+    }
+
+    /// The `[[task]]` of `spec` reading its data from `source`.
+    pub fn from_parts(spec: &TaskSpec, source: &DataSource) -> Self {
+        let s = source.clone();
+        Self {
+            name: spec.name.clone(),
+            kind: spec.kind,
+            labels: spec.labels.clone(),
+            outputs: spec.outputs,
+            gate: spec.gate,
+            pooling: spec.pooling,
+            head: spec.head.clone(),
+            lambda: spec.lambda,
+            word_split: spec.word_split,
+            train: s.train,
+            dev: s.dev,
+            test: s.test,
+            format: s.format,
+            text_column: s.text_column,
+            pair_column: s.pair_column,
+            label_column: s.label_column,
+            delimiter: s.delimiter,
+            header: s.header,
+            tag_column: s.tag_column,
+            label_separator: s.label_separator,
+        }
+    }
+}
+
+/// A task as the model sees it: kind, outputs, gate, head and loss weight.
+#[derive(Clone, Debug)]
+pub struct TaskSpec {
+    pub name: String,
+    pub kind: TaskKind,
+    /// Class names or tags (kinds with named outputs).
+    pub labels: Option<Vec<String>>,
+    /// Kinds that predict values: how many (default 1).
+    pub outputs: Option<usize>,
+    pub gate: GateMode,
+    /// Sequence-level kinds only (default `cls`).
+    pub pooling: Option<Pooling>,
+    pub head: HeadConfig,
+    pub lambda: f32,
+    /// Token-level kinds: how `predict` cuts raw text into words.
+    pub word_split: Option<WordSplit>,
+}
+
+impl TaskSpec {
+    /// A task with every optional field unset (lambda 1, scalar gate, linear head).
+    pub fn new(name: &str, kind: TaskKind) -> Self {
+        TaskConfig::new(name, kind).spec()
+    }
+
+    /// How `predict` cuts raw text into this (token) task's words.
+    pub fn word_split(&self) -> WordSplit {
+        self.word_split.unwrap_or_default()
+    }
+
+    /// The pooling of a sequence-level task (`cls` unless set).
+    pub fn pooling(&self) -> Pooling {
+        self.pooling.unwrap_or_default()
+    }
+
+    /// Width of the task's output layer.
+    pub fn output_width(&self) -> usize {
+        self.kind.output_width(self)
+    }
+}

@@ -1,0 +1,109 @@
+//! `classification`: one class per example, softmax cross-entropy over the class logits;
+//! accuracy (primary), macro-F1 and MCC.
+
+use anyhow::{Result, bail};
+use serde_json::{Value, json};
+
+use super::labels::{Label, LabelNames};
+use super::{
+    IGNORE, Kind, Level, Prediction, RowOutputs, TargetRow, TaskTargets, argmax, scores_json,
+    softmax,
+};
+use crate::config::TaskSpec;
+use crate::gpu::Tensor;
+use crate::metrics::{Metrics, TaskEval, classification};
+use crate::ops::loss::{CrossEntropyOptions, LossOutput, cross_entropy};
+
+pub struct Classification;
+
+impl Kind for Classification {
+    fn name(&self) -> &'static str {
+        "classification"
+    }
+
+    fn level(&self) -> Level {
+        Level::Sequence
+    }
+
+    fn named_outputs(&self) -> bool {
+        true
+    }
+
+    fn label_names<'v>(&self, value: &'v Value) -> Result<Vec<&'v Value>, &'static str> {
+        Ok(vec![value])
+    }
+
+    fn label_from_cell(&self, _: &TaskSpec, cell: &str, _: &str) -> Result<Value, String> {
+        Ok(Value::from(cell))
+    }
+
+    fn parse_label(
+        &self,
+        task: &TaskSpec,
+        value: &Value,
+        _: usize,
+        names: &mut LabelNames<'_>,
+    ) -> Result<Label> {
+        let Some(name) = value.as_str() else {
+            bail!("task '{}': expected a label name, got {value}", task.name);
+        };
+        Ok(Label::Class(names.index(task, name)?))
+    }
+
+    fn targets(&self, _: &TaskSpec, rows: &[TargetRow<'_>], _: usize) -> TaskTargets {
+        TaskTargets::Classes(
+            rows.iter()
+                .map(|r| match r.label {
+                    Some(Label::Class(c)) => *c as i32,
+                    _ => IGNORE,
+                })
+                .collect(),
+        )
+    }
+
+    fn loss(&self, logits: &Tensor, targets: &TaskTargets, grad_scale: f32) -> Result<LossOutput> {
+        let TaskTargets::Classes(t) = targets else {
+            bail!("classification targets must be one class per row");
+        };
+        cross_entropy(
+            logits,
+            t,
+            &CrossEntropyOptions {
+                grad_scale,
+                ..Default::default()
+            },
+        )
+    }
+
+    fn decode(&self, row: RowOutputs<'_>) -> Prediction {
+        Prediction::Class(argmax(row.logits), softmax(row.logits))
+    }
+
+    fn prediction_json(&self, prediction: &Prediction, name: &dyn Fn(usize) -> String) -> Value {
+        match prediction {
+            Prediction::Class(k, probs) => {
+                json!({ "label": name(*k), "scores": scores_json(probs, name) })
+            }
+            _ => Value::Null,
+        }
+    }
+
+    fn gather(&self, into: &mut TaskEval, gold: &Label, prediction: Prediction, _: usize) {
+        if let (Label::Class(gold), Prediction::Class(p, _)) = (gold, prediction) {
+            into.classes.push((p, *gold));
+        }
+    }
+
+    fn metrics(&self, gathered: &TaskEval, labels: &[String], _: usize) -> Metrics {
+        let k = labels.len().max(1);
+        let mut m = Metrics::default();
+        m.insert("accuracy", classification::accuracy(&gathered.classes));
+        m.insert("macro_f1", classification::macro_f1(&gathered.classes, k));
+        m.insert("mcc", classification::mcc(&gathered.classes, k));
+        m
+    }
+
+    fn primary_metric(&self) -> &'static str {
+        "accuracy"
+    }
+}
