@@ -3,11 +3,11 @@
 
 use anyhow::Result;
 
-use super::device_batch::DeviceBatch;
 use super::dir::ModelDir;
 use super::multitask::MultiTaskModel;
 use crate::data::{Example, collate};
 use crate::gpu::{Gpu, Tensor};
+use crate::nn::DeviceBatch;
 use crate::nn::Mode;
 
 /// One dumped tensor.
@@ -28,7 +28,13 @@ pub fn dump(gpu: &Gpu, dir: &ModelDir, examples: &[Example]) -> Result<Dump> {
     let model = MultiTaskModel::new(gpu, spec.clone(), &dir.params)?;
     let device_batch = DeviceBatch::new(gpu, &batch, &spec.encoder, true)?;
     let pass = model.forward(&device_batch, Mode::Eval, None)?;
-    let losses = model.backward(&pass, &device_batch, &batch.targets, Mode::Eval)?;
+    let losses = model.backward(
+        &pass,
+        &device_batch,
+        &batch.targets,
+        &model.store.grads,
+        Mode::Eval,
+    )?;
 
     // Everything to read, with its name and shape; one readback for all of it.
     let mut names: Vec<(String, Vec<usize>)> = Vec::new();

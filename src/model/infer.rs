@@ -3,11 +3,11 @@
 
 use anyhow::Result;
 
-use super::device_batch::DeviceBatch;
 use super::multitask::MultiTaskModel;
 use crate::config::TaskSpec;
 use crate::data::{Batch, Example};
 use crate::gpu::Tensor;
+use crate::nn::DeviceBatch;
 use crate::nn::Mode;
 pub use crate::tasks::Prediction;
 use crate::tasks::RowOutputs;
@@ -30,7 +30,7 @@ pub fn infer(
     run: Option<&[bool]>,
     with_gates: bool,
 ) -> Result<Vec<Option<TaskOutputs>>> {
-    let gpu = model.store.params[0].gpu().clone();
+    let gpu = model.params().gpu().clone();
     gpu.block_on(infer_async(model, batch, run, with_gates))?
 }
 
@@ -42,7 +42,7 @@ pub async fn infer_async(
     run: Option<&[bool]>,
     with_gates: bool,
 ) -> Result<Vec<Option<TaskOutputs>>> {
-    let gpu = model.store.params[0].gpu().clone();
+    let gpu = model.params().gpu().clone();
     let device_batch = DeviceBatch::new(&gpu, batch, &model.spec.encoder, false)?;
     let pass = model.forward(&device_batch, Mode::Infer, run)?;
     let mut tensors: Vec<Tensor> = Vec::new();

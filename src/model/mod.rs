@@ -1,7 +1,6 @@
 //! The gated multi-task model: its specification and parameters, the GPU model built from
 //! them, model directories, pretrained BERT loading, and the parity dump.
 
-pub mod device_batch;
 pub mod dir;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod dump;
@@ -15,7 +14,8 @@ pub mod size;
 pub mod spec;
 pub mod store;
 
-pub use device_batch::DeviceBatch;
+pub use crate::nn::DeviceBatch;
+pub use crate::nn::EncoderDims;
 pub use dir::ModelDir;
 pub use multitask::MultiTaskModel;
-pub use spec::{EncoderDims, ModelSpec};
+pub use spec::ModelSpec;

@@ -1,23 +1,28 @@
 //! The gated multi-task model: a BERT encoder shared by every task, a gate and a head per
-//! task, the joint loss `sum_i lambda_i L_i`, and the backward that meets in the encoder.
+//! task, and a training pass in stages the caller composes:
+//!
+//! 1. [`MultiTaskModel::forward`]: the encoder once, then the tasks asked for;
+//! 2. [`MultiTaskModel::task_losses`]: each labelled task's loss (unweighted) and d(logits);
+//! 3. [`MultiTaskModel::backward_tasks`]: back through each head and gate, giving one
+//!    d(hidden) per task, or their sum weighted by the task weights (one buffer, no extra
+//!    pass);
+//! 4. [`MultiTaskModel::backward_encoder`]: a d(hidden) back through the encoder.
+//!
+//! Every backward adds parameter gradients into the gradient set it is given.
+//! [`MultiTaskModel::backward`] is the joint loss `sum_i w_i L_i` through all four.
 
 use anyhow::Result;
 
-use super::device_batch::DeviceBatch;
 use super::host::HostParams;
-use super::spec::{ModelSpec, layer_prefix};
+use super::spec::{ModelSpec, ParamSpec};
 use super::store::ParamStore;
-use crate::config::GateMode;
 use crate::data::TaskTargets;
 use crate::gpu::{DType, Gpu, Tensor};
-use crate::nn::attention::{AttentionCore, SelfAttention};
-use crate::nn::embeddings::{Embeddings, EmbeddingsSaved};
-use crate::nn::encoder_layer::{EncoderLayer, LayerSaved};
+use crate::nn::encoder::{Encoder, EncoderSaved};
 use crate::nn::gate::{Gate, GateSaved};
 use crate::nn::head::{Head, HeadSaved};
-use crate::nn::layernorm::LayerNorm;
-use crate::nn::linear::Linear;
-use crate::nn::{GradInto, Mode, Site};
+use crate::nn::params::{ArenaSet, ParamBuilder};
+use crate::nn::{DeviceBatch, GradInto, Mode};
 use crate::ops::elementwise::accumulate;
 use crate::ops::loss::LossOutput;
 
@@ -27,12 +32,50 @@ pub struct TaskModule {
     pub head: Head,
 }
 
+/// The layers of a model of `spec`, and the parameter list they declared.
+pub struct Layers {
+    pub encoder: Encoder,
+    pub tasks: Vec<TaskModule>,
+}
+
+impl Layers {
+    /// Declares every parameter: the encoder's under Hugging Face BertModel's names, then
+    /// each task's gate and head under `tasks.<name>.gate` and `tasks.<name>.head.<k>`.
+    pub fn declare(spec: &ModelSpec) -> (Self, Vec<ParamSpec>) {
+        let pb = ParamBuilder::new();
+        let d = spec.encoder.hidden;
+        let encoder = Encoder::new(&pb, &spec.encoder);
+        let tasks = spec
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let task = pb
+                    .pp("tasks")
+                    .pp(&t.name)
+                    .owned_by(super::spec::Owner::Task(i));
+                TaskModule {
+                    gate: Gate::new(&task.pp("gate"), t.gate, d),
+                    head: Head::new(
+                        &task.pp("head"),
+                        d,
+                        &t.head.hidden,
+                        t.output_width(),
+                        t.head.activation,
+                        t.kind.is_sequence_level().then(|| t.pooling()),
+                    ),
+                }
+            })
+            .collect();
+        (Self { encoder, tasks }, pb.specs())
+    }
+}
+
 /// The model on the GPU.
 pub struct MultiTaskModel {
     pub spec: ModelSpec,
     pub store: ParamStore,
-    pub embeddings: Embeddings,
-    pub layers: Vec<EncoderLayer>,
+    pub encoder: Encoder,
     pub tasks: Vec<TaskModule>,
 }
 
@@ -50,10 +93,20 @@ pub struct TaskPass {
 pub struct ForwardPass {
     /// Encoder output `[B*T, d]`.
     pub hidden: Tensor,
-    embeddings: EmbeddingsSaved,
-    layers: Vec<LayerSaved>,
+    encoder: EncoderSaved,
     /// Per task, `None` when the task was not run.
     pub tasks: Vec<Option<TaskPass>>,
+}
+
+/// How [`MultiTaskModel::backward_tasks`] returns the gradient of the encoder output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HiddenGrads {
+    /// `sum_i w_i d(L_i)/d(hidden)` in one buffer, each task's d(logits) scaled by its
+    /// weight in the loss kernel (the task's head and gate gradients are weighted too).
+    WeightedSum,
+    /// One unweighted `d(L_i)/d(hidden)` per labelled task, for methods that combine them
+    /// (the task's head and gate gradients are those of its own, unweighted loss).
+    PerTask,
 }
 
 /// Losses of one backward: the weighted total and each task's (`None`: no labels).
@@ -62,119 +115,22 @@ pub struct Losses {
     pub per_task: Vec<Option<Tensor>>,
 }
 
-fn linear(store: &ParamStore, prefix: &str) -> Result<Linear> {
-    Ok(Linear {
-        weight: store.param(&format!("{prefix}.weight"))?,
-        bias: store.param(&format!("{prefix}.bias"))?,
-        dweight: store.grad(&format!("{prefix}.weight"))?,
-        dbias: store.grad(&format!("{prefix}.bias"))?,
-    })
-}
-
-fn layer_norm(store: &ParamStore, prefix: &str, eps: f32) -> Result<LayerNorm> {
-    Ok(LayerNorm {
-        gamma: store.param(&format!("{prefix}.weight"))?,
-        beta: store.param(&format!("{prefix}.bias"))?,
-        dgamma: store.grad(&format!("{prefix}.weight"))?,
-        dbeta: store.grad(&format!("{prefix}.bias"))?,
-        eps,
-    })
-}
-
-fn fused_qkv(store: &ParamStore, prefix: &str, d: usize) -> Result<Linear> {
-    let names = |what: &str| -> Vec<String> {
-        ["query", "key", "value"]
-            .iter()
-            .map(|p| format!("{prefix}.attention.self.{p}.{what}"))
-            .collect()
-    };
-    let (weight, dweight) = store.fused(&names("weight"), &[3 * d, d])?;
-    let (bias, dbias) = store.fused(&names("bias"), &[3 * d])?;
-    Ok(Linear {
-        weight,
-        bias,
-        dweight,
-        dbias,
-    })
-}
-
 impl MultiTaskModel {
     /// Uploads `params` (which must match `spec`) and builds the layers over them.
     pub fn new(gpu: &Gpu, spec: ModelSpec, params: &HostParams) -> Result<Self> {
-        let store = ParamStore::new(gpu, &spec.param_specs(), params)?;
-        Self::from_store(spec, store)
-    }
-
-    /// Builds the layers over an existing parameter store.
-    pub fn from_store(spec: ModelSpec, store: ParamStore) -> Result<Self> {
-        let d = &spec.encoder;
-        let eps = d.layer_norm_eps as f32;
-        let embeddings = Embeddings {
-            word: store.param("embeddings.word_embeddings.weight")?,
-            position: store.param("embeddings.position_embeddings.weight")?,
-            token_type: store.param("embeddings.token_type_embeddings.weight")?,
-            dword: store.grad("embeddings.word_embeddings.weight")?,
-            dposition: store.grad("embeddings.position_embeddings.weight")?,
-            dtoken_type: store.grad("embeddings.token_type_embeddings.weight")?,
-            norm: layer_norm(&store, "embeddings.LayerNorm", eps)?,
-            dropout: d.dropout,
-        };
-        let layers = (0..d.layers)
-            .map(|i| {
-                let p = layer_prefix(i);
-                Ok(EncoderLayer {
-                    attention: SelfAttention {
-                        qkv: fused_qkv(&store, &p, d.hidden)?,
-                        output: linear(&store, &format!("{p}.attention.output.dense"))?,
-                        core: AttentionCore {
-                            heads: d.heads,
-                            dropout: d.attention_dropout,
-                            site: Site(1 + 3 * i as u64),
-                        },
-                    },
-                    attention_norm: layer_norm(
-                        &store,
-                        &format!("{p}.attention.output.LayerNorm"),
-                        eps,
-                    )?,
-                    intermediate: linear(&store, &format!("{p}.intermediate.dense"))?,
-                    output: linear(&store, &format!("{p}.output.dense"))?,
-                    output_norm: layer_norm(&store, &format!("{p}.output.LayerNorm"), eps)?,
-                    dropout: d.dropout,
-                    site: 2 + 3 * i as u64,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let tasks = spec
-            .tasks
-            .iter()
-            .map(|t| {
-                let prefix = format!("tasks.{}", t.name);
-                let gate = match t.gate {
-                    GateMode::None => Gate::None,
-                    GateMode::Scalar => Gate::Scalar(linear(&store, &format!("{prefix}.gate"))?),
-                    GateMode::Vector => Gate::Vector(linear(&store, &format!("{prefix}.gate"))?),
-                };
-                let layers = (0..=t.head.hidden.len())
-                    .map(|k| linear(&store, &format!("{prefix}.head.{k}")))
-                    .collect::<Result<Vec<_>>>()?;
-                Ok(TaskModule {
-                    gate,
-                    head: Head {
-                        layers,
-                        activation: t.head.activation,
-                        pooling: t.kind.is_sequence_level().then(|| t.pooling()),
-                    },
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let (layers, specs) = Layers::declare(&spec);
+        let store = ParamStore::new(gpu, &specs, params)?;
         Ok(Self {
             spec,
             store,
-            embeddings,
-            layers,
-            tasks,
+            encoder: layers.encoder,
+            tasks: layers.tasks,
         })
+    }
+
+    /// The parameters.
+    pub fn params(&self) -> &ArenaSet {
+        &self.store.params
     }
 
     /// Runs the encoder and the tasks marked in `run` (all when `None`).
@@ -184,14 +140,8 @@ impl MultiTaskModel {
         mode: Mode,
         run: Option<&[bool]>,
     ) -> Result<ForwardPass> {
-        let (mut x, embeddings) = self.embeddings.forward(batch, mode)?;
-        let mut layers = Vec::with_capacity(self.layers.len());
-        for layer in &self.layers {
-            let (out, saved) = layer.forward(&x, batch, mode)?;
-            layers.push(saved);
-            x = out;
-        }
-        let hidden = x;
+        let w = self.params();
+        let (hidden, encoder) = self.encoder.forward(w, batch, mode)?;
         let tasks = self
             .tasks
             .iter()
@@ -200,8 +150,8 @@ impl MultiTaskModel {
                 if run.is_some_and(|r| !r[i]) {
                     return Ok(None);
                 }
-                let (gated, gate) = task.gate.forward(&hidden)?;
-                let (logits, head) = task.head.forward(&gated, batch)?;
+                let (gated, gate) = task.gate.forward(w, &hidden)?;
+                let (logits, head) = task.head.forward(w, &gated, batch)?;
                 Ok(Some(TaskPass {
                     gated,
                     gate,
@@ -212,42 +162,82 @@ impl MultiTaskModel {
             .collect::<Result<Vec<_>>>()?;
         Ok(ForwardPass {
             hidden,
-            embeddings,
-            layers,
+            encoder,
             tasks,
         })
     }
 
-    /// The loss of task `i` on `logits` and its d(logits), scaled by the task's lambda.
-    fn task_loss(&self, i: usize, logits: &Tensor, targets: &TaskTargets) -> Result<LossOutput> {
-        let task = &self.spec.tasks[i];
-        task.kind.loss(logits, targets, task.lambda)
+    /// Each task's loss on `targets` with its d(logits) (`None`: the task was not run or
+    /// has no labels in the batch). The loss is unweighted; d(logits) is scaled by the task's
+    /// weight for [`HiddenGrads::WeightedSum`], unscaled for [`HiddenGrads::PerTask`].
+    pub fn task_losses(
+        &self,
+        pass: &ForwardPass,
+        targets: &[TaskTargets],
+        grads: HiddenGrads,
+    ) -> Result<Vec<Option<LossOutput>>> {
+        self.spec
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(i, task)| {
+                let labelled = targets.get(i).is_some_and(TaskTargets::any_labelled);
+                let Some(tp) = pass.tasks[i].as_ref().filter(|_| labelled) else {
+                    return Ok(None);
+                };
+                let scale = match grads {
+                    HiddenGrads::WeightedSum => task.lambda,
+                    HiddenGrads::PerTask => 1.0,
+                };
+                task.kind.loss(&tp.logits, &targets[i], scale).map(Some)
+            })
+            .collect()
     }
 
-    /// Computes every labelled task's loss and back-propagates the joint loss, adding every
-    /// parameter's gradient into the store (which the caller zeroes between steps). Tasks
-    /// without labels in `targets` contribute nothing and get no gradient.
-    pub fn backward(
+    /// The weighted total `sum_i w_i L_i` of `losses` (on the GPU).
+    pub fn weighted_total(&self, losses: &[Option<LossOutput>]) -> Result<Tensor> {
+        let total = Tensor::zeros(self.params().gpu(), &[1], DType::F32)?;
+        for (task, loss) in self.spec.tasks.iter().zip(losses) {
+            if let Some(loss) = loss {
+                accumulate(&total, &loss.loss, task.lambda)?;
+            }
+        }
+        Ok(total)
+    }
+
+    /// Back-propagates each task's d(logits) through its head and gate, adding their
+    /// parameter gradients into `g`. Returns the gradient of the encoder output: one tensor
+    /// (the weighted sum) or one per task with a loss, in task order, as `how` says (`losses`
+    /// must come from [`MultiTaskModel::task_losses`] with the same `how`).
+    pub fn backward_tasks(
         &self,
         pass: &ForwardPass,
         batch: &DeviceBatch,
-        targets: &[TaskTargets],
-        mode: Mode,
-    ) -> Result<Losses> {
+        losses: &[Option<LossOutput>],
+        g: &ArenaSet,
+        how: HiddenGrads,
+    ) -> Result<Vec<Option<Tensor>>> {
+        let w = self.params();
         let gpu = pass.hidden.gpu();
-        let total = Tensor::zeros(gpu, &[1], DType::F32)?;
-        let dhidden = Tensor::zeros(gpu, pass.hidden.shape(), DType::F32)?;
-        let mut per_task = Vec::with_capacity(self.tasks.len());
+        let shape = pass.hidden.shape();
+        let sum = match how {
+            HiddenGrads::WeightedSum => Some(Tensor::zeros(gpu, shape, DType::F32)?),
+            HiddenGrads::PerTask => None,
+        };
+        let mut out = Vec::with_capacity(self.tasks.len());
         for (i, task) in self.tasks.iter().enumerate() {
-            let labelled = targets.get(i).is_some_and(TaskTargets::any_labelled);
-            let Some(tp) = pass.tasks[i].as_ref().filter(|_| labelled) else {
-                per_task.push(None);
+            let (Some(loss), Some(tp)) = (&losses[i], &pass.tasks[i]) else {
+                out.push(None);
                 continue;
             };
-            let loss = self.task_loss(i, &tp.logits, &targets[i])?;
-            accumulate(&total, &loss.loss, self.spec.tasks[i].lambda)?;
+            let dhidden = match &sum {
+                Some(s) => s.clone(),
+                None => Tensor::zeros(gpu, shape, DType::F32)?,
+            };
             if matches!(task.gate, Gate::None) {
                 task.head.backward(
+                    w,
+                    g,
                     &tp.gated,
                     &loss.dlogits,
                     &tp.head,
@@ -255,8 +245,10 @@ impl MultiTaskModel {
                     GradInto::Add(&dhidden),
                 )?;
             } else {
-                let dgated = Tensor::empty(gpu, pass.hidden.shape(), DType::F32)?;
+                let dgated = Tensor::empty(gpu, shape, DType::F32)?;
                 task.head.backward(
+                    w,
+                    g,
                     &tp.gated,
                     &loss.dlogits,
                     &tp.head,
@@ -264,16 +256,53 @@ impl MultiTaskModel {
                     GradInto::Write(&dgated),
                 )?;
                 task.gate
-                    .backward(&pass.hidden, &dgated, &tp.gate, &dhidden)?;
+                    .backward(w, g, &pass.hidden, &dgated, &tp.gate, &dhidden)?;
             }
-            per_task.push(Some(loss.loss));
+            out.push(sum.is_none().then_some(dhidden));
         }
-        let mut grad = dhidden;
-        for (layer, saved) in self.layers.iter().zip(&pass.layers).rev() {
-            grad = layer.backward(&grad, saved, batch, mode)?;
-        }
-        self.embeddings
-            .backward(&grad, &pass.embeddings, batch, mode)?;
-        Ok(Losses { total, per_task })
+        Ok(match sum {
+            Some(s) => vec![Some(s)],
+            None => out,
+        })
+    }
+
+    /// Back-propagates `dhidden` (a gradient of the encoder output) through the encoder,
+    /// adding its parameter gradients into `g`.
+    pub fn backward_encoder(
+        &self,
+        pass: &ForwardPass,
+        batch: &DeviceBatch,
+        dhidden: Tensor,
+        g: &ArenaSet,
+        mode: Mode,
+    ) -> Result<()> {
+        self.encoder
+            .backward(self.params(), g, dhidden, &pass.encoder, batch, mode)
+    }
+
+    /// The joint loss `sum_i w_i L_i` of every labelled task, back-propagated into `g`
+    /// (which the caller zeroes between steps). Tasks without labels in `targets` contribute
+    /// nothing and get no gradient.
+    pub fn backward(
+        &self,
+        pass: &ForwardPass,
+        batch: &DeviceBatch,
+        targets: &[TaskTargets],
+        g: &ArenaSet,
+        mode: Mode,
+    ) -> Result<Losses> {
+        let how = HiddenGrads::WeightedSum;
+        let losses = self.task_losses(pass, targets, how)?;
+        let total = self.weighted_total(&losses)?;
+        let dhidden = self
+            .backward_tasks(pass, batch, &losses, g, how)?
+            .pop()
+            .flatten()
+            .expect("the weighted sum");
+        self.backward_encoder(pass, batch, dhidden, g, mode)?;
+        Ok(Losses {
+            total,
+            per_task: losses.into_iter().map(|l| l.map(|l| l.loss)).collect(),
+        })
     }
 }

@@ -14,7 +14,8 @@ use anyhow::{Result, anyhow, bail};
 
 use super::host::{HostParams, HostTensor};
 use super::spec::{Owner, ParamSpec};
-use crate::gpu::{DType, Gpu, Tensor};
+use crate::gpu::{Gpu, Tensor};
+use crate::nn::params::{ArenaSet, ParamSlot};
 
 /// Elements per 256 bytes: the alignment of every parameter that starts a run.
 pub const ALIGN_ELEMENTS: usize = 64;
@@ -153,13 +154,31 @@ impl ArenaLayout {
             .map(|&i| &self.slots[i])
             .ok_or_else(|| anyhow!("no parameter named {name}"))
     }
+
+    /// Where each of `specs` (the list this layout was planned from) lives, in their order:
+    /// the table layers find their tensors by.
+    pub fn param_slots(&self, specs: &[ParamSpec]) -> Result<Vec<ParamSlot>> {
+        specs
+            .iter()
+            .map(|spec| {
+                let s = self.slot(&spec.name)?;
+                Ok(ParamSlot {
+                    arena: s.arena,
+                    offset: s.offset,
+                    shape: s.shape.clone(),
+                })
+            })
+            .collect()
+    }
 }
 
-/// Parameters and their gradients on the GPU.
+/// Parameters and the training step's gradients on the GPU, in arenas of one layout.
 pub struct ParamStore {
     pub layout: ArenaLayout,
-    pub params: Vec<Tensor>,
-    pub grads: Vec<Tensor>,
+    pub params: ArenaSet,
+    /// The gradient set training steps accumulate into (more sets of the same layout:
+    /// [`ArenaSet::zeros_like`]).
+    pub grads: ArenaSet,
 }
 
 /// The largest arena taskgate makes on any adapter, in bytes.
@@ -211,11 +230,9 @@ impl ParamStore {
             .iter()
             .map(|data| Tensor::from_slice(gpu, data, &[data.len()]))
             .collect::<Result<Vec<_>>>()?;
-        let grads = layout
-            .arena_lens
-            .iter()
-            .map(|&n| Tensor::zeros(gpu, &[n], DType::F32))
-            .collect::<Result<Vec<_>>>()?;
+        let slots = std::sync::Arc::new(layout.param_slots(specs)?);
+        let params = ArenaSet::new(params, slots);
+        let grads = params.zeros_like()?;
         Ok(Self {
             layout,
             params,
@@ -223,44 +240,9 @@ impl ParamStore {
         })
     }
 
-    fn view_of(&self, arenas: &[Tensor], name: &str) -> Result<Tensor> {
-        let slot = self.layout.slot(name)?;
-        arenas[slot.arena].view(slot.offset, &slot.shape)
-    }
-
-    /// The parameter `name` as a view of its arena.
-    pub fn param(&self, name: &str) -> Result<Tensor> {
-        self.view_of(&self.params, name)
-    }
-
-    /// The gradient of `name` as a view of its arena.
-    pub fn grad(&self, name: &str) -> Result<Tensor> {
-        self.view_of(&self.grads, name)
-    }
-
-    /// One view spanning `names`, which must be stored back to back (a packed run), with
-    /// `shape`; returns (parameter view, gradient view).
-    pub fn fused(&self, names: &[String], shape: &[usize]) -> Result<(Tensor, Tensor)> {
-        let first = self.layout.slot(&names[0])?;
-        let mut end = first.offset;
-        for name in names {
-            let slot = self.layout.slot(name)?;
-            if slot.arena != first.arena || slot.offset != end {
-                bail!("parameters {names:?} are not stored back to back");
-            }
-            end += slot.shape.iter().product::<usize>();
-        }
-        Ok((
-            self.params[first.arena].view(first.offset, shape)?,
-            self.grads[first.arena].view(first.offset, shape)?,
-        ))
-    }
-
     /// Sets every gradient to zero (recorded on the GPU; no host work).
     pub fn zero_grads(&self) {
-        for g in &self.grads {
-            g.fill_zero();
-        }
+        self.grads.zero();
     }
 
     async fn download(&self, arenas: &[Tensor]) -> Result<HostParams> {
@@ -286,19 +268,30 @@ impl ParamStore {
 
     /// Every parameter, read back to the host (awaits the device).
     pub async fn download_params_async(&self) -> Result<HostParams> {
-        self.download(&self.params).await
+        self.download(&self.params.arenas).await
     }
 
     /// Every parameter, read back to the host (native only).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn download_params(&self) -> Result<HostParams> {
-        self.params[0].gpu().block_on(self.download(&self.params))?
+        self.params
+            .gpu()
+            .block_on(self.download(&self.params.arenas))?
+    }
+
+    /// Every tensor of `set` (a set laid out like the parameters), read back to the host
+    /// (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn download_set(&self, set: &ArenaSet) -> Result<HostParams> {
+        set.gpu().block_on(self.download(&set.arenas))?
     }
 
     /// Every gradient, read back to the host (native only).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn download_grads(&self) -> Result<HostParams> {
-        self.grads[0].gpu().block_on(self.download(&self.grads))?
+        self.grads
+            .gpu()
+            .block_on(self.download(&self.grads.arenas))?
     }
 
     /// Total number of parameter elements (without padding).

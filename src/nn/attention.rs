@@ -9,10 +9,11 @@
 
 use anyhow::Result;
 
+use super::device_batch::DeviceBatch;
 use super::linear::Linear;
+use super::params::{ArenaSet, ParamBuilder};
 use super::{GradInto, Mode, Site};
 use crate::gpu::{DType, Tensor};
-use crate::model::device_batch::DeviceBatch;
 use crate::ops::RowStrategy;
 use crate::ops::attention::{attention_forward_fused, fused_preferred, fused_unsupported};
 use crate::ops::dropout::site_seed;
@@ -218,18 +219,31 @@ impl AttentionCore {
 }
 
 impl SelfAttention {
+    /// Declares `self.{query,key,value}` (one packed `[3d, d]` projection) and
+    /// `output.dense` under `pb`'s prefix (Hugging Face's `attention`).
+    pub fn new(pb: &ParamBuilder, d: usize, core: AttentionCore) -> Self {
+        let projections = pb.pp("self");
+        let parts = ["query", "key", "value"].map(|p| projections.pp(p));
+        Self {
+            qkv: Linear::packed(&parts, d),
+            output: Linear::new(&pb.pp("output.dense"), d, d),
+            core,
+        }
+    }
+
     /// Attention output before its dropout, `[B*T, d]`.
     pub fn forward(
         &self,
+        w: &ArenaSet,
         x: &Tensor,
         batch: &DeviceBatch,
         mode: Mode,
     ) -> Result<(Tensor, AttentionSaved)> {
-        let qkv = self.qkv.forward(x)?;
+        let qkv = self.qkv.forward(w, x)?;
         let (context, probs) =
             self.core
                 .forward(&qkv, &batch.mask, batch.batch, batch.seq, mode)?;
-        let out = self.output.forward(&context)?;
+        let out = self.output.forward(w, &context)?;
         Ok((
             out,
             AttentionSaved {
@@ -240,9 +254,12 @@ impl SelfAttention {
         ))
     }
 
-    /// Adds the parameter gradients and writes or adds dx.
+    /// Adds the parameter gradients into `g` and writes or adds dx.
+    #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self,
+        w: &ArenaSet,
+        g: &ArenaSet,
         x: &Tensor,
         dout: &Tensor,
         saved: &AttentionSaved,
@@ -253,10 +270,10 @@ impl SelfAttention {
         let Some(probs) = &saved.probs else {
             anyhow::bail!("attention backward after a Mode::Infer forward (nothing was kept)");
         };
-        let dcontext = self.output.backward_new(&saved.context, dout)?;
+        let dcontext = self.output.backward_new(w, g, &saved.context, dout)?;
         let dqkv =
             self.core
                 .backward(&saved.qkv, probs, &dcontext, batch.batch, batch.seq, mode)?;
-        self.qkv.backward(x, &dqkv, Some(dx))
+        self.qkv.backward(w, g, x, &dqkv, Some(dx))
     }
 }

@@ -5,6 +5,8 @@ use anyhow::Result;
 
 use super::GradInto;
 use super::linear::Linear;
+use super::params::{ArenaSet, ParamBuilder};
+use crate::config::GateMode;
 use crate::gpu::Tensor;
 use crate::ops::activation::sigmoid;
 use crate::ops::elementwise::accumulate;
@@ -24,6 +26,15 @@ pub struct GateSaved {
 }
 
 impl Gate {
+    /// A gate of `mode` over width `d`, declared under `pb`'s prefix (`weight`, `bias`).
+    pub fn new(pb: &ParamBuilder, mode: GateMode, d: usize) -> Self {
+        match mode {
+            GateMode::None => Gate::None,
+            GateMode::Scalar => Gate::Scalar(Linear::new(pb, d, 1)),
+            GateMode::Vector => Gate::Vector(Linear::new(pb, d, d)),
+        }
+    }
+
     fn parts(&self) -> Option<(&Linear, GateShape)> {
         match self {
             Gate::None => None,
@@ -33,11 +44,11 @@ impl Gate {
     }
 
     /// The gated encoder output `[B*T, d]`.
-    pub fn forward(&self, h: &Tensor) -> Result<(Tensor, GateSaved)> {
+    pub fn forward(&self, w: &ArenaSet, h: &Tensor) -> Result<(Tensor, GateSaved)> {
         match self.parts() {
             None => Ok((h.clone(), GateSaved { logits: None })),
             Some((linear, shape)) => {
-                let logits = linear.forward(h)?;
+                let logits = linear.forward(w, h)?;
                 let y = gate_forward(&logits, h, shape)?;
                 Ok((
                     y,
@@ -54,14 +65,22 @@ impl Gate {
         saved.logits.as_ref().map(sigmoid).transpose()
     }
 
-    /// Adds the gate's parameter gradients and its contribution to `dh` (the gradient of the
-    /// shared encoder output, which every task adds into).
-    pub fn backward(&self, h: &Tensor, dy: &Tensor, saved: &GateSaved, dh: &Tensor) -> Result<()> {
+    /// Adds the gate's parameter gradients into `g` and its contribution to `dh` (the
+    /// gradient of the encoder output).
+    pub fn backward(
+        &self,
+        w: &ArenaSet,
+        g: &ArenaSet,
+        h: &Tensor,
+        dy: &Tensor,
+        saved: &GateSaved,
+        dh: &Tensor,
+    ) -> Result<()> {
         match (self.parts(), &saved.logits) {
             (Some((linear, shape)), Some(logits)) => {
                 gate_backward_input_into(logits, dy, shape, dh, true)?;
                 let dlogits = gate_backward_logits(logits, h, dy, shape)?;
-                linear.backward(h, &dlogits, Some(GradInto::Add(dh)))
+                linear.backward(w, g, h, &dlogits, Some(GradInto::Add(dh)))
             }
             _ => accumulate(dh, dy, 1.0),
         }

@@ -7,10 +7,11 @@
 use anyhow::Result;
 
 use super::GradInto;
+use super::device_batch::DeviceBatch;
 use super::linear::Linear;
+use super::params::{ArenaSet, ParamBuilder};
 use crate::config::Pooling;
 use crate::gpu::Tensor;
-use crate::model::device_batch::DeviceBatch;
 use crate::ops::activation::Activation;
 use crate::ops::matmul::{Matmul, matmul, matmul_backward_into};
 
@@ -30,6 +31,35 @@ pub struct HeadSaved {
 }
 
 impl Head {
+    /// An MLP from width `d` through `hidden` to `out`, its layers declared under `pb` as
+    /// `0`, `1`, ... (`None` pooling: a token-level head).
+    pub fn new(
+        pb: &ParamBuilder,
+        d: usize,
+        hidden: &[usize],
+        out: usize,
+        activation: Activation,
+        pooling: Option<Pooling>,
+    ) -> Self {
+        let mut width = d;
+        let layers = hidden
+            .iter()
+            .copied()
+            .chain([out])
+            .enumerate()
+            .map(|(k, next)| {
+                let layer = Linear::new(&pb.pp(k), width, next);
+                width = next;
+                layer
+            })
+            .collect();
+        Self {
+            layers,
+            activation,
+            pooling,
+        }
+    }
+
     fn pooling_weights<'a>(&self, batch: &'a DeviceBatch) -> Option<&'a Tensor> {
         self.pooling.map(|p| match p {
             Pooling::Cls => &batch.cls_weights,
@@ -42,7 +72,12 @@ impl Head {
     }
 
     /// Logits: `[B, out]` for pooled heads, `[B*T, out]` for token heads.
-    pub fn forward(&self, y: &Tensor, batch: &DeviceBatch) -> Result<(Tensor, HeadSaved)> {
+    pub fn forward(
+        &self,
+        w: &ArenaSet,
+        y: &Tensor,
+        batch: &DeviceBatch,
+    ) -> Result<(Tensor, HeadSaved)> {
         let d = y.shape()[y.shape().len() - 1];
         let mut x = match self.pooling_weights(batch) {
             Some(w) => {
@@ -54,7 +89,7 @@ impl Head {
         let mut pre = Vec::with_capacity(self.layers.len().saturating_sub(1));
         for (k, layer) in self.layers.iter().enumerate() {
             inputs.push(x.clone());
-            let u = layer.forward(&x)?;
+            let u = layer.forward(w, &x)?;
             if k + 1 < self.layers.len() {
                 x = self.activation.forward(&u)?;
                 pre.push(u);
@@ -65,10 +100,13 @@ impl Head {
         Ok((x, HeadSaved { inputs, pre }))
     }
 
-    /// Adds the layers' parameter gradients; writes or adds the gradient of the gated
+    /// Adds the layers' parameter gradients into `g`; writes or adds the gradient of the gated
     /// sequence `y` into `dy`.
+    #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self,
+        w: &ArenaSet,
+        g: &ArenaSet,
         y: &Tensor,
         dlogits: &Tensor,
         saved: &HeadSaved,
@@ -83,9 +121,9 @@ impl Head {
                 grad = self.activation.backward(&saved.pre[k], &grad)?;
             }
             if k == 0 && pooling.is_none() {
-                return layer.backward(&saved.inputs[0], &grad, Some(dy));
+                return layer.backward(w, g, &saved.inputs[0], &grad, Some(dy));
             }
-            grad = layer.backward_new(&saved.inputs[k], &grad)?;
+            grad = layer.backward_new(w, g, &saved.inputs[k], &grad)?;
         }
         let weights = pooling.expect("pooled head");
         let d = y.shape()[y.shape().len() - 1];

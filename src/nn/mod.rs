@@ -1,14 +1,23 @@
-//! Layers with explicit forward and backward passes (llm.c style): each forward returns
-//! what its backward needs, each backward takes it and adds its parameter gradients into the
-//! gradient views it was built with.
+//! Layers with explicit forward and backward passes (llm.c style): each layer declares its
+//! parameters once ([`params::ParamBuilder`]), each forward reads them from the parameter
+//! arenas and returns what its backward needs, and each backward takes it and adds its
+//! parameter gradients into the gradient set it is given. [`DeviceBatch`] is a batch as the
+//! layers read it.
 
 pub mod attention;
+pub mod device_batch;
 pub mod embeddings;
+pub mod encoder;
 pub mod encoder_layer;
 pub mod gate;
 pub mod head;
 pub mod layernorm;
 pub mod linear;
+pub mod params;
+
+pub use device_batch::DeviceBatch;
+pub use encoder::{Encoder, EncoderDims};
+pub use params::{ArenaSet, ParamBuilder};
 
 use anyhow::Result;
 

@@ -131,7 +131,7 @@ fn checkpoint_files(
     )?;
     let mut files = ModelDir::serialize(&model.spec, sources, &params, tokenizer_json)?;
     let (m, v) = trainer.optimizer.moments();
-    let gpu = model.store.params[0].gpu();
+    let gpu = model.params().gpu();
     let all: Vec<&crate::gpu::Tensor> = m.iter().chain(v).collect();
     let values = gpu.read_f32_blocking(&all)?;
     let shapes: Vec<[usize; 1]> = values.iter().map(|v| [v.len()]).collect();

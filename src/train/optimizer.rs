@@ -29,8 +29,18 @@ impl Optimizer {
         Ok(Self {
             hp,
             max_norm,
-            m: store.params.iter().map(zeros).collect::<Result<_>>()?,
-            v: store.params.iter().map(zeros).collect::<Result<_>>()?,
+            m: store
+                .params
+                .arenas
+                .iter()
+                .map(zeros)
+                .collect::<Result<_>>()?,
+            v: store
+                .params
+                .arenas
+                .iter()
+                .map(zeros)
+                .collect::<Result<_>>()?,
             group_steps: vec![0; store.layout.groups.len()],
         })
     }
@@ -85,9 +95,9 @@ impl Optimizer {
         lr: f32,
         active: impl Fn(Owner) -> bool,
     ) -> Result<Tensor> {
-        let gpu = store.grads[0].gpu();
+        let gpu = store.grads.gpu();
         let sumsq = Tensor::zeros(gpu, &[1], DType::F32)?;
-        for g in &store.grads {
+        for g in &store.grads.arenas {
             accumulate(&sumsq, &sum_squares(g)?, 1.0)?;
         }
         let clip = clip_coefficient(&sumsq, self.max_norm)?;
@@ -108,8 +118,8 @@ impl Optimizer {
             for seg in &group.segments {
                 let a = seg.arena;
                 adamw_step(
-                    &store.params[a],
-                    &store.grads[a],
+                    &store.params.arenas[a],
+                    &store.grads.arenas[a],
                     &self.m[a],
                     &self.v[a],
                     &clip,

@@ -9,8 +9,8 @@ use super::schedule::LrSchedule;
 use crate::data::{Batch, TaskTargets};
 use crate::gpu::Tensor;
 use crate::model::MultiTaskModel;
-use crate::model::device_batch::DeviceBatch;
 use crate::model::spec::Owner;
+use crate::nn::DeviceBatch;
 use crate::nn::Mode;
 use crate::ops::adamw::AdamW;
 
@@ -95,7 +95,7 @@ impl Trainer {
     /// One step on `batch`. Tasks without labels in it run no head and are not updated.
     pub fn train_step(&mut self, batch: &Batch) -> Result<StepOutput> {
         self.step += 1;
-        let gpu = self.model.store.params[0].gpu().clone();
+        let gpu = self.model.params().gpu().clone();
         let spec = &self.model.spec;
         let labelled: Vec<bool> = batch
             .targets
@@ -109,9 +109,13 @@ impl Trainer {
         };
         self.model.store.zero_grads();
         let pass = self.model.forward(&device_batch, mode, Some(&labelled))?;
-        let losses = self
-            .model
-            .backward(&pass, &device_batch, &batch.targets, mode)?;
+        let losses = self.model.backward(
+            &pass,
+            &device_batch,
+            &batch.targets,
+            &self.model.store.grads,
+            mode,
+        )?;
         let lr = self.options.schedule.lr(self.step);
         let any = labelled.iter().any(|&l| l);
         let clip = self

@@ -7,4 +7,5 @@
 mod common;
 mod minilm;
 mod parity;
+mod staged;
 mod training;

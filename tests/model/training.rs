@@ -43,7 +43,7 @@ fn task(
     }
 }
 
-fn spec(dropout: f32) -> ModelSpec {
+pub fn spec(dropout: f32) -> ModelSpec {
     ModelSpec {
         encoder: EncoderDims {
             vocab_size: VOCAB,
@@ -85,7 +85,7 @@ fn spec(dropout: f32) -> ModelSpec {
     }
 }
 
-fn examples(n: usize, seed: u64) -> Vec<Example> {
+pub fn examples(n: usize, seed: u64) -> Vec<Example> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     (0..n)
         .map(|i| {
@@ -125,7 +125,7 @@ fn examples(n: usize, seed: u64) -> Vec<Example> {
         .collect()
 }
 
-fn init(spec: &ModelSpec) -> HostParams {
+pub fn init(spec: &ModelSpec) -> HostParams {
     let mut params = HostParams::new();
     init_missing(spec, &mut params).unwrap();
     params

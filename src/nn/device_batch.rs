@@ -3,7 +3,7 @@
 
 use anyhow::{Result, bail};
 
-use super::spec::EncoderDims;
+use super::encoder::EncoderDims;
 use crate::data::Batch;
 use crate::gpu::{Gpu, Tensor};
 use crate::ops::embedding::EmbeddingGradIndex;

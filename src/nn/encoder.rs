@@ -1,0 +1,102 @@
+//! The BERT encoder (embeddings and post-LN layers) and its resolved dimensions.
+
+use anyhow::Result;
+
+use super::Mode;
+use super::device_batch::DeviceBatch;
+use super::embeddings::{Embeddings, EmbeddingsSaved};
+use super::encoder_layer::{EncoderLayer, LayerSaved};
+use super::params::{ArenaSet, ParamBuilder};
+use crate::gpu::Tensor;
+
+/// Encoder dimensions and regularization, fully resolved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EncoderDims {
+    pub vocab_size: usize,
+    pub hidden: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub intermediate: usize,
+    pub max_positions: usize,
+    pub type_vocab_size: usize,
+    pub layer_norm_eps: f64,
+    pub dropout: f32,
+    pub attention_dropout: f32,
+    pub seed: u64,
+    /// Longest tokenized input (<= max_positions).
+    pub max_length: usize,
+}
+
+impl EncoderDims {
+    pub fn head_dim(&self) -> usize {
+        self.hidden / self.heads
+    }
+}
+
+/// The shared encoder: embeddings, then the layers.
+pub struct Encoder {
+    pub dims: EncoderDims,
+    pub embeddings: Embeddings,
+    pub layers: Vec<EncoderLayer>,
+}
+
+/// What the encoder's backward needs.
+pub struct EncoderSaved {
+    embeddings: EmbeddingsSaved,
+    layers: Vec<LayerSaved>,
+}
+
+/// Name prefix of encoder layer `i` (as Hugging Face's BertModel).
+pub fn layer_prefix(i: usize) -> String {
+    format!("encoder.layer.{i}")
+}
+
+impl Encoder {
+    /// Declares every encoder parameter under `pb` with Hugging Face BertModel's names
+    /// (`embeddings.*`, `encoder.layer.<i>.*`).
+    pub fn new(pb: &ParamBuilder, dims: &EncoderDims) -> Self {
+        Self {
+            dims: dims.clone(),
+            embeddings: Embeddings::new(&pb.pp("embeddings"), dims),
+            layers: (0..dims.layers)
+                .map(|i| EncoderLayer::new(&pb.pp(layer_prefix(i)), dims, i))
+                .collect(),
+        }
+    }
+
+    /// The encoder output `[B*T, d]`.
+    pub fn forward(
+        &self,
+        w: &ArenaSet,
+        batch: &DeviceBatch,
+        mode: Mode,
+    ) -> Result<(Tensor, EncoderSaved)> {
+        let (mut x, embeddings) = self.embeddings.forward(w, batch, mode)?;
+        let mut layers = Vec::with_capacity(self.layers.len());
+        for layer in &self.layers {
+            let (out, saved) = layer.forward(w, &x, batch, mode)?;
+            layers.push(saved);
+            x = out;
+        }
+        Ok((x, EncoderSaved { embeddings, layers }))
+    }
+
+    /// Back-propagates `dhidden` (the gradient of the encoder output) through every layer
+    /// and the embeddings, adding each parameter's gradient into `g`.
+    pub fn backward(
+        &self,
+        w: &ArenaSet,
+        g: &ArenaSet,
+        dhidden: Tensor,
+        saved: &EncoderSaved,
+        batch: &DeviceBatch,
+        mode: Mode,
+    ) -> Result<()> {
+        let mut grad = dhidden;
+        for (layer, s) in self.layers.iter().zip(&saved.layers).rev() {
+            grad = layer.backward(w, g, &grad, s, batch, mode)?;
+        }
+        self.embeddings
+            .backward(w, g, &grad, &saved.embeddings, batch, mode)
+    }
+}

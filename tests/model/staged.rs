@@ -1,0 +1,96 @@
+//! The staged backward: one d(hidden) per task, combined with the task weights and pushed
+//! through the encoder into a second gradient set, equals the joint backward.
+
+use taskgate::data::collate;
+use taskgate::gpu::{DType, Tensor};
+use taskgate::model::host::HostParams;
+use taskgate::model::multitask::HiddenGrads;
+use taskgate::model::{DeviceBatch, MultiTaskModel};
+use taskgate::nn::Mode;
+use taskgate::ops::elementwise::accumulate;
+
+use crate::common::gpu;
+use crate::training::{examples, init, spec};
+
+/// `|a - b| / |a|` over a whole tensor (L2 norms). The key bias's gradient is zero in exact
+/// arithmetic (softmax ignores a shift of all scores), so what both backwards compute there is
+/// rounding noise: norms below `FLOOR` count as `FLOOR`.
+fn relative(a: &[f32], b: &[f32]) -> f64 {
+    const FLOOR: f64 = 1e-4;
+    let diff: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
+    let norm: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum();
+    diff.sqrt() / norm.sqrt().max(FLOOR)
+}
+
+#[test]
+fn per_task_hidden_gradients_summed_through_the_encoder_equal_the_joint_backward() {
+    let mut spec = spec(0.1);
+    let lambdas = [0.7f32, 1.3, 0.4];
+    for (task, &l) in spec.tasks.iter_mut().zip(&lambdas) {
+        task.lambda = l;
+    }
+    let params = init(&spec);
+    let model = MultiTaskModel::new(gpu(), spec.clone(), &params).unwrap();
+    let batch = collate(&examples(8, 11), &spec.tasks, 0);
+    let device_batch = DeviceBatch::new(gpu(), &batch, &spec.encoder, true).unwrap();
+    // Dropout on: both passes regenerate the same masks from (seed, step, site).
+    let mode = Mode::Train { seed: 3, step: 5 };
+
+    model.store.zero_grads();
+    let pass = model.forward(&device_batch, mode, None).unwrap();
+    let joint_losses = model
+        .backward(
+            &pass,
+            &device_batch,
+            &batch.targets,
+            &model.store.grads,
+            mode,
+        )
+        .unwrap();
+    let joint: HostParams = model.store.download_grads().unwrap();
+
+    let staged_grads = model.store.grads.zeros_like().unwrap();
+    let pass = model.forward(&device_batch, mode, None).unwrap();
+    let how = HiddenGrads::PerTask;
+    let losses = model.task_losses(&pass, &batch.targets, how).unwrap();
+    let per_task = model
+        .backward_tasks(&pass, &device_batch, &losses, &staged_grads, how)
+        .unwrap();
+    assert_eq!(per_task.len(), 3);
+    let combined = Tensor::zeros(gpu(), pass.hidden.shape(), DType::F32).unwrap();
+    for (dh, &l) in per_task.iter().zip(&lambdas) {
+        accumulate(&combined, dh.as_ref().expect("every task is labelled"), l).unwrap();
+    }
+    model
+        .backward_encoder(&pass, &device_batch, combined, &staged_grads, mode)
+        .unwrap();
+    let staged = model.store.download_set(&staged_grads).unwrap();
+
+    // The losses agree, and so does every gradient: the encoder's exactly as the joint
+    // backward's, each task's as its own unweighted loss's (the joint one over lambda).
+    for (i, loss) in losses.iter().enumerate() {
+        let a = loss.as_ref().unwrap().loss.to_vec::<f32>().unwrap()[0];
+        let b = joint_losses.per_task[i]
+            .as_ref()
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap()[0];
+        assert_eq!(a, b, "task {i} loss");
+    }
+    let mut checked = 0;
+    let mut worst = 0f64;
+    for p in spec.param_specs() {
+        let scale = spec
+            .tasks
+            .iter()
+            .position(|t| p.name.starts_with(&format!("tasks.{}.", t.name)))
+            .map_or(1.0, |i| lambdas[i]);
+        let ours: Vec<f32> = staged[&p.name].data.iter().map(|g| g * scale).collect();
+        let err = relative(&joint[&p.name].data, &ours);
+        assert!(err <= 1e-6, "{}: relative error {err:e}", p.name);
+        worst = worst.max(err);
+        checked += 1;
+    }
+    assert_eq!(checked, joint.len());
+    eprintln!("{checked} gradients, largest relative difference {worst:.1e}");
+}
