@@ -3,9 +3,11 @@
 //   scale:      out[i] = alpha * a[i]
 //   accumulate: out[i] = out[i] + alpha * a[i]        (gradient accumulation)
 //   fill:       out[i] = alpha
+//   accumulate_weighted: out[i] = out[i] + (alpha * weights[index]) * a[i]   (a loss times its
+//               task's weight, read from the GPU tensor of task weights)
 //   axpby4, scale4, accumulate4, fill4: the same on vec4s (n % 4 == 0; n counts floats).
-// Bindings: 0 params, 1 a, 2 b, 3 out, and vec4 views 4 a4, 5 b4, 6 out4; each entry uses
-// its subset, in that order.
+// Bindings: 0 params, 1 a, 2 b, 3 out, and vec4 views 4 a4, 5 b4, 6 out4, 7 weights; each
+// entry uses its subset, in that order.
 // Dispatch: ceil(n / WG) workgroups of WG invocations, folded into x * y when large; the
 // linear workgroup index is wid.y * num_workgroups.x + wid.x.
 
@@ -13,7 +15,7 @@ struct Params {
     n: u32,
     alpha: f32,
     beta: f32,
-    _pad: u32,
+    index: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -23,6 +25,7 @@ struct Params {
 @group(0) @binding(4) var<storage, read> a4: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read> b4: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read_write> out4: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read> weights: array<f32>;
 
 override WG: u32 = 256;
 
@@ -54,6 +57,15 @@ fn accumulate(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     let i = linear_index(wid, nwg, lid);
     if (i < p.n) {
         out[i] = out[i] + p.alpha * a[i];
+    }
+}
+
+@compute @workgroup_size(WG)
+fn accumulate_weighted(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                       @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wid, nwg, lid);
+    if (i < p.n) {
+        out[i] = out[i] + (p.alpha * weights[p.index]) * a[i];
     }
 }
 

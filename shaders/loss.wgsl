@@ -2,7 +2,9 @@
 // The host computes the normalizer (PyTorch's "mean" reduction) and passes inv_norm = 1/N:
 //   cross_entropy: N = sum over labelled rows of w[target] (w = 1 without class weights);
 //   bce_with_logits: N = labelled rows * classes; mse: N = labelled rows * outputs.
-// grad_scale multiplies d(logits) (the task weight lambda times the upstream gradient).
+// d(logits) is multiplied by grad_scale * task_weights[weight_index]: a constant (the upstream
+// gradient) times the task's entry in the GPU tensor of task weights, which can change every
+// step without the host reading anything back.
 // Summing row_loss (reduce.wgsl) gives the loss.
 //
 // cross_entropy (workgroup per row, targets i32, `ignore_index` rows contribute nothing):
@@ -17,8 +19,8 @@
 // mse (invocation per row):
 //   row_loss = inv_norm * m * sum_c (x - t)^2;   dx[c] = grad_scale * inv_norm * m * 2 (x - t)
 // Bindings: 0 params, 1 logits, 2 targets (i32), 3 class_weights, 4 row_loss, 5 dlogits,
-// 6 ftargets (f32, shape of logits), 7 row_mask (f32 per row).
-// cross_entropy uses 1-5; bce_with_logits and mse use 1, 4, 5, 6, 7.
+// 6 ftargets (f32, shape of logits), 7 row_mask (f32 per row), 8 task_weights.
+// cross_entropy uses 1-5 and 8; bce_with_logits and mse use 1, 4, 5, 6, 7, 8.
 // Dispatch: cross_entropy one workgroup of WG (a power of two) per row, rows folded into
 // x * y; the others ceil(rows / WG) workgroups folded likewise.
 
@@ -30,7 +32,7 @@ struct Params {
     inv_norm: f32,
     grad_scale: f32,
     weight_total: f32,
-    _pad: u32,
+    weight_index: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -41,6 +43,7 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> dlogits: array<f32>;
 @group(0) @binding(6) var<storage, read> ftargets: array<f32>;
 @group(0) @binding(7) var<storage, read> row_mask: array<f32>;
+@group(0) @binding(8) var<storage, read> task_weights: array<f32>;
 
 override WG: u32 = 64;
 override HAS_WEIGHTS: bool = false;
@@ -59,6 +62,11 @@ fn reduce(lid: u32, v: f32, take_max: bool) -> f32 {
     let r = red[0];
     workgroupBarrier();
     return r;
+}
+
+// The factor d(logits) is scaled by: the constant times this task's weight.
+fn grad_scale() -> f32 {
+    return p.grad_scale * task_weights[p.weight_index];
 }
 
 fn weight(c: u32) -> f32 {
@@ -101,6 +109,7 @@ fn cross_entropy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     let e = p.smoothing;
     let inv_c = 1.0 / f32(p.classes);
     let wt = weight(t);
+    let gs = grad_scale();
     var smooth_sum = 0.0;
     for (var c = lid; c < p.classes; c += WG) {
         let lp = (logits[base + c] - m) - log_s;
@@ -109,7 +118,7 @@ fn cross_entropy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
         smooth_sum += wc * lp;
         let onehot = select(0.0, 1.0, c == t);
         let g = (1.0 - e) * wt * (prob - onehot) + e * inv_c * (p.weight_total * prob - wc);
-        dlogits[base + c] = p.grad_scale * p.inv_norm * g;
+        dlogits[base + c] = gs * p.inv_norm * g;
     }
     smooth_sum = reduce(lid, smooth_sum, false);
     if (lid == 0u) {
@@ -130,7 +139,7 @@ fn softplus_neg_abs(v: f32) -> f32 {
 // One row of a masked elementwise loss: BCE-with-logits when `bce`, else squared error.
 fn masked_row_loss(row: u32, bce: bool) {
     let mk = row_mask[row];
-    let scale = p.grad_scale * p.inv_norm * mk;
+    let scale = grad_scale() * p.inv_norm * mk;
     var acc = 0.0;
     for (var c = 0u; c < p.classes; c++) {
         let i = row * p.classes + c;

@@ -12,7 +12,7 @@ use taskgate::config::TaskSpec;
 use taskgate::gpu::{AdapterRequest, Tensor};
 use taskgate::metrics::{Metrics, TaskEval, classification};
 use taskgate::model::ModelDir;
-use taskgate::ops::loss::{LossOutput, bce_with_logits};
+use taskgate::ops::loss::{GradScale, LossOutput, bce_with_logits};
 use taskgate::tasks::{
     self, Kind, Label, LabelNames, Level, Prediction, RowOutputs, TargetRow, TaskTargets,
     dense_targets, sigmoid,
@@ -73,11 +73,11 @@ impl Kind for Binary {
         })
     }
 
-    fn loss(&self, logits: &Tensor, targets: &TaskTargets, grad_scale: f32) -> Result<LossOutput> {
+    fn loss(&self, logits: &Tensor, targets: &TaskTargets, scale: GradScale) -> Result<LossOutput> {
         let TaskTargets::Dense { targets, mask } = targets else {
             bail!("binary targets are dense");
         };
-        bce_with_logits(logits, targets, mask, grad_scale)
+        bce_with_logits(logits, targets, mask, scale)
     }
 
     fn decode(&self, row: RowOutputs<'_>) -> Prediction {

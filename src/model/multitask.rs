@@ -23,8 +23,8 @@ use crate::nn::gate::{Gate, GateSaved};
 use crate::nn::head::{Head, HeadSaved};
 use crate::nn::params::{ArenaSet, ParamBuilder};
 use crate::nn::{DeviceBatch, GradInto, Mode};
-use crate::ops::elementwise::accumulate;
-use crate::ops::loss::LossOutput;
+use crate::ops::elementwise::accumulate_weighted;
+use crate::ops::loss::{GradScale, LossOutput, TaskWeight};
 
 /// One task's gate and head.
 pub struct TaskModule {
@@ -75,6 +75,9 @@ impl Layers {
 pub struct MultiTaskModel {
     pub spec: ModelSpec,
     pub store: ParamStore,
+    /// `[tasks]`: each task's weight in the joint loss (the spec's lambdas until set), read
+    /// by the loss kernels on the GPU.
+    task_weights: Tensor,
     pub encoder: Encoder,
     pub tasks: Vec<TaskModule>,
 }
@@ -120,7 +123,9 @@ impl MultiTaskModel {
     pub fn new(gpu: &Gpu, spec: ModelSpec, params: &HostParams) -> Result<Self> {
         let (layers, specs) = Layers::declare(&spec);
         let store = ParamStore::new(gpu, &specs, params)?;
+        let lambdas: Vec<f32> = spec.tasks.iter().map(|t| t.lambda).collect();
         Ok(Self {
+            task_weights: Tensor::from_slice(gpu, &lambdas, &[lambdas.len()])?,
             spec,
             store,
             encoder: layers.encoder,
@@ -131,6 +136,43 @@ impl MultiTaskModel {
     /// The parameters.
     pub fn params(&self) -> &ArenaSet {
         &self.store.params
+    }
+
+    /// The task weights `[tasks]` the next losses will use.
+    pub fn task_weights(&self) -> &Tensor {
+        &self.task_weights
+    }
+
+    /// Sets the task weights from the host: an upload into a fresh buffer (never a wait, and
+    /// work already recorded keeps reading the weights it was recorded with).
+    pub fn set_task_weights(&mut self, weights: &[f32]) -> Result<()> {
+        if weights.len() != self.spec.tasks.len() {
+            anyhow::bail!(
+                "{} task weights for {} tasks",
+                weights.len(),
+                self.spec.tasks.len()
+            );
+        }
+        if let Some(w) = weights.iter().find(|w| !w.is_finite() || **w < 0.0) {
+            anyhow::bail!("task weights must be finite and >= 0, got {w}");
+        }
+        self.task_weights = Tensor::from_slice(self.params().gpu(), weights, &[weights.len()])?;
+        Ok(())
+    }
+
+    /// Sets the task weights to a GPU tensor `[tasks]` (computed on the GPU by a weighting
+    /// method); the host reads nothing.
+    pub fn set_task_weights_tensor(&mut self, weights: Tensor) -> Result<()> {
+        if weights.shape() != [self.spec.tasks.len()] || weights.dtype() != DType::F32 {
+            anyhow::bail!(
+                "task weights must be f32 [{}], got {:?} {:?}",
+                self.spec.tasks.len(),
+                weights.dtype(),
+                weights.shape()
+            );
+        }
+        self.task_weights = weights;
+        Ok(())
     }
 
     /// Runs the encoder and the tasks marked in `run` (all when `None`).
@@ -186,8 +228,14 @@ impl MultiTaskModel {
                     return Ok(None);
                 };
                 let scale = match grads {
-                    HiddenGrads::WeightedSum => task.lambda,
-                    HiddenGrads::PerTask => 1.0,
+                    HiddenGrads::WeightedSum => GradScale {
+                        factor: 1.0,
+                        task_weight: Some(TaskWeight {
+                            weights: self.task_weights.clone(),
+                            index: i,
+                        }),
+                    },
+                    HiddenGrads::PerTask => GradScale::from(1.0),
                 };
                 task.kind.loss(&tp.logits, &targets[i], scale).map(Some)
             })
@@ -197,9 +245,9 @@ impl MultiTaskModel {
     /// The weighted total `sum_i w_i L_i` of `losses` (on the GPU).
     pub fn weighted_total(&self, losses: &[Option<LossOutput>]) -> Result<Tensor> {
         let total = Tensor::zeros(self.params().gpu(), &[1], DType::F32)?;
-        for (task, loss) in self.spec.tasks.iter().zip(losses) {
+        for (i, loss) in losses.iter().enumerate() {
             if let Some(loss) = loss {
-                accumulate(&total, &loss.loss, task.lambda)?;
+                accumulate_weighted(&total, &loss.loss, 1.0, &self.task_weights, i)?;
             }
         }
         Ok(total)

@@ -15,7 +15,7 @@ struct Params {
     n: u32,
     alpha: f32,
     beta: f32,
-    _pad: u32,
+    index: u32,
 }
 
 fn launch(
@@ -25,15 +25,27 @@ fn launch(
     alpha: f32,
     beta: f32,
 ) -> Result<()> {
+    launch_with(entry, out, inputs, alpha, beta, None)
+}
+
+fn launch_with(
+    entry: &'static str,
+    out: &Tensor,
+    inputs: &[&Tensor],
+    alpha: f32,
+    beta: f32,
+    weight: Option<(&Tensor, usize)>,
+) -> Result<()> {
     let n = to_u32(entry, out.numel())?;
     let params = Params {
         n,
         alpha,
         beta,
-        _pad: 0,
+        index: to_u32(entry, weight.map_or(0, |w| w.1))?,
     };
     let mut buffers: Vec<&Tensor> = inputs.to_vec();
     buffers.push(out);
+    buffers.extend(weight.map(|w| w.0));
     // Whole vec4s when the length allows: a quarter of the invocations and loads.
     let (entry, items) = match (n % 4, entry) {
         (0, "axpby") => ("axpby4", n / 4),
@@ -78,6 +90,33 @@ pub fn scale(x: &Tensor, alpha: f32) -> Result<Tensor> {
 pub fn accumulate(out: &Tensor, x: &Tensor, alpha: f32) -> Result<()> {
     ensure_same_len("accumulate", out, x)?;
     launch("accumulate", out, &[x], alpha, 0.0)
+}
+
+/// `out += (alpha * weights[index]) * x` in place: `weights` is a GPU tensor (the task
+/// weights), read by the kernel, never by the host.
+pub fn accumulate_weighted(
+    out: &Tensor,
+    x: &Tensor,
+    alpha: f32,
+    weights: &Tensor,
+    index: usize,
+) -> Result<()> {
+    ensure_same_len("accumulate_weighted", out, x)?;
+    ensure_f32("accumulate_weighted weights", weights)?;
+    if index >= weights.numel() {
+        anyhow::bail!(
+            "accumulate_weighted: weight {index} of a tensor of {}",
+            weights.numel()
+        );
+    }
+    launch_with(
+        "accumulate_weighted",
+        out,
+        &[x],
+        alpha,
+        0.0,
+        Some((weights, index)),
+    )
 }
 
 /// Sets every element of `out` to `value`.

@@ -22,7 +22,7 @@ struct Params {
     inv_norm: f32,
     grad_scale: f32,
     weight_total: f32,
-    _pad: u32,
+    weight_index: u32,
 }
 
 /// A loss value and the gradient of (grad_scale times) it with respect to the logits.
@@ -34,6 +34,49 @@ pub struct LossOutput {
     pub dlogits: Tensor,
 }
 
+/// Where a task's weight lives: entry `index` of a GPU tensor of task weights, which the loss
+/// kernel multiplies d(logits) by (so the weights can change every step, on the GPU or by an
+/// upload, without the host waiting on anything).
+#[derive(Clone, Debug)]
+pub struct TaskWeight {
+    pub weights: Tensor,
+    pub index: usize,
+}
+
+/// What d(logits) is multiplied by: `factor`, times the task's weight when given.
+#[derive(Clone, Debug)]
+pub struct GradScale {
+    pub factor: f32,
+    pub task_weight: Option<TaskWeight>,
+}
+
+impl From<f32> for GradScale {
+    fn from(factor: f32) -> Self {
+        Self {
+            factor,
+            task_weight: None,
+        }
+    }
+}
+
+/// The weights tensor and index the kernel reads (a one-element 1.0 when no task weight).
+fn weight_binding(gpu: &crate::gpu::Gpu, w: Option<&TaskWeight>) -> Result<(Tensor, u32)> {
+    match w {
+        Some(w) => {
+            if w.index >= w.weights.numel() || w.weights.dtype() != DType::F32 {
+                bail!(
+                    "task weight {} of a {:?} tensor of {} weights",
+                    w.index,
+                    w.weights.dtype(),
+                    w.weights.numel()
+                );
+            }
+            Ok((w.weights.clone(), to_u32("task weight index", w.index)?))
+        }
+        None => Ok((Tensor::from_slice(gpu, &[1.0f32], &[1])?, 0)),
+    }
+}
+
 /// Options of the softmax cross-entropy, named as in PyTorch.
 #[derive(Clone, Debug)]
 pub struct CrossEntropyOptions {
@@ -42,8 +85,10 @@ pub struct CrossEntropyOptions {
     /// Per-class weights (`weight=` in PyTorch), or none.
     pub class_weights: Option<Vec<f32>>,
     pub label_smoothing: f32,
-    /// Factor applied to d(logits): the task weight lambda.
+    /// Factor applied to d(logits) (times `task_weight` when given).
     pub grad_scale: f32,
+    /// The task's weight in a GPU tensor of task weights, also applied to d(logits).
+    pub task_weight: Option<TaskWeight>,
 }
 
 impl Default for CrossEntropyOptions {
@@ -53,6 +98,7 @@ impl Default for CrossEntropyOptions {
             class_weights: None,
             label_smoothing: 0.0,
             grad_scale: 1.0,
+            task_weight: None,
         }
     }
 }
@@ -106,6 +152,7 @@ pub fn cross_entropy(
         norm += weights[t as usize] as f64;
     }
     let gpu = logits.gpu();
+    let (task_weights, weight_index) = weight_binding(gpu, opts.task_weight.as_ref())?;
     let params = Params {
         rows: to_u32("cross-entropy rows", rows)?,
         classes: to_u32("cross-entropy classes", classes)?,
@@ -114,7 +161,7 @@ pub fn cross_entropy(
         inv_norm: inverse(norm),
         grad_scale: opts.grad_scale,
         weight_total: weights.iter().map(|&w| w as f64).sum::<f64>() as f32,
-        _pad: 0,
+        weight_index,
     };
     let targets_t = Tensor::from_slice(gpu, targets, &[rows])?;
     let weights_t = Tensor::from_slice(gpu, &weights, &[classes])?;
@@ -128,7 +175,14 @@ pub fn cross_entropy(
             ("HAS_WEIGHTS", opts.class_weights.is_some() as u32 as f64),
         ],
         params: bytemuck::bytes_of(&params),
-        buffers: &[logits, &targets_t, &weights_t, &row_loss, &dlogits],
+        buffers: &[
+            logits,
+            &targets_t,
+            &weights_t,
+            &row_loss,
+            &dlogits,
+            &task_weights,
+        ],
         textures: &[],
         workgroups: gpu.grid_for(rows as u64, 1)?,
     })?;
@@ -144,7 +198,7 @@ fn per_row_loss(
     logits: &Tensor,
     targets: &[f32],
     row_mask: &[f32],
-    grad_scale: f32,
+    scale: GradScale,
 ) -> Result<LossOutput> {
     ensure_f32(entry, logits)?;
     let (rows, classes) = rows_cols(entry, logits)?;
@@ -167,21 +221,29 @@ fn per_row_loss(
     }
     let norm = row_mask.iter().map(|&m| m as f64).sum::<f64>() * classes as f64;
     let gpu = logits.gpu();
+    let (task_weights, weight_index) = weight_binding(gpu, scale.task_weight.as_ref())?;
     let params = Params {
         rows: to_u32("loss rows", rows)?,
         classes: to_u32("loss outputs", classes)?,
         ignore_index: 0,
         smoothing: 0.0,
         inv_norm: inverse(norm),
-        grad_scale,
+        grad_scale: scale.factor,
         weight_total: 0.0,
-        _pad: 0,
+        weight_index,
     };
     let targets_t = Tensor::from_slice(gpu, targets, logits.shape())?;
     let mask_t = Tensor::from_slice(gpu, row_mask, &[rows])?;
     let row_loss = Tensor::empty(gpu, &[rows], DType::F32)?;
     let dlogits = Tensor::empty(gpu, logits.shape(), DType::F32)?;
-    let buffers = [logits, &row_loss, &dlogits, &targets_t, &mask_t];
+    let buffers = [
+        logits,
+        &row_loss,
+        &dlogits,
+        &targets_t,
+        &mask_t,
+        &task_weights,
+    ];
     dispatch_1d(
         &LOSS,
         entry,
@@ -204,9 +266,15 @@ pub fn bce_with_logits(
     logits: &Tensor,
     targets: &[f32],
     row_mask: &[f32],
-    grad_scale: f32,
+    grad_scale: impl Into<GradScale>,
 ) -> Result<LossOutput> {
-    per_row_loss("bce_with_logits", logits, targets, row_mask, grad_scale)
+    per_row_loss(
+        "bce_with_logits",
+        logits,
+        targets,
+        row_mask,
+        grad_scale.into(),
+    )
 }
 
 /// Mean squared error over the rows whose `row_mask` is non-zero (regression).
@@ -214,7 +282,7 @@ pub fn mse(
     predictions: &Tensor,
     targets: &[f32],
     row_mask: &[f32],
-    grad_scale: f32,
+    grad_scale: impl Into<GradScale>,
 ) -> Result<LossOutput> {
-    per_row_loss("mse", predictions, targets, row_mask, grad_scale)
+    per_row_loss("mse", predictions, targets, row_mask, grad_scale.into())
 }

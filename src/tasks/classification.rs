@@ -12,7 +12,7 @@ use super::{
 use crate::config::TaskSpec;
 use crate::gpu::Tensor;
 use crate::metrics::{Metrics, TaskEval, classification};
-use crate::ops::loss::{CrossEntropyOptions, LossOutput, cross_entropy};
+use crate::ops::loss::{CrossEntropyOptions, GradScale, LossOutput, cross_entropy};
 
 pub struct Classification;
 
@@ -61,7 +61,7 @@ impl Kind for Classification {
         )
     }
 
-    fn loss(&self, logits: &Tensor, targets: &TaskTargets, grad_scale: f32) -> Result<LossOutput> {
+    fn loss(&self, logits: &Tensor, targets: &TaskTargets, scale: GradScale) -> Result<LossOutput> {
         let TaskTargets::Classes(t) = targets else {
             bail!("classification targets must be one class per row");
         };
@@ -69,7 +69,8 @@ impl Kind for Classification {
             logits,
             t,
             &CrossEntropyOptions {
-                grad_scale,
+                grad_scale: scale.factor,
+                task_weight: scale.task_weight,
                 ..Default::default()
             },
         )

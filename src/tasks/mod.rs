@@ -24,7 +24,7 @@ pub use labels::{Label, LabelNames, UnseenLabels, parse_label};
 use crate::config::TaskSpec;
 use crate::gpu::Tensor;
 use crate::metrics::{Metrics, TaskEval};
-use crate::ops::loss::LossOutput;
+use crate::ops::loss::{GradScale, LossOutput};
 
 /// Whether a task predicts once per example (its head pools the sequence) or once per token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,8 +133,9 @@ pub trait Kind: Send + Sync + 'static {
     /// The task's targets for a batch padded to `seq` tokens.
     fn targets(&self, task: &TaskSpec, rows: &[TargetRow<'_>], seq: usize) -> TaskTargets;
 
-    /// The task's loss (unweighted, one element) and d(logits) times `grad_scale`.
-    fn loss(&self, logits: &Tensor, targets: &TaskTargets, grad_scale: f32) -> Result<LossOutput>;
+    /// The task's loss (unweighted, one element) and d(logits) times `scale` (which may read
+    /// the task's weight from the GPU tensor of task weights).
+    fn loss(&self, logits: &Tensor, targets: &TaskTargets, scale: GradScale) -> Result<LossOutput>;
 
     fn decode(&self, row: RowOutputs<'_>) -> Prediction;
 

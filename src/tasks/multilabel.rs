@@ -12,7 +12,7 @@ use super::{
 use crate::config::TaskSpec;
 use crate::gpu::Tensor;
 use crate::metrics::{Metrics, TaskEval, classification};
-use crate::ops::loss::{LossOutput, bce_with_logits};
+use crate::ops::loss::{GradScale, LossOutput, bce_with_logits};
 
 pub struct Multilabel;
 
@@ -73,11 +73,11 @@ impl Kind for Multilabel {
         })
     }
 
-    fn loss(&self, logits: &Tensor, targets: &TaskTargets, grad_scale: f32) -> Result<LossOutput> {
+    fn loss(&self, logits: &Tensor, targets: &TaskTargets, scale: GradScale) -> Result<LossOutput> {
         let TaskTargets::Dense { targets, mask } = targets else {
             bail!("multilabel targets must be dense");
         };
-        bce_with_logits(logits, targets, mask, grad_scale)
+        bce_with_logits(logits, targets, mask, scale)
     }
 
     fn decode(&self, row: RowOutputs<'_>) -> Prediction {

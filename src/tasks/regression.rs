@@ -9,7 +9,7 @@ use super::{Kind, Level, Prediction, RowOutputs, TargetRow, TaskTargets, dense_t
 use crate::config::TaskSpec;
 use crate::gpu::Tensor;
 use crate::metrics::{Metrics, TaskEval, regression};
-use crate::ops::loss::{LossOutput, mse};
+use crate::ops::loss::{GradScale, LossOutput, mse};
 
 pub struct Regression;
 
@@ -116,11 +116,11 @@ impl Kind for Regression {
         value_targets(task, rows)
     }
 
-    fn loss(&self, logits: &Tensor, targets: &TaskTargets, grad_scale: f32) -> Result<LossOutput> {
+    fn loss(&self, logits: &Tensor, targets: &TaskTargets, scale: GradScale) -> Result<LossOutput> {
         let TaskTargets::Dense { targets, mask } = targets else {
             bail!("regression targets must be dense");
         };
-        mse(logits, targets, mask, grad_scale)
+        mse(logits, targets, mask, scale)
     }
 
     fn decode(&self, row: RowOutputs<'_>) -> Prediction {

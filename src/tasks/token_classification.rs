@@ -10,7 +10,7 @@ use super::{IGNORE, Kind, Level, Prediction, RowOutputs, TargetRow, TaskTargets,
 use crate::config::TaskSpec;
 use crate::gpu::Tensor;
 use crate::metrics::{Metrics, TaskEval, classification, spans};
-use crate::ops::loss::{CrossEntropyOptions, LossOutput, cross_entropy};
+use crate::ops::loss::{CrossEntropyOptions, GradScale, LossOutput, cross_entropy};
 
 pub struct TokenClassification;
 
@@ -74,7 +74,7 @@ impl Kind for TokenClassification {
         TaskTargets::Tokens(tags)
     }
 
-    fn loss(&self, logits: &Tensor, targets: &TaskTargets, grad_scale: f32) -> Result<LossOutput> {
+    fn loss(&self, logits: &Tensor, targets: &TaskTargets, scale: GradScale) -> Result<LossOutput> {
         let TaskTargets::Tokens(t) = targets else {
             bail!("token_classification targets must be one tag per token");
         };
@@ -82,7 +82,8 @@ impl Kind for TokenClassification {
             logits,
             t,
             &CrossEntropyOptions {
-                grad_scale,
+                grad_scale: scale.factor,
+                task_weight: scale.task_weight,
                 ..Default::default()
             },
         )
