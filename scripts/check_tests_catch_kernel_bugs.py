@@ -23,7 +23,7 @@ muts = [
  ("shaders/matmul_vec4.wgsl", "b_cols[1u * tn4 + j / 4u][j % 4u] = v.y;", "b_cols[1u * tn4 + j / 4u][j % 4u] = v.z;"),
  ("shaders/softmax.wgsl", "y[base + c] * (g - dot);", "y[base + c] * (g + dot);"),
  ("shaders/softmax.wgsl", "yv * (g - vec4(dot));", "yv * (g + vec4(dot));"),
- ("shaders/layernorm.wgsl", "reduce_sum(lid, q) / f32(p.d) + p.eps", "reduce_sum(lid, q) / f32(p.d) + p.eps * 10.0"),
+ ("shaders/layernorm.wgsl", "workgroup_reduce(lid, q, false) / f32(p.d) + p.eps", "workgroup_reduce(lid, q, false) / f32(p.d) + p.eps * 10.0"),
  ("shaders/layernorm.wgsl", "dx[base + j] = r * (g - sums.x - xhat * sums.y);", "dx[base + j] = r * (g - sums.x);"),
  ("shaders/lib/gelu.wgsl", "return cdf + v * exp(", "return cdf + 0.0 * exp("),
  ("shaders/gate.wgsl", "da[i] = acc * s * (1.0 - s);", "da[i] = acc * s;"),

@@ -4,7 +4,7 @@
 //   tanh_forward:   out = tanh(x)
 //   tanh_backward:  out = dy * (1 - tanh(x)^2)
 //   sigmoid:        out = 1 / (1 + exp(-x))
-// GELU comes from lib/gelu.wgsl (prepended). tanh is evaluated on x clamped to [-15, 15],
+// GELU comes from lib/gelu.wgsl, linear_index from lib/index.wgsl (both prepended). tanh is evaluated on x clamped to [-15, 15],
 // where f32 tanh is already +-1, so no backend overflows into NaN.
 //   gelu4, gelu_backward4: GELU and its backward on vec4s (n % 4 == 0).
 // Bindings: 0 params, 1 x, 2 dy, 3 out (forward entries use x, out), and vec4 views 4 x4,
@@ -27,10 +27,6 @@ struct Params {
 @group(0) @binding(6) var<storage, read_write> out4: array<vec4<f32>>;
 
 override WG: u32 = 256;
-
-fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wid.y * nwg.x + wid.x) * WG + lid;
-}
 
 fn safe_tanh(v: f32) -> f32 {
     return tanh(clamp(v, -15.0, 15.0));

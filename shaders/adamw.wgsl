@@ -12,7 +12,7 @@
 // Bindings: 0 params, 1 sumsq, 2 clip (3 floats), 3 param, 4 grad, 5 m, 6 v, and vec4 views
 // 7 param4, 8 grad4, 9 m4, 10 v4.
 // Dispatch: clip_coefficient (1, 1, 1); adamw ceil(n / WG) workgroups folded into x * y;
-// adamw4 ceil(n / 4 / WG).
+// adamw4 ceil(n / 4 / WG). linear_index comes from lib/index.wgsl (prepended).
 
 struct Params {
     n: u32,
@@ -63,7 +63,7 @@ fn clip_coefficient() {
 @compute @workgroup_size(WG)
 fn adamw(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
          @builtin(local_invocation_index) lid: u32) {
-    let k = (wid.y * nwg.x + wid.x) * WG + lid;
+    let k = linear_index(wid, nwg, lid);
     if (k >= p.n || clip[2] != 0.0) {
         return;
     }
@@ -81,7 +81,7 @@ fn adamw(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
 @compute @workgroup_size(WG)
 fn adamw4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {
-    let k = (wid.y * nwg.x + wid.x) * WG + lid;
+    let k = linear_index(wid, nwg, lid);
     if (k >= p.n / 4u || clip[2] != 0.0) {
         return;
     }

@@ -2,7 +2,8 @@
 // adapter: keep element i when hash(hash(i) ^ seed) >= threshold (threshold = p * 2^32), and
 //   out[i] = x[i] * keep(i) * scale        with scale = 1 / (1 - p).
 // The backward is the same call on dy with the same seed. `seed` is mixed on the host from
-// the model seed, the step and the dropout site. hash() is Chris Wellons' lowbias32.
+// the model seed, the step and the dropout site. hash() is Chris Wellons' lowbias32
+// (lib/dropout_hash.wgsl; linear_index from lib/index.wgsl; both prepended).
 // dropout4 does the same on vec4s (n % 4 == 0) with the same per-element mask.
 // Bindings: 0 params, 1 x, 2 out, 3 x4, 4 out4.
 // Dispatch: ceil(n / WG) workgroups (dropout4: ceil(n / 4 / WG)), folded into x * y.
@@ -22,34 +23,24 @@ struct Params {
 
 override WG: u32 = 256;
 
-fn lowbias32(v: u32) -> u32 {
-    var h = v;
-    h ^= h >> 16u;
-    h *= 0x7feb352du;
-    h ^= h >> 15u;
-    h *= 0x846ca68bu;
-    h ^= h >> 16u;
-    return h;
-}
-
 @compute @workgroup_size(WG)
 fn dropout(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.y * nwg.x + wid.x) * WG + lid;
+    let i = linear_index(wid, nwg, lid);
     if (i < p.n) {
-        let keep = lowbias32(lowbias32(i) ^ p.seed) >= p.threshold;
+        let keep = dropout_keeps(i, p.seed, p.threshold);
         out[i] = select(0.0, x[i] * p.scale, keep);
     }
 }
 
 fn keep(i: u32) -> f32 {
-    return select(0.0, p.scale, lowbias32(lowbias32(i) ^ p.seed) >= p.threshold);
+    return select(0.0, p.scale, dropout_keeps(i, p.seed, p.threshold));
 }
 
 @compute @workgroup_size(WG)
 fn dropout4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
-    let j = (wid.y * nwg.x + wid.x) * WG + lid;
+    let j = linear_index(wid, nwg, lid);
     if (j < p.n / 4u) {
         let i = 4u * j;
         out4[j] = x4[j] * vec4(keep(i), keep(i + 1u), keep(i + 2u), keep(i + 3u));

@@ -9,7 +9,7 @@
 // Bindings: 0 params, 1 a, 2 b, 3 out, and vec4 views 4 a4, 5 b4, 6 out4, 7 weights; each
 // entry uses its subset, in that order.
 // Dispatch: ceil(n / WG) workgroups of WG invocations, folded into x * y when large; the
-// linear workgroup index is wid.y * num_workgroups.x + wid.x.
+// linear index comes from lib/index.wgsl (prepended).
 
 struct Params {
     n: u32,
@@ -28,10 +28,6 @@ struct Params {
 @group(0) @binding(7) var<storage, read> weights: array<f32>;
 
 override WG: u32 = 256;
-
-fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wid.y * nwg.x + wid.x) * WG + lid;
-}
 
 @compute @workgroup_size(WG)
 fn axpby(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

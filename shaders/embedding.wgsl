@@ -8,7 +8,7 @@
 // Bindings: 0 params, 1 ids (u32), 2 table, 3 out, 4 uniq (u32), 5 offsets (u32),
 // 6 positions (u32), 7 dout, 8 dtable; forward uses 1-3, backward 4-8.
 // Dispatch: forward covers tokens * dim items, backward n_unique * dim items; ceil(items/WG)
-// workgroups folded into x * y when large.
+// workgroups folded into x * y when large (linear_index from lib/index.wgsl, prepended).
 
 struct Params {
     tokens: u32,
@@ -28,10 +28,6 @@ struct Params {
 @group(0) @binding(8) var<storage, read_write> dtable: array<f32>;
 
 override WG: u32 = 256;
-
-fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wid.y * nwg.x + wid.x) * WG + lid;
-}
 
 @compute @workgroup_size(WG)
 fn embedding_forward(@builtin(workgroup_id) wid: vec3<u32>,

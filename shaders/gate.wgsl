@@ -10,7 +10,7 @@
 // Bindings: 0 params, 1 a, 2 h, 3 dy, 4 out (y or dh), 5 da; each entry uses its subset.
 // Dispatch: elementwise entries and vector-mode gate_backward_a cover rows * d items, scalar
 // gate_backward_a covers rows items (one invocation sums one row); ceil(items / WG)
-// workgroups folded into x * y when large.
+// workgroups folded into x * y when large (linear_index from lib/index.wgsl, prepended).
 
 struct Params {
     rows: u32,
@@ -29,10 +29,6 @@ struct Params {
 override WG: u32 = 256;
 override VECTOR: bool = false;
 override ACCUMULATE: bool = false;
-
-fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wid.y * nwg.x + wid.x) * WG + lid;
-}
 
 fn gate_of(i: u32) -> f32 {
     let logit = select(a[i / p.d], a[i], VECTOR);

@@ -20,6 +20,7 @@
 // Dispatch: forward and backward_input run one workgroup of WG invocations (a power of two)
 // per row (rows folded into x * y); the row variants ceil(rows / WG) workgroups (folded);
 // backward_params runs (ceil(d / WG), chunks) workgroups, one invocation per column and chunk.
+// Prepended from lib/: index.wgsl and workgroup_reduce.wgsl.
 
 struct Params {
     rows: u32,
@@ -53,22 +54,8 @@ struct Params {
 override WG: u32 = 128;
 override HAS_RESIDUAL: bool = false;
 
-var<workgroup> red: array<f32, WG>;
+// red (WG floats) is declared by lib/workgroup_reduce.wgsl; reduce_sum2 pairs it with red2.
 var<workgroup> red2: array<f32, WG>;
-
-fn reduce_sum(lid: u32, v: f32) -> f32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            red[lid] = red[lid] + red[lid + s];
-        }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
 
 fn reduce_sum2(lid: u32, v: vec2<f32>) -> vec2<f32> {
     red[lid] = v.x;
@@ -105,7 +92,7 @@ fn input4(i: u32) -> vec4<f32> {
 fn layernorm_forward(@builtin(workgroup_id) wid: vec3<u32>,
                      @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(local_invocation_index) lid: u32) {
-    let row = wid.y * nwg.x + wid.x;
+    let row = workgroup_index(wid, nwg);
     if (row >= p.rows) {
         return;
     }
@@ -119,13 +106,13 @@ fn layernorm_forward(@builtin(workgroup_id) wid: vec3<u32>,
         }
         s += v;
     }
-    let mu = reduce_sum(lid, s) / f32(p.d);
+    let mu = workgroup_reduce(lid, s, false) / f32(p.d);
     var q = 0.0;
     for (var j = lid; j < p.d; j += WG) {
         let c = input(base + j) - mu;
         q += c * c;
     }
-    let r = inverseSqrt(reduce_sum(lid, q) / f32(p.d) + p.eps);
+    let r = inverseSqrt(workgroup_reduce(lid, q, false) / f32(p.d) + p.eps);
     for (var j = lid; j < p.d; j += WG) {
         y[base + j] = (input(base + j) - mu) * r * gamma[j] + beta[j];
     }
@@ -139,7 +126,7 @@ fn layernorm_forward(@builtin(workgroup_id) wid: vec3<u32>,
 fn layernorm_backward_input(@builtin(workgroup_id) wid: vec3<u32>,
                             @builtin(num_workgroups) nwg: vec3<u32>,
                             @builtin(local_invocation_index) lid: u32) {
-    let row = wid.y * nwg.x + wid.x;
+    let row = workgroup_index(wid, nwg);
     if (row >= p.rows) {
         return;
     }
@@ -188,7 +175,7 @@ fn hsum(v: vec4<f32>) -> f32 {
 fn layernorm_forward_rows(@builtin(workgroup_id) wid: vec3<u32>,
                           @builtin(num_workgroups) nwg: vec3<u32>,
                           @builtin(local_invocation_index) lid: u32) {
-    let row = (wid.y * nwg.x + wid.x) * WG + lid;
+    let row = linear_index(wid, nwg, lid);
     if (row >= p.rows) {
         return;
     }
@@ -221,7 +208,7 @@ fn layernorm_forward_rows(@builtin(workgroup_id) wid: vec3<u32>,
 fn layernorm_backward_input_rows(@builtin(workgroup_id) wid: vec3<u32>,
                                  @builtin(num_workgroups) nwg: vec3<u32>,
                                  @builtin(local_invocation_index) lid: u32) {
-    let row = (wid.y * nwg.x + wid.x) * WG + lid;
+    let row = linear_index(wid, nwg, lid);
     if (row >= p.rows) {
         return;
     }

@@ -22,7 +22,8 @@
 // 6 ftargets (f32, shape of logits), 7 row_mask (f32 per row), 8 task_weights.
 // cross_entropy uses 1-5 and 8; bce_with_logits and mse use 1, 4, 5, 6, 7, 8.
 // Dispatch: cross_entropy one workgroup of WG (a power of two) per row, rows folded into
-// x * y; the others ceil(rows / WG) workgroups folded likewise.
+// x * y; the others ceil(rows / WG) workgroups folded likewise. The indexing comes from
+// lib/index.wgsl, the workgroup reduction from lib/workgroup_reduce.wgsl (both prepended).
 
 struct Params {
     rows: u32,
@@ -48,22 +49,6 @@ struct Params {
 override WG: u32 = 64;
 override HAS_WEIGHTS: bool = false;
 
-var<workgroup> red: array<f32, WG>;
-
-fn reduce(lid: u32, v: f32, take_max: bool) -> f32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            red[lid] = select(red[lid] + red[lid + s], max(red[lid], red[lid + s]), take_max);
-        }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
-
 // The factor d(logits) is scaled by: the constant times this task's weight.
 fn grad_scale() -> f32 {
     return p.grad_scale * task_weights[p.weight_index];
@@ -79,7 +64,7 @@ fn weight(c: u32) -> f32 {
 @compute @workgroup_size(WG)
 fn cross_entropy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) lid: u32) {
-    let row = wid.y * nwg.x + wid.x;
+    let row = workgroup_index(wid, nwg);
     if (row >= p.rows) {
         return;
     }
@@ -99,13 +84,13 @@ fn cross_entropy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     for (var c = lid; c < p.classes; c += WG) {
         m = max(m, logits[base + c]);
     }
-    m = reduce(lid, m, true);
+    m = workgroup_reduce(lid, m, true);
     var s = 0.0;
     for (var c = lid; c < p.classes; c += WG) {
         s += exp(logits[base + c] - m);
     }
     // log p[c] = (x[c] - m) - log(s): never add the small log(s) to a large m.
-    let log_s = log(reduce(lid, s, false));
+    let log_s = log(workgroup_reduce(lid, s, false));
     let e = p.smoothing;
     let inv_c = 1.0 / f32(p.classes);
     let wt = weight(t);
@@ -120,7 +105,7 @@ fn cross_entropy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
         let g = (1.0 - e) * wt * (prob - onehot) + e * inv_c * (p.weight_total * prob - wc);
         dlogits[base + c] = gs * p.inv_norm * g;
     }
-    smooth_sum = reduce(lid, smooth_sum, false);
+    smooth_sum = workgroup_reduce(lid, smooth_sum, false);
     if (lid == 0u) {
         let nll = -((logits[base + t] - m) - log_s);
         row_loss[row] = p.inv_norm * ((1.0 - e) * wt * nll - e * inv_c * smooth_sum);
@@ -165,7 +150,7 @@ fn masked_row_loss(row: u32, bce: bool) {
 @compute @workgroup_size(WG)
 fn bce_with_logits(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32) {
-    let row = (wid.y * nwg.x + wid.x) * WG + lid;
+    let row = linear_index(wid, nwg, lid);
     if (row < p.rows) {
         masked_row_loss(row, true);
     }
@@ -174,7 +159,7 @@ fn bce_with_logits(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
 @compute @workgroup_size(WG)
 fn mse(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
        @builtin(local_invocation_index) lid: u32) {
-    let row = (wid.y * nwg.x + wid.x) * WG + lid;
+    let row = linear_index(wid, nwg, lid);
     if (row < p.rows) {
         masked_row_loss(row, false);
     }

@@ -9,31 +9,22 @@
 // workgroup of WG_X x WG_Y invocations covers a (WG_Y * TM) x (WG_X * TN) tile of C. Edge
 // rows and columns are clamped for loads and skipped for stores, so no shape is excluded.
 // matmul_vec4.wgsl is the faster variant for operands whose contiguous axis allows vec4.
-// With GELU_OUT, d also receives gelu(C) (the fused bias + GELU epilogue; GELU from
-// lib/gelu.wgsl, prepended).
+// With GELU_OUT, d also receives gelu(C) (the fused bias + GELU epilogue).
 // Bindings: 0 params, 1 a, 2 b, 3 bias (read only when HAS_BIAS; pass any buffer), 4 c,
 // 5 d (written only when GELU_OUT; pass a scratch buffer otherwise).
 // Dispatch: (ceil(N / (WG_X * TN)), ceil(M / (WG_Y * TM)), batch) workgroups.
 
-// struct Params: lib/matmul_params.wgsl (prepended).
+// Prepended from lib/: struct Params (matmul_params.wgsl), gelu_of (gelu.wgsl), and from
+// matmul_io.wgsl the bindings p, bias, c, d, the switches TRANS_A, TRANS_B, HAS_BIAS,
+// ACCUMULATE, GELU_OUT, batch_origins() and the epilogue store_c().
 
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> c: array<f32>;
-@group(0) @binding(5) var<storage, read_write> d: array<f32>;
 
 override WG_X: u32 = 8;
 override WG_Y: u32 = 8;
 override TM: u32 = 4;
 override TN: u32 = 4;
-override TRANS_A: bool = false;
-override TRANS_B: bool = false;
-override HAS_BIAS: bool = false;
-override ACCUMULATE: bool = false;
-/// Also write gelu(C) into d (the bias + GELU epilogue of a feed-forward layer).
-override GELU_OUT: bool = false;
 
 @compute @workgroup_size(WG_X, WG_Y, 1)
 fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -42,11 +33,10 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
     if (row0 >= p.m || col0 >= p.n) {
         return;
     }
-    let outer = wid.z / p.batch_inner;
-    let inner = wid.z % p.batch_inner;
-    let a_base = p.a_offset + outer * p.a_outer + inner * p.a_inner;
-    let b_base = p.b_offset + outer * p.b_outer + inner * p.b_inner;
-    let c_base = p.c_offset + outer * p.c_outer + inner * p.c_inner;
+    let origins = batch_origins(wid.z);
+    let a_base = origins.a;
+    let b_base = origins.b;
+    let c_base = origins.c;
 
     var rows: array<u32, 8>;
     var cols: array<u32, 8>;
@@ -92,18 +82,7 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
             if (col >= p.n) {
                 break;
             }
-            let o = c_base + row * p.ldc + col;
-            var v = p.alpha * acc[r * TN + j];
-            if (HAS_BIAS) {
-                v += bias[col];
-            }
-            if (ACCUMULATE) {
-                v += p.beta * c[o];
-            }
-            c[o] = v;
-            if (GELU_OUT) {
-                d[o] = gelu_of(v);
-            }
+            store_c(c_base + row * p.ldc + col, col, acc[r * TN + j]);
         }
     }
 }

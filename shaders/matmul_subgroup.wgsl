@@ -18,28 +18,20 @@
 // (x, y) = ((base % ldb) / 4, base / ldb).
 // With GELU_OUT, d also receives gelu(C) (the fused bias + GELU epilogue).
 // Bindings: 0 params, 1 a (vec4; read unless TEX_A), 2 bt (texture of B), 3 bias (read
-// only when HAS_BIAS), 4 c, 5 at (texture of A; read when TEX_A), 6 d (written only when
-// GELU_OUT).
+// only when HAS_BIAS), 4 c, 5 d (written only when GELU_OUT), 6 at (texture of A; read when
+// TEX_A).
 // Dispatch: (ceil(N / (4 * SG)), ceil(M / (16 * CHUNKS)), batch) workgroups of SG * CHUNKS.
 
-// struct Params: lib/matmul_params.wgsl (prepended).
+// Prepended from lib/: struct Params (matmul_params.wgsl), gelu_of (gelu.wgsl), and from
+// matmul_io.wgsl the bindings p, bias, c, d, the switches TRANS_A, TRANS_B, HAS_BIAS,
+// ACCUMULATE, GELU_OUT, batch_origins() and the epilogue store_c().
 
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
 @group(0) @binding(2) var bt: texture_2d<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> c: array<f32>;
-@group(0) @binding(5) var at: texture_2d<f32>;
-@group(0) @binding(6) var<storage, read_write> d: array<f32>;
+@group(0) @binding(6) var at: texture_2d<f32>;
 
 /// Subgroups per workgroup.
 override CHUNKS: u32 = 8;
-override TRANS_A: bool = false;
-override TRANS_B: bool = false;
-override HAS_BIAS: bool = false;
-override ACCUMULATE: bool = false;
-/// Also write gelu(C) into d (the bias + GELU epilogue of a feed-forward layer).
-override GELU_OUT: bool = false;
 override TEX_A: bool = false;
 
 /// The subgroup width: 8 (lavapipe with 256-bit vectors) or 16 (512-bit vectors).
@@ -156,18 +148,7 @@ fn store_row(base: u32, row: u32, col: u32, v: vec4<f32>) {
     for (var j = 0u; j < 4u; j++) {
         let cc = col + j;
         if (cc < p.n) {
-            let o = base + row * p.ldc + cc;
-            var x = p.alpha * v[j];
-            if (HAS_BIAS) {
-                x += bias[cc];
-            }
-            if (ACCUMULATE) {
-                x += p.beta * c[o];
-            }
-            c[o] = x;
-            if (GELU_OUT) {
-                d[o] = gelu_of(x);
-            }
+            store_c(base + row * p.ldc + cc, cc, v[j]);
         }
     }
 }
@@ -223,11 +204,10 @@ fn matmul_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
                    @builtin(subgroup_invocation_id) lane: u32) {
     let row0 = (wid.y * CHUNKS + lid / SG) * 16u;
     let col = wid.x * (4u * SG) + lane * 4u;
-    let outer = wid.z / p.batch_inner;
-    let inner = wid.z % p.batch_inner;
-    let a_base = p.a_offset + outer * p.a_outer + inner * p.a_inner;
-    let b_base = p.b_offset + outer * p.b_outer + inner * p.b_inner;
-    let c_base = p.c_offset + outer * p.c_outer + inner * p.c_inner;
+    let origins = batch_origins(wid.z);
+    let a_base = origins.a;
+    let b_base = origins.b;
+    let c_base = origins.c;
     let bx = (b_base % p.ldb) / 4u;
     let by = b_base / p.ldb;
 

@@ -11,24 +11,17 @@
 // Bindings: 0 params, 1 a, 2 b, 3 bias (read only when HAS_BIAS), 4 c, 5 d (GELU_OUT).
 // Dispatch: (ceil(N / BN), ceil(M / BM), batch) workgroups.
 
-// struct Params: lib/matmul_params.wgsl (prepended).
+// Prepended from lib/: struct Params (matmul_params.wgsl), gelu_of (gelu.wgsl), and from
+// matmul_io.wgsl the bindings p, bias, c, d, the switches TRANS_A, TRANS_B, HAS_BIAS,
+// ACCUMULATE, GELU_OUT, batch_origins() and the epilogue store_c().
 
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> c: array<f32>;
-@group(0) @binding(5) var<storage, read_write> d: array<f32>;
 
 override WG_X: u32 = 16;
 override WG_Y: u32 = 16;
 override TM: u32 = 4;
 override TN: u32 = 4;
-override TRANS_A: bool = false;
-override TRANS_B: bool = false;
-override HAS_BIAS: bool = false;
-override ACCUMULATE: bool = false;
-override GELU_OUT: bool = false;
 
 const BK: u32 = 16u;
 
@@ -65,11 +58,10 @@ fn matmul_tiled(@builtin(workgroup_id) wid: vec3<u32>,
     let threads = WG_X * WG_Y;
     let row_block = wid.y * bm;
     let col_block = wid.x * bn;
-    let outer = wid.z / p.batch_inner;
-    let inner = wid.z % p.batch_inner;
-    let a_base = p.a_offset + outer * p.a_outer + inner * p.a_inner;
-    let b_base = p.b_offset + outer * p.b_outer + inner * p.b_inner;
-    let c_base = p.c_offset + outer * p.c_outer + inner * p.c_inner;
+    let origins = batch_origins(wid.z);
+    let a_base = origins.a;
+    let b_base = origins.b;
+    let c_base = origins.c;
 
     var acc: array<f32, 64>;
     for (var k0 = 0u; k0 < p.k; k0 += BK) {
@@ -113,18 +105,7 @@ fn matmul_tiled(@builtin(workgroup_id) wid: vec3<u32>,
             if (col >= p.n) {
                 break;
             }
-            let o = c_base + row * p.ldc + col;
-            var v = p.alpha * acc[r * TN + j];
-            if (HAS_BIAS) {
-                v += bias[col];
-            }
-            if (ACCUMULATE) {
-                v += p.beta * c[o];
-            }
-            c[o] = v;
-            if (GELU_OUT) {
-                d[o] = gelu_of(v);
-            }
+            store_c(c_base + row * p.ldc + col, col, acc[r * TN + j]);
         }
     }
 }

@@ -14,25 +14,17 @@
 // (written only when GELU_OUT).
 // Dispatch: (ceil(N / (WG_X * TN)), ceil(M / (WG_Y * TM)), batch) workgroups.
 
-// struct Params: lib/matmul_params.wgsl (prepended).
+// Prepended from lib/: struct Params (matmul_params.wgsl), gelu_of (gelu.wgsl), and from
+// matmul_io.wgsl the bindings p, bias, c, d, the switches TRANS_A, TRANS_B, HAS_BIAS,
+// ACCUMULATE, GELU_OUT, batch_origins() and the epilogue store_c().
 
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> c: array<f32>;
-@group(0) @binding(5) var<storage, read_write> d: array<f32>;
 
 override WG_X: u32 = 8;
 override WG_Y: u32 = 8;
 override TM: u32 = 8;
 override TN: u32 = 8;
-override TRANS_A: bool = false;
-override TRANS_B: bool = false;
-override HAS_BIAS: bool = false;
-override ACCUMULATE: bool = false;
-/// Also write gelu(C) into d (the bias + GELU epilogue of a feed-forward layer).
-override GELU_OUT: bool = false;
 
 @compute @workgroup_size(WG_X, WG_Y, 1)
 fn matmul_vec4(@builtin(workgroup_id) wid: vec3<u32>,
@@ -43,11 +35,10 @@ fn matmul_vec4(@builtin(workgroup_id) wid: vec3<u32>,
         return;
     }
     let tn4 = TN / 4u;
-    let outer = wid.z / p.batch_inner;
-    let inner = wid.z % p.batch_inner;
-    let a_base = p.a_offset + outer * p.a_outer + inner * p.a_inner;
-    let b_base = p.b_offset + outer * p.b_outer + inner * p.b_inner;
-    let c_base = p.c_offset + outer * p.c_outer + inner * p.c_inner;
+    let origins = batch_origins(wid.z);
+    let a_base = origins.a;
+    let b_base = origins.b;
+    let c_base = origins.c;
     // Last valid vec4 start along M and N (for transposed A and plain B).
     let m_last4 = ((p.m - 1u) / 4u) * 4u;
     let n_last4 = ((p.n - 1u) / 4u) * 4u;
@@ -115,18 +106,7 @@ fn matmul_vec4(@builtin(workgroup_id) wid: vec3<u32>,
             if (col >= p.n) {
                 break;
             }
-            let o = c_base + row * p.ldc + col;
-            var v = p.alpha * acc[r * tn4 + j / 4u][j % 4u];
-            if (HAS_BIAS) {
-                v += bias[col];
-            }
-            if (ACCUMULATE) {
-                v += p.beta * c[o];
-            }
-            c[o] = v;
-            if (GELU_OUT) {
-                d[o] = gelu_of(v);
-            }
+            store_c(c_base + row * p.ldc + col, col, acc[r * tn4 + j / 4u][j % 4u]);
         }
     }
 }

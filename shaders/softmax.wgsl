@@ -4,8 +4,8 @@
 //   softmax_backward: with g = dy (or dy * keep / (1 - p) when HAS_DROPOUT: dy is then the
 //                     gradient of the dropped probabilities),
 //                     dx[r, c] = scale * y[r, c] * (g[r, c] - sum_k g[r, k] * y[r, k])
-// The dropout mask is dropout.wgsl's hash of the element index (row * cols + c) and the seed,
-// so it matches the stand-alone kernel bit for bit and is never stored.
+// The dropout mask is dropout.wgsl's hash of the element index (row * cols + c) and the seed
+// (lib/dropout_hash.wgsl), so it matches the stand-alone kernel bit for bit and is never stored.
 // Numerically stable: the row maximum is subtracted before exp. A row whose every entry is
 // -inf (or below -3e38) yields zeros instead of NaN. For attention scores laid out
 // [batch, heads, queries, keys] with a key-padding mask [batch, keys], rows_per_mask is
@@ -17,7 +17,8 @@
 // 9 y4, 10 dy4, 11 dx4, 12 yd4; each entry uses its subset in binding order.
 // Dispatch: one workgroup of WG invocations (a power of two) per row, rows folded into
 // x * y when many; the workgroup reduces max and sum through workgroup memory. The row
-// variants run ceil(rows / WG) workgroups, folded likewise.
+// variants run ceil(rows / WG) workgroups, folded likewise. Prepended from lib/:
+// dropout_hash.wgsl, index.wgsl and workgroup_reduce.wgsl (the reduction and its array red).
 
 struct Params {
     rows: u32,
@@ -48,41 +49,15 @@ override WG: u32 = 128;
 override HAS_MASK: bool = false;
 override HAS_DROPOUT: bool = false;
 
-var<workgroup> red: array<f32, WG>;
-
 const NEG_HUGE: f32 = -3.0e38;
-
-fn lowbias32(v: u32) -> u32 {
-    var h = v;
-    h ^= h >> 16u;
-    h *= 0x7feb352du;
-    h ^= h >> 15u;
-    h *= 0x846ca68bu;
-    h ^= h >> 16u;
-    return h;
-}
 
 /// The dropout factor of element `i`: 0 or 1 / (1 - p).
 fn keep(i: u32) -> f32 {
-    return select(0.0, p.drop_scale, lowbias32(lowbias32(i) ^ p.seed) >= p.threshold);
+    return select(0.0, p.drop_scale, dropout_keeps(i, p.seed, p.threshold));
 }
 
 fn keep4(i: u32) -> vec4<f32> {
     return vec4(keep(i), keep(i + 1u), keep(i + 2u), keep(i + 3u));
-}
-
-fn reduce(lid: u32, v: f32, take_max: bool) -> f32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            red[lid] = select(red[lid] + red[lid + s], max(red[lid], red[lid + s]), take_max);
-        }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
 }
 
 fn logit(row: u32, c: u32) -> f32 {
@@ -96,7 +71,7 @@ fn logit(row: u32, c: u32) -> f32 {
 @compute @workgroup_size(WG)
 fn softmax_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32) {
-    let row = wid.y * nwg.x + wid.x;
+    let row = workgroup_index(wid, nwg);
     if (row >= p.rows) {
         return;
     }
@@ -104,14 +79,14 @@ fn softmax_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     for (var c = lid; c < p.cols; c += WG) {
         m = max(m, logit(row, c));
     }
-    m = reduce(lid, m, true);
+    m = workgroup_reduce(lid, m, true);
     var s = 0.0;
     if (m > NEG_HUGE) {
         for (var c = lid; c < p.cols; c += WG) {
             s += exp(logit(row, c) - m);
         }
     }
-    s = reduce(lid, s, false);
+    s = workgroup_reduce(lid, s, false);
     let inv = select(0.0, 1.0 / s, s > 0.0);
     for (var c = lid; c < p.cols; c += WG) {
         var v = 0.0;
@@ -129,7 +104,7 @@ fn softmax_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
 @compute @workgroup_size(WG)
 fn softmax_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                     @builtin(local_invocation_index) lid: u32) {
-    let row = wid.y * nwg.x + wid.x;
+    let row = workgroup_index(wid, nwg);
     if (row >= p.rows) {
         return;
     }
@@ -142,7 +117,7 @@ fn softmax_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
         }
         dot += g * y[base + c];
     }
-    dot = reduce(lid, dot, false);
+    dot = workgroup_reduce(lid, dot, false);
     for (var c = lid; c < p.cols; c += WG) {
         var g = dy[base + c];
         if (HAS_DROPOUT) {
@@ -164,7 +139,7 @@ fn logit4(row: u32, j: u32, c4: u32) -> vec4<f32> {
 fn softmax_forward_rows(@builtin(workgroup_id) wid: vec3<u32>,
                         @builtin(num_workgroups) nwg: vec3<u32>,
                         @builtin(local_invocation_index) lid: u32) {
-    let row = (wid.y * nwg.x + wid.x) * WG + lid;
+    let row = linear_index(wid, nwg, lid);
     if (row >= p.rows) {
         return;
     }
@@ -201,7 +176,7 @@ fn softmax_forward_rows(@builtin(workgroup_id) wid: vec3<u32>,
 fn softmax_backward_rows(@builtin(workgroup_id) wid: vec3<u32>,
                          @builtin(num_workgroups) nwg: vec3<u32>,
                          @builtin(local_invocation_index) lid: u32) {
-    let row = (wid.y * nwg.x + wid.x) * WG + lid;
+    let row = linear_index(wid, nwg, lid);
     if (row >= p.rows) {
         return;
     }

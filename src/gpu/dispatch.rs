@@ -21,6 +21,9 @@ const UNIFORM_USAGE: wgpu::BufferUsages =
 pub struct Dispatch<'a> {
     pub shader: &'static ShaderSource,
     pub entry: &'static str,
+    /// Compile-time defines `(NAME, VALUE)` selecting a variant of the shader's text (one of
+    /// its declared [`crate::shaders::Define`]s each); empty for the default variant.
+    pub defines: &'a [(&'a str, &'a str)],
     /// WGSL `override` constants (tunables and compile-time switches).
     pub overrides: &'a [(&'static str, f64)],
     /// Bytes of the uniform parameter struct at binding 0; empty when the shader has none.
@@ -59,10 +62,8 @@ impl Gpu {
 
     /// Validates and records one kernel launch on the pending encoder.
     pub fn dispatch(&self, d: &Dispatch<'_>) -> Result<()> {
-        let kernel = self
-            .inner
-            .pipelines
-            .get(self.device(), d.shader, d.entry, d.overrides)?;
+        let pipelines = &self.inner.pipelines;
+        let kernel = pipelines.get(self.device(), d.shader, d.entry, d.defines, d.overrides)?;
         let label = &kernel.label;
         let reflection = &kernel.reflection;
         let used = |binding: u32| reflection.used.contains(&binding);

@@ -2,14 +2,16 @@
 //!
 //! Each WGSL source is parsed and validated by naga once; from naga's analysis we learn, per
 //! entry point, which bindings it really uses and whether each storage binding is writable.
-//! Compute pipelines are created once per (shader, entry point, override constants) and kept.
+//! Compute pipelines are created once per (shader, entry point, defines, override constants)
+//! and kept. Defines pick a variant of a shader's text before naga parses it (see
+//! [`ShaderSource::variant`]); override constants are set when the pipeline is created.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use crate::shaders::ShaderSource;
+use crate::shaders::{Defines, ShaderSource};
 
 /// How a kernel binding is declared in WGSL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,7 +149,26 @@ pub struct Kernel {
     pub reflection: EntryReflection,
 }
 
-type PipelineKey = (&'static str, &'static str, Vec<(&'static str, u64)>);
+type PipelineKey = (
+    &'static str,
+    &'static str,
+    Defines,
+    Vec<(&'static str, u64)>,
+);
+
+/// The cache key of `entry` of `source` in variant `defines` with these override constants
+/// (sorted, so their order does not matter).
+fn pipeline_key(
+    source: &ShaderSource,
+    entry: &'static str,
+    defines: &Defines,
+    overrides: &[(&'static str, f64)],
+) -> PipelineKey {
+    let mut sorted: Vec<(&'static str, u64)> =
+        overrides.iter().map(|(k, v)| (*k, v.to_bits())).collect();
+    sorted.sort_unstable();
+    (source.name, entry, defines.clone(), sorted)
+}
 
 struct ParsedShader {
     module: wgpu::ShaderModule,
@@ -158,7 +179,7 @@ struct ParsedShader {
 /// Creates pipelines once and hands out the cached ones afterwards.
 #[derive(Default)]
 pub struct PipelineCache {
-    shaders: Mutex<HashMap<&'static str, Arc<ParsedShader>>>,
+    shaders: Mutex<HashMap<(&'static str, Defines), Arc<ParsedShader>>>,
     kernels: Mutex<HashMap<PipelineKey, Arc<Kernel>>>,
 }
 
@@ -172,42 +193,50 @@ impl PipelineCache {
         self.len() == 0
     }
 
-    fn shader(&self, device: &wgpu::Device, source: &ShaderSource) -> Result<Arc<ParsedShader>> {
-        if let Some(parsed) = self.shaders.lock().unwrap().get(source.name) {
+    fn shader(
+        &self,
+        device: &wgpu::Device,
+        source: &'static ShaderSource,
+        defines: &Defines,
+    ) -> Result<Arc<ParsedShader>> {
+        let key = (source.name, defines.clone());
+        if let Some(parsed) = self.shaders.lock().unwrap().get(&key) {
             return Ok(Arc::clone(parsed));
         }
-        let (naga, info) = validate_wgsl(source.name, source.source)?;
+        let name = format!("{}{defines}", source.name);
+        let text = source.text(defines);
+        let (naga, info) = validate_wgsl(&name, &text)?;
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(source.name),
-            source: wgpu::ShaderSource::Wgsl(source.source.into()),
+            label: Some(&name),
+            source: wgpu::ShaderSource::Wgsl(text),
         });
         let parsed = Arc::new(ParsedShader { module, naga, info });
         self.shaders
             .lock()
             .unwrap()
-            .insert(source.name, Arc::clone(&parsed));
+            .insert(key, Arc::clone(&parsed));
         Ok(parsed)
     }
 
-    /// The pipeline for `entry` of `source` with these override constants.
+    /// The pipeline for `entry` of `source` in the variant of these `(NAME, VALUE)` defines
+    /// (empty: the default one) with these override constants.
     pub fn get(
         &self,
         device: &wgpu::Device,
         source: &'static ShaderSource,
         entry: &'static str,
+        defines: &[(&str, &str)],
         overrides: &[(&'static str, f64)],
     ) -> Result<Arc<Kernel>> {
-        let mut sorted: Vec<(&'static str, u64)> =
-            overrides.iter().map(|(k, v)| (*k, v.to_bits())).collect();
-        sorted.sort_unstable();
-        let key = (source.name, entry, sorted);
+        let defines = source.variant(defines)?;
+        let key = pipeline_key(source, entry, &defines, overrides);
         if let Some(kernel) = self.kernels.lock().unwrap().get(&key) {
             return Ok(Arc::clone(kernel));
         }
-        let shader = self.shader(device, source)?;
+        let shader = self.shader(device, source, &defines)?;
         let reflection = reflect_entry(&shader.naga, &shader.info, entry)
-            .with_context(|| format!("shader {}", source.name))?;
-        let label = format!("{}::{}", source.name, entry);
+            .with_context(|| format!("shader {}{defines}", source.name))?;
+        let label = format!("{}{defines}::{}", source.name, entry);
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(&label),
             layout: None,
@@ -231,5 +260,44 @@ impl PipelineCache {
             .unwrap()
             .insert(key, Arc::clone(&kernel));
         Ok(kernel)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pipeline_key;
+    use crate::shaders::{Define, DefineKind, ShaderSource};
+
+    static SHADER: ShaderSource = ShaderSource {
+        name: "keyed.wgsl",
+        source: "@compute @workgroup_size(1) fn main() { let x: STORE_T = STORE_T(0); }\n",
+        libs: &[],
+        defines: &[Define {
+            name: "STORE_T",
+            kind: DefineKind::Alias,
+            default: "f32",
+        }],
+    };
+
+    /// Pipelines of different variants never share a cache entry; the default variant is
+    /// the same entry however it is asked for.
+    #[test]
+    fn defines_are_part_of_the_pipeline_key() {
+        let key = |defines: &[(&str, &str)], overrides: &[(&'static str, f64)]| {
+            pipeline_key(
+                &SHADER,
+                "main",
+                &SHADER.variant(defines).unwrap(),
+                overrides,
+            )
+        };
+        let plain = key(&[], &[("WG", 64.0)]);
+        assert_eq!(plain, key(&[("STORE_T", "f32")], &[("WG", 64.0)]));
+        assert_ne!(plain, key(&[("STORE_T", "i32")], &[("WG", 64.0)]));
+        assert_ne!(plain, key(&[], &[("WG", 32.0)]));
+        assert_eq!(
+            key(&[("STORE_T", "i32")], &[("A", 1.0), ("WG", 64.0)]),
+            key(&[("STORE_T", "i32")], &[("WG", 64.0), ("A", 1.0)])
+        );
     }
 }

@@ -15,7 +15,7 @@ const WG: u32 = 256;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
+pub(super) struct Params {
     n: u32,
     offset: u32,
     lr: f32,
@@ -69,6 +69,7 @@ pub fn clip_coefficient(sumsq: &Tensor, max_norm: f32) -> Result<Tensor> {
     gpu.dispatch(&Dispatch {
         shader: &ADAMW,
         entry: "clip_coefficient",
+        defines: &[],
         overrides: &[],
         params: bytemuck::bytes_of(&params),
         buffers: &[sumsq, &clip],

@@ -17,7 +17,7 @@ const WG: u32 = 64;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
+pub(super) struct Params {
     seq: u32,
     d4: u32,
     scale: f32,
@@ -91,6 +91,7 @@ pub fn attention_forward_fused(
     gpu.dispatch(&Dispatch {
         shader: &ATTENTION,
         entry: "attention_forward_fused",
+        defines: &[],
         overrides: &[
             ("WG", WG as f64),
             ("DH4", (d / heads / 4) as f64),

@@ -11,7 +11,7 @@ const WG: u32 = 256;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
+pub(super) struct Params {
     tokens: u32,
     dim: u32,
     vocab: u32,

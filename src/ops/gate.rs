@@ -20,7 +20,7 @@ pub enum GateShape {
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
+pub(super) struct Params {
     rows: u32,
     d: u32,
     _pad: [u32; 2],

@@ -17,7 +17,7 @@ const PARAM_WG: u32 = 64;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
+pub(super) struct Params {
     rows: u32,
     d: u32,
     eps: f32,
@@ -144,6 +144,7 @@ fn forward_impl(
         RowStrategy::Workgroup => gpu.dispatch(&Dispatch {
             shader: &LAYERNORM,
             entry: "layernorm_forward",
+            defines: &[],
             overrides: &[("WG", row_workgroup(d, 32, 256) as f64), switch],
             params: bytemuck::bytes_of(&p),
             buffers: &[x, gamma, beta, &y, &mean, &rstd, res, &sum],
@@ -213,6 +214,7 @@ pub fn layernorm_backward_into_with(
         RowStrategy::Workgroup => gpu.dispatch(&Dispatch {
             shader: &LAYERNORM,
             entry: "layernorm_backward_input",
+            defines: &[],
             overrides: &[("WG", row_workgroup(d, 32, 256) as f64)],
             params: bytemuck::bytes_of(&p),
             buffers: &[x, gamma, &saved.mean, &saved.rstd, dy, &dx],
@@ -240,6 +242,7 @@ pub fn layernorm_backward_into_with(
     gpu.dispatch(&Dispatch {
         shader: &LAYERNORM,
         entry: "layernorm_backward_params",
+        defines: &[],
         overrides: &[("WG", PARAM_WG as f64)],
         params: bytemuck::bytes_of(&p),
         buffers: &[x, &saved.mean, &saved.rstd, dy, &pgamma, &pbeta],

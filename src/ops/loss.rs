@@ -14,7 +14,7 @@ const ROW_WG: u32 = 64;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
+pub(super) struct Params {
     rows: u32,
     classes: u32,
     ignore_index: i32,
@@ -170,6 +170,7 @@ pub fn cross_entropy(
     gpu.dispatch(&Dispatch {
         shader: &LOSS,
         entry: "cross_entropy",
+        defines: &[],
         overrides: &[
             ("WG", row_workgroup(classes, 32, 256) as f64),
             ("HAS_WEIGHTS", opts.class_weights.is_some() as u32 as f64),

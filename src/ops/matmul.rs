@@ -175,7 +175,7 @@ impl Matmul {
 /// `shaders/lib/matmul_params.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
+pub(super) struct Params {
     m: u32,
     n: u32,
     k: u32,
@@ -434,6 +434,7 @@ fn matmul_impl(
             gpu.dispatch(&Dispatch {
                 shader: &MATMUL_SUBGROUP,
                 entry: "matmul_subgroup",
+                defines: &[],
                 overrides: &overrides,
                 params: bytemuck::bytes_of(&params),
                 buffers: &[a, bias, c, d],
@@ -465,6 +466,7 @@ fn matmul_impl(
                     TiledKind::Vec4 => "matmul_vec4",
                     TiledKind::Workgroup => "matmul_tiled",
                 },
+                defines: &[],
                 overrides: &overrides,
                 params: bytemuck::bytes_of(&params),
                 buffers: &[a, b, bias, c, d],

@@ -84,6 +84,7 @@ pub(crate) fn dispatch_1d(
     gpu.dispatch(&Dispatch {
         shader,
         entry,
+        defines: &[],
         overrides: &overrides,
         params,
         buffers,
@@ -115,3 +116,92 @@ impl RowStrategy {
 
 /// Workgroup size of the per-invocation row kernels.
 pub(crate) const ROWS_WG: u32 = 64;
+
+#[cfg(test)]
+mod tests {
+    use crate::gpu::pipeline::validate_wgsl;
+    use crate::shaders::{self, ShaderSource};
+
+    /// Each shader and the Rust struct its launcher writes into its uniform at `@binding(0)`.
+    fn launcher_params() -> Vec<(&'static ShaderSource, &'static str, usize)> {
+        macro_rules! params {
+            ($($shader:ident => $module:ident),* $(,)?) => {
+                vec![$((
+                    &shaders::$shader,
+                    concat!("ops::", stringify!($module), "::Params"),
+                    size_of::<super::$module::Params>(),
+                )),*]
+            };
+        }
+        params! {
+            ACTIVATION => activation,
+            ADAMW => adamw,
+            ATTENTION => attention,
+            DROPOUT => dropout,
+            ELEMENTWISE => elementwise,
+            EMBEDDING => embedding,
+            GATE => gate,
+            LAYERNORM => layernorm,
+            LOSS => loss,
+            MATMUL => matmul,
+            MATMUL_SUBGROUP => matmul,
+            MATMUL_TILED => matmul,
+            MATMUL_VEC4 => matmul,
+            REDUCE => reduce,
+            SOFTMAX => softmax,
+            TEXTURE_PACK => texture,
+        }
+    }
+
+    /// Every launcher's `Params` has the size naga lays out for its shader's uniform struct,
+    /// and every uniform of every shader has a launcher struct (no GPU needed).
+    #[test]
+    fn params_structs_match_their_wgsl_uniforms() {
+        let registry = launcher_params();
+        let mut mismatches = Vec::new();
+        for shader in shaders::ALL {
+            let text = shader.text(&shader.variant(&[]).unwrap());
+            let (module, _) = validate_wgsl(shader.name, &text).unwrap();
+            let mut layouter = naga::proc::Layouter::default();
+            layouter.update(module.to_ctx()).unwrap();
+            let uniforms: Vec<_> = module
+                .global_variables
+                .iter()
+                .filter(|(_, var)| var.space == naga::AddressSpace::Uniform)
+                .map(|(_, var)| var)
+                .collect();
+            let rust = registry.iter().find(|(s, ..)| s.name == shader.name);
+            match (uniforms.as_slice(), rust) {
+                ([], None) => {}
+                ([var], Some((_, rust_name, rust_size))) => {
+                    let binding = var.binding.as_ref().map(|b| (b.group, b.binding));
+                    assert_eq!(
+                        binding,
+                        Some((0, 0)),
+                        "{}: the uniform must be @group(0) @binding(0)",
+                        shader.name
+                    );
+                    let ty = &module.types[var.ty];
+                    let wgsl_size = layouter[var.ty].size as usize;
+                    if wgsl_size != *rust_size {
+                        mismatches.push(format!(
+                            "{}: WGSL uniform `{}: {}` is {wgsl_size} bytes, Rust {rust_name} \
+                             is {rust_size} bytes",
+                            shader.name,
+                            var.name.as_deref().unwrap_or("?"),
+                            ty.name.as_deref().unwrap_or("?"),
+                        ));
+                    }
+                }
+                (found, rust) => mismatches.push(format!(
+                    "{}: {} uniforms in WGSL, Rust struct {:?}; expected one uniform and one \
+                     registered struct (or neither)",
+                    shader.name,
+                    found.len(),
+                    rust.map(|(_, name, _)| name)
+                )),
+            }
+        }
+        assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+    }
+}

@@ -18,7 +18,7 @@ const SUM_ITEMS_PER_THREAD: usize = 64;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
+pub(super) struct Params {
     rows: u32,
     cols: u32,
     chunk_rows: u32,
@@ -37,6 +37,7 @@ fn colsum_pass(x: &Tensor, rows: usize, cols: usize, out: &Tensor, accumulate: b
     gpu.dispatch(&Dispatch {
         shader: &REDUCE,
         entry: "colsum",
+        defines: &[],
         overrides: &[("WG", WG as f64), ("ACCUMULATE", accumulate as u32 as f64)],
         params: bytemuck::bytes_of(&params),
         buffers: &[x, out],
@@ -105,6 +106,7 @@ fn sum_impl(x: &Tensor, square: bool) -> Result<Tensor> {
         gpu.dispatch(&Dispatch {
             shader: &REDUCE,
             entry,
+            defines: &[],
             overrides: &[("WG", WG as f64), ("SQUARE", square as u32 as f64)],
             params: bytemuck::bytes_of(&params),
             buffers: &buffers,

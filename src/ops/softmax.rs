@@ -14,7 +14,7 @@ use crate::shaders::SOFTMAX;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
+pub(super) struct Params {
     rows: u32,
     cols: u32,
     rows_per_mask: u32,
@@ -129,6 +129,7 @@ pub fn softmax_forward_with(
         RowStrategy::Workgroup => gpu.dispatch(&Dispatch {
             shader: &SOFTMAX,
             entry: "softmax_forward",
+            defines: &[],
             overrides: &[("WG", workgroup(cols) as f64), switches[0], switches[1]],
             params: bytemuck::bytes_of(&p),
             buffers: &buffers,
@@ -177,6 +178,7 @@ pub fn softmax_backward_with(
         RowStrategy::Workgroup => gpu.dispatch(&Dispatch {
             shader: &SOFTMAX,
             entry: "softmax_backward",
+            defines: &[],
             overrides: &[("WG", workgroup(cols) as f64), has_dropout],
             params: bytemuck::bytes_of(&p),
             buffers: &[y, dy, &dx],

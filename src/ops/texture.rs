@@ -13,7 +13,7 @@ const WG: u32 = 64;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
+pub(super) struct Params {
     ld4: u32,
     n4: u32,
     width: u32,
@@ -77,6 +77,7 @@ pub fn pack(t: &Tensor, ld: usize) -> Result<PooledTexture> {
     gpu.dispatch(&Dispatch {
         shader: &TEXTURE_PACK,
         entry: "pack",
+        defines: &[],
         overrides: &[("WG", WG as f64)],
         params: bytemuck::bytes_of(&params),
         buffers: &[t],
