@@ -185,6 +185,11 @@ impl Gpu {
         self.inner.info.device_type == wgpu::DeviceType::Cpu
     }
 
+    /// True when the device has subgroup operations (the subgroup matmul's requirement).
+    pub fn has_subgroups(&self) -> bool {
+        self.features().contains(wgpu::Features::SUBGROUP)
+    }
+
     /// The limits granted to this device (the adapter's own).
     pub fn limits(&self) -> &wgpu::Limits {
         &self.inner.limits

@@ -26,6 +26,11 @@ struct StagedPart {
     mapped: bool,
 }
 
+/// How long [`Gpu::block_on`] waits on an idle device for a callback another thread may be
+/// delivering, before it reports the future as waiting on something else.
+#[cfg(not(target_arch = "wasm32"))]
+pub const IDLE_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
 impl Drop for StagedPart {
     fn drop(&mut self) {
         if self.mapped {
@@ -114,12 +119,14 @@ impl Gpu {
     /// whenever it waits, the device is polled until its submitted work is done, which
     /// fires the map callbacks the readbacks await (native only; the browser drives them).
     /// A future that keeps waiting while the device has nothing left to do waits on
-    /// something else: that is an error, not a busy loop.
+    /// something else: that is an error, not a busy loop. Another thread polling the same
+    /// device may be running this future's callback at that moment, so the device must stay
+    /// idle for [`IDLE_GRACE`] before the wait counts as stuck.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn block_on<F: std::future::Future>(&self, future: F) -> Result<F::Output> {
         let mut future = std::pin::pin!(future);
         let mut context = std::task::Context::from_waker(std::task::Waker::noop());
-        let mut idle_polls = 0;
+        let mut idle_since: Option<std::time::Instant> = None;
         loop {
             if let std::task::Poll::Ready(value) = future.as_mut().poll(&mut context) {
                 return Ok(value);
@@ -128,17 +135,18 @@ impl Gpu {
                 .device()
                 .poll(wgpu::PollType::wait_indefinitely())
                 .map_err(|e| anyhow!("waiting for the GPU failed: {e}"))?;
-            // One idle poll may still deliver map callbacks; two in a row deliver nothing.
-            idle_polls = if status.is_queue_empty() {
-                idle_polls + 1
-            } else {
-                0
-            };
-            if idle_polls > 2 {
+            if !status.is_queue_empty() {
+                idle_since = None;
+                continue;
+            }
+            // An idle poll may still deliver map callbacks, here or on another thread.
+            let since = *idle_since.get_or_insert_with(std::time::Instant::now);
+            if since.elapsed() > IDLE_GRACE {
                 return Err(anyhow!(
                     "Gpu::block_on: the future waits on something other than this GPU"
                 ));
             }
+            std::thread::sleep(std::time::Duration::from_micros(200));
         }
     }
 

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use anyhow::{Result, bail};
 
 use super::context::Gpu;
+use super::tensor::Tensor;
 
 /// Bytes per texel of `rgba32float`.
 pub const TEXEL_BYTES: u64 = 16;
@@ -37,6 +38,34 @@ impl PooledTexture {
     /// (width, height) in texels.
     pub fn size(&self) -> (u32, u32) {
         self.key
+    }
+
+    /// Records a copy of `t`'s rows (`row_bytes` each, a multiple of 256; the tensor's byte
+    /// offset a multiple of 16) into the top-left `width x height` texels.
+    pub fn copy_rows_from(&self, t: &Tensor, row_bytes: u32, width: u32, height: u32) {
+        t.gpu().record(|enc| {
+            enc.copy_buffer_to_texture(
+                wgpu::TexelCopyBufferInfo {
+                    buffer: t.buffer(),
+                    layout: wgpu::TexelCopyBufferLayout {
+                        offset: t.offset_bytes(),
+                        bytes_per_row: Some(row_bytes),
+                        rows_per_image: Some(height),
+                    },
+                },
+                wgpu::TexelCopyTextureInfo {
+                    texture: self.texture(),
+                    mip_level: 0,
+                    origin: wgpu::Origin3d::ZERO,
+                    aspect: wgpu::TextureAspect::All,
+                },
+                wgpu::Extent3d {
+                    width,
+                    height,
+                    depth_or_array_layers: 1,
+                },
+            )
+        });
     }
 
     pub fn texture(&self) -> &wgpu::Texture {

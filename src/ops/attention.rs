@@ -29,7 +29,7 @@ pub(super) struct Params {
 /// chain runs on the subgroup + texture matmul (measured at B16 H12 dh32: 28 vs 48 ms at
 /// T = 64, 68 vs 199 ms at T = 128).
 pub fn fused_preferred(gpu: &crate::gpu::Gpu) -> bool {
-    gpu.adapter_info().device_type != wgpu::DeviceType::Cpu
+    !gpu.is_cpu_adapter()
 }
 
 /// Why the fused kernel cannot take hidden width `d` split into `heads` heads, if it cannot.

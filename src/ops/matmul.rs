@@ -149,7 +149,7 @@ impl Matmul {
     /// the vec4 alignment, and a B buffer that fits a texture with rows of `ldb` floats.
     pub fn subgroup_ok(&self, gpu: &Gpu, b_numel: usize) -> bool {
         let info = gpu.adapter_info();
-        gpu.features().contains(wgpu::Features::SUBGROUP)
+        gpu.has_subgroups()
             && info.subgroup_min_size == info.subgroup_max_size
             && matches!(info.subgroup_min_size, 8 | 16)
             && self.vec4_ok()
@@ -498,7 +498,7 @@ fn texture_fits(gpu: &Gpu, numel: usize, ld: usize) -> bool {
 
 /// True on adapters where the subgroup kernel is the default (CPU adapters: lavapipe).
 fn prefers_subgroup(gpu: &Gpu) -> bool {
-    gpu.adapter_info().device_type == wgpu::DeviceType::Cpu
+    gpu.is_cpu_adapter()
 }
 
 /// `op(A) op(B) (+ bias)` as a new contiguous `[batch * batch_inner, M, N]` tensor (the

@@ -106,7 +106,7 @@ pub enum RowStrategy {
 impl RowStrategy {
     /// The better strategy for rows of `width` on `gpu`.
     pub fn choose(gpu: &crate::gpu::Gpu, width: usize) -> Self {
-        if gpu.adapter_info().device_type == wgpu::DeviceType::Cpu && width.is_multiple_of(4) {
+        if gpu.is_cpu_adapter() && width.is_multiple_of(4) {
             RowStrategy::PerInvocation
         } else {
             RowStrategy::Workgroup

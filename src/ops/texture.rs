@@ -43,29 +43,7 @@ pub fn pack(t: &Tensor, ld: usize) -> Result<PooledTexture> {
         && t.numel().is_multiple_of(ld)
         && t.offset_bytes().is_multiple_of(16)
     {
-        gpu.record(|enc| {
-            enc.copy_buffer_to_texture(
-                wgpu::TexelCopyBufferInfo {
-                    buffer: t.buffer(),
-                    layout: wgpu::TexelCopyBufferLayout {
-                        offset: t.offset_bytes(),
-                        bytes_per_row: Some(row_bytes as u32),
-                        rows_per_image: Some(height as u32),
-                    },
-                },
-                wgpu::TexelCopyTextureInfo {
-                    texture: texture.texture(),
-                    mip_level: 0,
-                    origin: wgpu::Origin3d::ZERO,
-                    aspect: wgpu::TextureAspect::All,
-                },
-                wgpu::Extent3d {
-                    width: width as u32,
-                    height: height as u32,
-                    depth_or_array_layers: 1,
-                },
-            )
-        });
+        texture.copy_rows_from(t, row_bytes as u32, width as u32, height as u32);
         return Ok(texture);
     }
     let params = Params {
