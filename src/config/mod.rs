@@ -10,13 +10,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::ops::activation::Activation;
 use crate::tokenize::WordSplit;
 
 pub mod data;
+mod enums;
 pub mod train;
 
 pub use data::{Column, DataFormat};
+pub use enums::Activation;
 pub use train::{SamplerKind, TrainConfig};
 
 /// The whole configuration file.
