@@ -9,7 +9,8 @@
 //! - [`gpu`] (device, tensors, dispatch, readback, the autotuning cache) → [`ops`] (one
 //!   launcher per kernel, forward and backward side by side) → [`nn`] (layers with explicit
 //!   forward/backward) → [`model`] (the gated multi-task model, its parameters and
-//!   directories) → [`train`] (the optimizer, one step, whole runs) → the front ends: `cli`, [`session`] (the browser page's engine:
+//!   directories) → [`train`] (the optimizer, one step, the step loop shared by both
+//!   front ends, whole runs) → the front ends: `cli`, [`session`] (the browser page's engine:
 //!   file contents in, JSON out, every readback awaited) and `bench`.
 //!
 //! Beside them: [`data`] turns files into batches and [`metrics`] scores predictions (both on
