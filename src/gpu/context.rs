@@ -153,7 +153,7 @@ impl Gpu {
                     encoder: None,
                     dispatches: 0,
                 }),
-                profiler: Mutex::new(None),
+                profiler: Default::default(),
                 textures: Default::default(),
                 tuning: Mutex::new(None),
                 autotune: super::tune_cache::enabled_by_env().into(),
@@ -208,12 +208,6 @@ impl Gpu {
 
     pub fn reset_peak_memory(&self) {
         self.inner.pool.reset_peak();
-    }
-
-    /// Frees pooled buffers that no tensor holds.
-    pub fn trim_pool(&self) {
-        self.flush().ok();
-        self.inner.pool.trim();
     }
 
     /// Turns matmul autotuning on or off (see `ops::autotune` and [`super::tune_cache`]).
