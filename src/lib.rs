@@ -1,12 +1,21 @@
 //! taskgate: multi-task Transformer encoders trained and served with hand-written WGSL
 //! compute kernels on any GPU (Vulkan, Metal, DX12, GL, and WebGPU in the browser).
 //!
-//! Layers: [`gpu`] (device, tensors, dispatch, readback) → [`ops`] (one launcher per kernel,
-//! forward and backward side by side) → [`nn`] (layers with explicit forward/backward) →
-//! [`model`] (the gated multi-task model, its parameters and directories). [`config`],
-//! [`tokenize`] and [`data`] turn files into batches. [`reference`] holds the f64 CPU
-//! implementation every kernel is tested against. [`session`] is the browser page's engine
-//! (file contents in, JSON out, every readback awaited).
+//! The layers (a module imports only from the layers below it, never from one above):
+//! - at the bottom, [`config`] (plain types read from files: the model, the tasks, `[train]`,
+//!   and the choices they name), [`tokenize`], [`shaders`] (the kernels' WGSL text), and
+//!   the utilities [`files`] (whole-file replacement, outputs, directory locks) and
+//!   [`error`];
+//! - [`gpu`] (device, tensors, dispatch, readback, the autotuning cache) → [`ops`] (one
+//!   launcher per kernel, forward and backward side by side) → [`nn`] (layers with explicit
+//!   forward/backward) → [`model`] (the gated multi-task model, its parameters and
+//!   directories) → [`train`] (the optimizer, one step, the step loop shared by both
+//!   front ends, whole runs) → the front ends: `cli`, [`session`] (the browser page's engine:
+//!   file contents in, JSON out, every readback awaited) and `bench`.
+//!
+//! Beside them: [`data`] turns files into batches and [`metrics`] scores predictions (both on
+//! the bottom layer alone), `eval` evaluates a model on a split, and [`reference`] holds the
+//! f64 CPU implementation every kernel is tested against.
 
 // wgpu's handles are not Send/Sync on wasm (one thread there); the Arcs that share them
 // natively are still right.
@@ -23,7 +32,6 @@ pub mod error;
 pub mod eval;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod fault;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod files;
 pub mod gpu;
 pub mod metrics;

@@ -9,18 +9,17 @@ use anyhow::{Result, anyhow, bail};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::config::SamplerKind;
+use crate::config::train::Decay;
+use crate::config::{SamplerKind, TrainConfig};
 use crate::data::jsonl::parse_examples;
-use crate::data::sampler::Sampler;
 use crate::data::{Example, collate};
 use crate::gpu::Gpu;
 use crate::model::host::serialize_params;
 use crate::model::infer::infer_async;
 use crate::model::prediction_json::{Extras, prediction_json};
 use crate::model::{ModelDir, ModelSpec, MultiTaskModel};
-use crate::ops::adamw::AdamW;
 use crate::tokenize::TextTokenizer;
-use crate::train::{Decay, LrSchedule, Optimizer, TrainOptions, Trainer};
+use crate::train::steps::{Batches, StepRead, Steps, build_trainer};
 
 /// The largest batch the page may ask for (larger ones would not fit a browser's GPU anyway).
 pub const MAX_BATCH: usize = 4096;
@@ -74,15 +73,35 @@ impl TrainSettings {
         }
         Ok(settings)
     }
+
+    /// The `[train]` configuration these settings stand for: linear decay, tasks in turn.
+    pub fn train_config(&self) -> TrainConfig {
+        TrainConfig {
+            steps: Some(self.steps),
+            batch_size: self.batch_size,
+            lr: self.lr,
+            // (a `[train] warmup` of 1 or more counts steps: all of them is a fraction of 1)
+            warmup: if self.warmup < 1.0 {
+                self.warmup
+            } else {
+                self.steps as f64
+            },
+            decay: Decay::Linear,
+            weight_decay: self.weight_decay,
+            clip: self.clip,
+            seed: self.seed,
+            sampler: SamplerKind::RoundRobin,
+            temperature: 1.0,
+            ..TrainConfig::default()
+        }
+    }
 }
 
 /// A fine-tuning run in progress.
 struct Run {
-    trainer: Trainer,
-    sampler: Sampler,
-    /// Per task: the training examples labelled for it.
-    pools: Vec<Vec<Example>>,
-    steps: u64,
+    steps: Steps,
+    /// The steps it takes in all.
+    total: u64,
 }
 
 pub struct Session {
@@ -129,7 +148,7 @@ impl Session {
 
     fn model(&self) -> &MultiTaskModel {
         match (&self.run, &self.model) {
-            (Some(run), _) => &run.trainer.model,
+            (Some(run), _) => &run.steps.trainer.model,
             (None, Some(model)) => model,
             (None, None) => unreachable!("a session always holds its model"),
         }
@@ -243,93 +262,53 @@ impl Session {
                     .collect()
             })
             .collect();
-        let lengths = pools
-            .iter()
-            .map(|pool| pool.iter().map(|e| e.encoded.ids.len()).collect())
-            .collect();
-        let sampler = Sampler::new(
-            SamplerKind::RoundRobin,
-            1.0,
-            settings.seed,
-            settings.batch_size,
-            lengths,
-        );
+        let config = settings.train_config();
+        let batches = Batches::new(&config, pools, self.tokenizer.pad_id());
         let model = match (self.run.take(), self.model.take()) {
-            (Some(run), _) => run.trainer.model,
+            (Some(run), _) => run.steps.into_model(),
             (None, Some(model)) => model,
             (None, None) => unreachable!("a session always holds its model"),
         };
-        let options = TrainOptions {
-            schedule: LrSchedule {
-                peak: settings.lr,
-                warmup: (settings.warmup * settings.steps as f64).round() as u64,
-                total: settings.steps,
-                decay: Decay::Linear,
-            },
-            adamw: AdamW {
-                lr: settings.lr,
-                weight_decay: settings.weight_decay,
-                ..AdamW::default()
-            },
-            clip: settings.clip,
-        };
-        let optimizer = match Optimizer::new(&model.store, options.adamw, options.clip) {
-            Ok(optimizer) => optimizer,
-            Err(e) => {
-                self.model = Some(model);
+        let trainer = match build_trainer(model, &config, settings.steps) {
+            Ok(trainer) => trainer,
+            Err((e, model)) => {
+                self.model = Some(*model);
                 bail!("cannot start training: {e:#}");
             }
         };
         self.run = Some(Run {
-            trainer: Trainer {
-                model,
-                optimizer,
-                options,
-                step: 0,
-            },
-            sampler,
-            pools,
-            steps: settings.steps,
+            steps: Steps::new(trainer, batches),
+            total: settings.steps,
         });
         Ok(())
     }
 
     /// One training step; returns its losses once read back (awaited, never blocking).
     pub async fn train_step(&mut self) -> Result<Value> {
-        let names: Vec<String> = self.spec.tasks.iter().map(|t| t.name.clone()).collect();
-        let pad_id = self.tokenizer.pad_id();
         let Some(run) = self.run.as_mut() else {
             bail!("training has not started");
         };
-        if run.trainer.step >= run.steps {
-            bail!("training is done ({} steps)", run.steps);
+        if run.steps.trainer.step >= run.total {
+            bail!("training is done ({} steps)", run.total);
         }
-        let (task, indices) = run.sampler.next_batch();
-        let examples: Vec<Example> = indices
-            .iter()
-            .map(|&i| run.pools[task][i].clone())
-            .collect();
-        let batch = collate(&examples, &self.spec.tasks, pad_id);
-        let output = run.trainer.train_step(&batch)?;
-        let stats = output.read_async().await?;
-        let step = run.trainer.step;
+        run.steps.step()?;
+        let read = run.steps.read("lower the learning rate").await?;
+        let Some(StepRead { task, stats }) = read.into_iter().next_back() else {
+            unreachable!("a step was taken");
+        };
+        let tasks = &self.spec.tasks;
         let mut task_losses = Map::new();
-        for (name, loss) in names.iter().zip(&stats.task_losses) {
+        for (t, loss) in tasks.iter().zip(&stats.task_losses) {
             if let Some(loss) = loss {
-                if !loss.is_finite() {
-                    bail!(
-                        "training diverged at step {step}: task '{name}' loss is {loss}; lower the learning rate"
-                    );
-                }
-                task_losses.insert(name.clone(), json!(loss));
+                task_losses.insert(t.name.clone(), json!(loss));
             }
         }
         Ok(json!({
-            "step": step,
-            "steps": run.steps,
+            "step": run.steps.trainer.step,
+            "steps": run.total,
             "lr": stats.lr,
             "loss": stats.loss,
-            "task": names[task],
+            "task": tasks[task].name,
             "task_losses": task_losses,
             "grad_norm": stats.grad_norm,
             "skipped": stats.skipped,

@@ -46,7 +46,7 @@ impl Report {
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
-        crate::model::host::write_atomic(path, serde_json::to_string_pretty(self)?.as_bytes())
+        crate::files::write_atomic(path, serde_json::to_string_pretty(self)?.as_bytes())
     }
 }
 

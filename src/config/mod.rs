@@ -10,14 +10,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::ops::activation::Activation;
-
 pub mod data;
+mod enums;
 pub mod task;
 pub mod train;
 
 pub use crate::tasks::TaskKind;
 pub use data::{Column, DataFormat, DataSource};
+pub use enums::Activation;
 pub use task::{TaskConfig, TaskSpec};
 pub use train::{SamplerKind, TrainConfig};
 

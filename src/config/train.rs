@@ -3,7 +3,18 @@
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::train::Decay;
+/// The learning rate's course after the warm-up (see `train::schedule`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decay {
+    /// The peak rate to the end.
+    Constant,
+    /// Linear decay to 0.
+    #[default]
+    Linear,
+    /// Half a cosine down to 0.
+    Cosine,
+}
 
 /// How each step picks the task whose examples form its batch.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]

@@ -43,7 +43,7 @@ pub(crate) struct GpuInner {
     pub profiler: super::profiler::ProfilerSlot,
     pub textures: super::texture::TexturePool,
     #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
-    pub tuning: Mutex<Option<crate::ops::autotune::TuneCache>>,
+    pub tuning: Mutex<Option<super::tune_cache::TuneCache>>,
     pub autotune: std::sync::atomic::AtomicBool,
     /// Times the host waited for the GPU (readbacks and `wait_idle`).
     pub host_waits: std::sync::atomic::AtomicU64,
@@ -153,10 +153,10 @@ impl Gpu {
                     encoder: None,
                     dispatches: 0,
                 }),
-                profiler: Mutex::new(None),
+                profiler: Default::default(),
                 textures: Default::default(),
                 tuning: Mutex::new(None),
-                autotune: crate::ops::autotune::enabled_by_env().into(),
+                autotune: super::tune_cache::enabled_by_env().into(),
                 host_waits: 0.into(),
                 errors,
             }),
@@ -215,13 +215,7 @@ impl Gpu {
         self.inner.pool.reset_peak();
     }
 
-    /// Frees pooled buffers that no tensor holds.
-    pub fn trim_pool(&self) {
-        self.flush().ok();
-        self.inner.pool.trim();
-    }
-
-    /// Turns matmul autotuning on or off (see `ops::autotune`).
+    /// Turns matmul autotuning on or off (see `ops::autotune` and [`super::tune_cache`]).
     pub fn set_autotune(&self, on: bool) {
         self.inner
             .autotune

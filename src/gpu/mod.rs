@@ -10,6 +10,7 @@ mod profiler;
 mod readback;
 mod tensor;
 mod texture;
+pub mod tune_cache;
 
 pub use adapter::{AdapterRequest, AdapterSummary};
 pub use context::{ComputeLimits, DeviceReport, Gpu, list_adapters, wanted_features};

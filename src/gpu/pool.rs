@@ -152,16 +152,6 @@ impl BufferPool {
         }
     }
 
-    /// Destroys every buffer that is not lent out.
-    pub fn trim(&self) {
-        let mut state = self.state.lock().unwrap();
-        let mut released = 0;
-        for (key, buffers) in state.free.drain() {
-            released += key.1 * buffers.len() as u64;
-        }
-        state.stats.allocated -= released;
-    }
-
     /// Counts memory the pool does not own (pooled textures) in its figures.
     pub fn account(&self, allocated: i64, in_use: i64) {
         let mut state = self.state.lock().unwrap();

@@ -150,12 +150,6 @@ impl Gpu {
         }
     }
 
-    /// Reads `tensors` back, blocking this thread until the device is done (native only).
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn read_bytes_blocking(&self, tensors: &[&Tensor]) -> Result<Vec<Vec<u8>>> {
-        self.block_on(self.read_bytes(tensors))?
-    }
-
     /// [`Gpu::read_f32`], blocking (native only).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn read_f32_blocking(&self, tensors: &[&Tensor]) -> Result<Vec<Vec<f32>>> {

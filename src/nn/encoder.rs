@@ -27,12 +27,6 @@ pub struct EncoderDims {
     pub max_length: usize,
 }
 
-impl EncoderDims {
-    pub fn head_dim(&self) -> usize {
-        self.hidden / self.heads
-    }
-}
-
 /// The shared encoder: embeddings, then the layers.
 pub struct Encoder {
     pub dims: EncoderDims,

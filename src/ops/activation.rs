@@ -4,6 +4,7 @@ use anyhow::Result;
 use bytemuck::{Pod, Zeroable};
 
 use super::{dispatch_1d, ensure_f32, ensure_same_len, to_u32};
+pub use crate::config::Activation;
 use crate::gpu::Tensor;
 use crate::shaders::ACTIVATION;
 
@@ -14,14 +15,6 @@ const WG: u32 = 256;
 pub(super) struct Params {
     n: u32,
     _pad: [u32; 3],
-}
-
-/// Hidden-layer activations the model uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Activation {
-    Gelu,
-    Tanh,
 }
 
 fn launch(entry: &'static str, inputs: &[&Tensor]) -> Result<Tensor> {

@@ -1,61 +1,17 @@
 //! Matmul autotuning: when enabled (`TASKGATE_AUTOTUNE=1`, `Gpu::set_autotune`, or
 //! `--autotune` on the bench commands), the first product of each shape class on an adapter
 //! times a few candidate kernels and tilings and keeps the fastest; the choice is cached on
-//! disk per adapter (`$TASKGATE_CACHE_DIR`, else `$XDG_CACHE_HOME/taskgate`, else
-//! `~/.cache/taskgate`, file `autotune.json`). When tuning is off, `Kernel::Auto` uses fixed
-//! defaults. Tuning a class waits for the GPU (once per class and adapter); native only.
-
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+//! disk per adapter (the cache and the environment switch: [`crate::gpu::tune_cache`]).
+//! When tuning is off, `Kernel::Auto` uses fixed defaults. Tuning a class waits for the GPU
+//! (once per class and adapter); native only.
 
 use anyhow::Result;
 
 use super::matmul::{GENERAL_TILING, Kernel, Matmul, Tiling, VEC4_TILING, WORKGROUP_TILING};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::gpu::tune_cache::TuneCache;
+pub use crate::gpu::tune_cache::cache_path;
 use crate::gpu::{Gpu, Tensor};
-
-/// The cache: "adapter | driver | class" to the chosen kernel.
-pub type TuneCache = BTreeMap<String, Kernel>;
-
-/// Where tuning results are stored.
-pub fn cache_path() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("TASKGATE_CACHE_DIR") {
-        return Some(PathBuf::from(dir).join("autotune.json"));
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("taskgate").join("autotune.json"))
-}
-
-/// True when `TASKGATE_AUTOTUNE` asks for tuning.
-pub fn enabled_by_env() -> bool {
-    matches!(
-        std::env::var("TASKGATE_AUTOTUNE").as_deref(),
-        Ok("1" | "true" | "on" | "yes")
-    )
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-fn load() -> TuneCache {
-    cache_path()
-        .and_then(|p| std::fs::read_to_string(p).ok())
-        .and_then(|text| serde_json::from_str(&text).ok())
-        .unwrap_or_default()
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-fn save(cache: &TuneCache) {
-    let Some(path) = cache_path() else {
-        return;
-    };
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    if let Ok(text) = serde_json::to_string_pretty(cache) {
-        // A cache that cannot be written only costs a re-tune later.
-        let _ = crate::model::host::write_atomic(&path, text.as_bytes());
-    }
-}
 
 /// The shape class of a product: sizes rounded up to powers of two, layout and batching.
 pub fn shape_class(spec: &Matmul) -> String {
@@ -82,7 +38,7 @@ pub fn candidates(gpu: &Gpu, spec: &Matmul, b_numel: usize) -> Vec<Kernel> {
             });
         }
     }
-    if gpu.adapter_info().device_type != wgpu::DeviceType::Cpu {
+    if !gpu.is_cpu_adapter() {
         if spec.vec4_ok() {
             out.push(Kernel::Vec4(VEC4_TILING));
             out.push(Kernel::Vec4(Tiling {
@@ -115,9 +71,9 @@ pub fn tuned_kernel(gpu: &Gpu, a: &Tensor, b: &Tensor, spec: &Matmul) -> Result<
         shape_class(spec)
     );
     let mut guard = gpu.inner.tuning.lock().unwrap();
-    let cache = guard.get_or_insert_with(load);
-    if let Some(kernel) = cache.get(&key) {
-        return Ok(Some(*kernel));
+    let cache = guard.get_or_insert_with(TuneCache::load);
+    if let Some(kernel) = cache.get::<Kernel>(&key) {
+        return Ok(Some(kernel));
     }
     let candidates = candidates(gpu, spec, b.numel());
     if candidates.len() < 2 {
@@ -152,8 +108,8 @@ pub fn tuned_kernel(gpu: &Gpu, a: &Tensor, b: &Tensor, spec: &Matmul) -> Result<
     }
     let chosen = best.map(|(_, k)| k);
     if let Some(kernel) = chosen {
-        cache.insert(key, kernel);
-        save(cache);
+        cache.insert(key, &kernel);
+        cache.save();
     }
     Ok(chosen)
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Result, anyhow};
 use plotters::prelude::*;
 
-use crate::model::host::write_atomic;
+use crate::files::write_atomic;
 
 /// One named line of (step, value) points.
 pub struct Series {

@@ -13,6 +13,7 @@ pub mod run;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod run_dir;
 pub mod schedule;
+pub mod steps;
 pub mod trainer;
 
 pub use optimizer::Optimizer;

@@ -12,22 +12,21 @@ use super::chart::{Series, write_chart};
 use super::checkpoint::{self, Best, RunState};
 use super::eta::{Eta, evals_left};
 use super::run_dir::{ResumePoint, RunDir};
-use super::schedule::LrSchedule;
-use super::trainer::{StepOutput, TrainOptions, Trainer};
+use super::steps::{Batches, StepRead, Steps, build_trainer};
 use crate::config::{
     DataSource, ModelConfig, SamplerKind, TaskConfig, TaskSpec, TrainConfig, resolve_path,
 };
+use crate::data::Example;
 use crate::data::sampler::Sampler;
 use crate::data::splits::{EvalSet, Split, infer_missing_labels, load_eval_split, load_split};
-use crate::data::{Example, collate};
 use crate::eval::evaluate_task;
 use crate::fault;
 use crate::gpu::{AdapterRequest, Gpu};
 use crate::metrics::Metrics;
-use crate::model::MultiTaskModel;
+use crate::model::host::HostParams;
 use crate::model::init::init_from_config;
 use crate::model::store::arena_capacity;
-use crate::ops::adamw::AdamW;
+use crate::model::{ModelSpec, MultiTaskModel};
 use crate::tokenize::TextTokenizer;
 
 pub use super::run_dir::{BEST, CHART_FILE, LAST, LOG_FILE, RUN_CONFIG};
@@ -183,7 +182,7 @@ impl RunLog {
 
     fn rewrite(&self) -> Result<()> {
         let text: String = self.records.iter().map(|r| format!("{r}\n")).collect();
-        crate::model::host::write_atomic(&self.path, text.as_bytes())
+        crate::files::write_atomic(&self.path, text.as_bytes())
     }
 
     /// Waits until the lines so far are on disk (before a checkpoint: a checkpoint never gets
@@ -259,18 +258,39 @@ impl RunLog {
 
 /// Runs (or resumes) training as `options` says.
 pub fn run(request: &AdapterRequest, options: &RunOptions) -> Result<RunSummary> {
-    let out = &options.out;
-    // A resumed run: the directory locked and tidied first, then its configuration and the
-    // newest complete checkpoint (or step 0 when none was written yet).
-    let mut opened = None;
-    let (config, config_path, mut resumed) = if options.resume {
+    let mut training = Training::set_up(request, options)?;
+    training.train()?;
+    Ok(training.finish())
+}
+
+/// Where a run starts: its configuration (and the file it came from) and, when resuming, the
+/// locked run directory and the checkpoint to continue from.
+struct Start {
+    config: ModelConfig,
+    config_path: PathBuf,
+    opened: Option<RunDir>,
+    resumed: Option<checkpoint::Loaded>,
+}
+
+impl Start {
+    fn new(options: &RunOptions) -> Result<Self> {
+        if options.resume {
+            Self::resume(&options.out)
+        } else {
+            Self::fresh(options)
+        }
+    }
+
+    /// A resumed run: the directory locked and tidied first, then its configuration and the
+    /// newest complete checkpoint (or step 0 when none was written yet).
+    fn resume(out: &Path) -> Result<Self> {
         let (run_dir, point, warnings) = RunDir::open(out)?;
         for warning in warnings {
             eprintln!("warning: {warning}; using an older checkpoint");
         }
         let run_config = run_dir.join(RUN_CONFIG);
         let config = ModelConfig::load(&run_config)?;
-        let loaded = match point {
+        let resumed = match point {
             ResumePoint::Checkpoint(found) => Some(
                 checkpoint::load(&found.dir)
                     .with_context(|| format!("cannot resume from {}", found.dir.display()))?,
@@ -284,9 +304,16 @@ pub fn run(request: &AdapterRequest, options: &RunOptions) -> Result<RunSummary>
                 None
             }
         };
-        opened = Some(run_dir);
-        (config, run_config, loaded)
-    } else {
+        Ok(Self {
+            config,
+            config_path: run_config,
+            opened: Some(run_dir),
+            resumed,
+        })
+    }
+
+    /// A fresh run: the config file resolved and checked, with `--only` and `--steps`.
+    fn fresh(options: &RunOptions) -> Result<Self> {
         let config_path = options
             .config
             .as_deref()
@@ -300,103 +327,80 @@ pub fn run(request: &AdapterRequest, options: &RunOptions) -> Result<RunSummary>
         train
             .validate()
             .map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
-        (config, config_path.to_path_buf(), None)
-    };
-    let train_config = config.train.clone().unwrap_or_default();
-    // The adapter first: a fresh model's sizes are checked against its limits before any
-    // parameter is allocated.
-    let gpu = pollster::block_on(Gpu::new(request))?;
-
-    // The model: fresh (pretrained encoder + new tasks) or the checkpoint.
-    let (spec, params, tokenizer_json) = match resumed.as_mut() {
-        Some(c) => (
-            c.model.spec.clone(),
-            std::mem::take(&mut c.model.params), // moved: the host holds one copy
-            c.model.tokenizer_json.clone(),
-        ),
-        None => {
-            let model = init_from_config(&config, &config_path, Some(arena_capacity(&gpu)))?;
-            for note in &model.notes {
-                eprintln!("{note}");
-            }
-            (model.spec, model.params, model.tokenizer_json)
-        }
-    };
-    let tokenizer = TextTokenizer::from_bytes(&tokenizer_json, spec.encoder.max_length)?;
-
-    // Every data file is read and checked before anything is written.
-    let sources: Vec<DataSource> = config.tasks.iter().map(TaskConfig::source).collect();
-    let train_data = load_all(&spec.tasks, &sources, Split::Train, &tokenizer)?;
-    let dev_data = load_eval_sets(&spec.tasks, &sources, Split::Dev, &tokenizer)?;
-    let lengths: Vec<Vec<usize>> = train_data
-        .iter()
-        .map(|d| {
-            d.as_ref().map_or_else(Vec::new, |ex| {
-                ex.iter().map(|e| e.encoded.ids.len()).collect()
-            })
+        Ok(Self {
+            config,
+            config_path: config_path.to_path_buf(),
+            opened: None,
+            resumed: None,
         })
-        .collect();
-    let mut sampler = Sampler::new(
-        train_config.sampler,
-        train_config.temperature,
-        train_config.seed,
-        train_config.batch_size,
-        lengths,
-    );
-    let total_steps = match (&resumed, train_config.steps, train_config.epochs) {
-        (Some(c), _, _) => c.state.total_steps,
-        (None, Some(s), _) => s,
-        (None, None, Some(e)) => ((e * sampler.batches_per_epoch() as f64).ceil() as u64).max(1),
-        (None, None, None) => sampler.batches_per_epoch(),
-    };
+    }
 
-    let mut run_dir = match opened {
-        Some(run_dir) => run_dir,
-        None => {
-            let run_dir = RunDir::create(out)?;
-            let header =
-                "# The resolved configuration of this run (absolute paths, inferred labels).\n\n";
-            crate::model::host::write_atomic(
-                &run_dir.join(RUN_CONFIG),
-                format!("{header}{}", toml::to_string(&config)?).as_bytes(),
-            )?;
-            fault::point("run:configured");
-            run_dir
+    /// The model to train: the checkpoint's (its parameters moved out: the host holds one
+    /// copy) or a fresh one (pretrained encoder + new tasks, sized against `gpu`'s limits).
+    fn model(&mut self, gpu: &Gpu) -> Result<(ModelSpec, HostParams, Vec<u8>)> {
+        Ok(match self.resumed.as_mut() {
+            Some(c) => (
+                c.model.spec.clone(),
+                std::mem::take(&mut c.model.params),
+                c.model.tokenizer_json.clone(),
+            ),
+            None => {
+                let model =
+                    init_from_config(&self.config, &self.config_path, Some(arena_capacity(gpu)))?;
+                for note in &model.notes {
+                    eprintln!("{note}");
+                }
+                (model.spec, model.params, model.tokenizer_json)
+            }
+        })
+    }
+
+    /// The run's length: the checkpoint's, else `[train] steps`, else `epochs` of the
+    /// sampler's epochs (at least one step), else one epoch.
+    fn total_steps(&self, train: &TrainConfig, sampler: &Sampler) -> u64 {
+        match (&self.resumed, train.steps, train.epochs) {
+            (Some(c), _, _) => c.state.total_steps,
+            (None, Some(s), _) => s,
+            (None, None, Some(e)) => {
+                ((e * sampler.batches_per_epoch() as f64).ceil() as u64).max(1)
+            }
+            (None, None, None) => sampler.batches_per_epoch(),
         }
-    };
+    }
 
-    let model = MultiTaskModel::new(&gpu, spec.clone(), &params)?;
-    let schedule = LrSchedule {
-        peak: train_config.lr,
-        warmup: train_config.warmup_steps(total_steps),
-        total: total_steps,
-        decay: train_config.decay,
-    };
-    let adamw = AdamW {
-        lr: train_config.lr,
-        weight_decay: train_config.weight_decay,
-        ..AdamW::default()
-    };
-    let mut trainer = Trainer::new(
-        model,
-        TrainOptions {
-            schedule,
-            adamw,
-            clip: train_config.clip,
-        },
-    )?;
-    let mut state = RunState {
-        step: 0,
-        total_steps,
-        sampler: sampler.state.clone(),
-        group_steps: Vec::new(),
-        best: None,
-        tokens: 0,
-        elapsed_s: 0.0,
-    };
-    if let Some(c) = &resumed {
+    /// The run directory: the resumed one, or a new one with the resolved configuration.
+    fn run_dir(&mut self, out: &Path) -> Result<RunDir> {
+        if let Some(run_dir) = self.opened.take() {
+            return Ok(run_dir);
+        }
+        let run_dir = RunDir::create(out)?;
+        let header =
+            "# The resolved configuration of this run (absolute paths, inferred labels).\n\n";
+        crate::files::write_atomic(
+            &run_dir.join(RUN_CONFIG),
+            format!("{header}{}", toml::to_string(&self.config)?).as_bytes(),
+        )?;
+        fault::point("run:configured");
+        Ok(run_dir)
+    }
+
+    /// The step, optimizer moments, sampler and run state of the checkpoint resumed from
+    /// (a fresh run's state at step 0 otherwise).
+    fn restore(&self, steps: &mut Steps, total_steps: u64) -> Result<RunState> {
+        let Some(c) = &self.resumed else {
+            return Ok(RunState {
+                step: 0,
+                total_steps,
+                sampler: steps.batches.sampler.state.clone(),
+                group_steps: Vec::new(),
+                best: None,
+                tokens: 0,
+                elapsed_s: 0.0,
+            });
+        };
         let file = |name: &str| c.dir.join(name).display().to_string();
-        trainer
+        steps
+            .trainer
             .optimizer
             .restore(&c.m, &c.v, &c.state.group_steps)
             .map_err(|e| {
@@ -408,195 +412,359 @@ pub fn run(request: &AdapterRequest, options: &RunOptions) -> Result<RunSummary>
                     file(checkpoint::STATE_FILE)
                 )
             })?;
-        trainer.step = c.state.step;
-        sampler.restore(c.state.sampler.clone()).map_err(|e| {
-            anyhow!(
-                "{}: {e}; the checkpoint is damaged or belongs to another configuration: \
-                 resume from an intact copy of the run, or start a new run",
-                file(checkpoint::STATE_FILE)
-            )
-        })?;
-        state = c.state.clone();
+        steps.trainer.step = c.state.step;
+        steps
+            .batches
+            .sampler
+            .restore(c.state.sampler.clone())
+            .map_err(|e| {
+                anyhow!(
+                    "{}: {e}; the checkpoint is damaged or belongs to another configuration: \
+                     resume from an intact copy of the run, or start a new run",
+                    file(checkpoint::STATE_FILE)
+                )
+            })?;
+        Ok(c.state.clone())
     }
-    let mut log = RunLog::open(out, state.step)?;
-    let task_names: Vec<String> = spec.tasks.iter().map(|t| t.name.clone()).collect();
-    let pad_id = tokenizer.pad_id();
+}
 
-    let bar = progress_bar(options.progress, total_steps, state.step);
-    let adapter = gpu.adapter_info().name.clone();
+/// Time and tokens of this process's share of a run: the log's elapsed time, tokens/s and
+/// the ETA.
+struct Clock {
+    started: Instant,
+    /// Training time and tokens before this process (a resumed run's).
+    elapsed_before: f64,
+    tokens_before: u64,
+    /// Wall-clock time of training steps alone (evaluations and checkpoints apart), for the
+    /// ETA and tokens/s.
+    eta: Eta,
+    /// When the steps not yet timed began, and the step before them.
+    mark: (Instant, u64),
+}
+
+impl Clock {
+    fn start(state: &RunState) -> Self {
+        let started = Instant::now();
+        Self {
+            started,
+            elapsed_before: state.elapsed_s,
+            tokens_before: state.tokens,
+            eta: Eta::default(),
+            mark: (started, state.step),
+        }
+    }
+
+    /// Training time of the whole run so far, evaluations included.
+    fn elapsed(&self) -> f64 {
+        self.elapsed_before + self.started.elapsed().as_secs_f64()
+    }
+
+    /// Tokens per second of this process's training steps (evaluations apart), `tokens`
+    /// being the run's count so far.
+    fn tokens_per_s(&self, tokens: u64) -> f64 {
+        let training_s = (self.started.elapsed().as_secs_f64() - self.eta.eval_secs()).max(1e-9);
+        (tokens - self.tokens_before) as f64 / training_s
+    }
+}
+
+/// A run in progress: what its step loop, evaluations and checkpoints share.
+struct Training {
+    out: PathBuf,
+    train: TrainConfig,
+    tasks: Vec<TaskSpec>,
+    /// Each task's data files, written into every checkpoint's `taskgate.toml`.
+    sources: Vec<DataSource>,
+    tokenizer_json: Vec<u8>,
+    pad_id: u32,
+    dev_data: Vec<Option<EvalSet>>,
+    gpu: Gpu,
+    steps: Steps,
+    state: RunState,
+    run_dir: RunDir,
+    log: RunLog,
+    bar: indicatif::ProgressBar,
+    clock: Clock,
+    /// The metrics of the latest evaluation.
+    last_dev: Vec<(String, Metrics)>,
+}
+
+impl Training {
+    /// Everything before the first step: the configuration (fresh or resumed), the adapter,
+    /// the model, every data file read and checked (before anything is written), the run
+    /// directory, the trainer and its restored state, the log; then the header line.
+    fn set_up(request: &AdapterRequest, options: &RunOptions) -> Result<Self> {
+        let out = &options.out;
+        let mut start = Start::new(options)?;
+        let train = start.config.train.clone().unwrap_or_default();
+        // The adapter first: a fresh model's sizes are checked against its limits before any
+        // parameter is allocated.
+        let gpu = pollster::block_on(Gpu::new(request))?;
+        let (spec, params, tokenizer_json) = start.model(&gpu)?;
+        let tokenizer = TextTokenizer::from_bytes(&tokenizer_json, spec.encoder.max_length)?;
+
+        // Every data file is read and checked before anything is written.
+        let sources: Vec<DataSource> = start.config.tasks.iter().map(TaskConfig::source).collect();
+        let train_data = load_all(&spec.tasks, &sources, Split::Train, &tokenizer)?;
+        let dev_data = load_eval_sets(&spec.tasks, &sources, Split::Dev, &tokenizer)?;
+        let pools = train_data
+            .into_iter()
+            .map(Option::unwrap_or_default)
+            .collect();
+        let batches = Batches::new(&train, pools, tokenizer.pad_id());
+        let total_steps = start.total_steps(&train, &batches.sampler);
+
+        let run_dir = start.run_dir(out)?;
+        let model = MultiTaskModel::new(&gpu, spec.clone(), &params)?;
+        let trainer = build_trainer(model, &train, total_steps).map_err(|(e, _)| e)?;
+        let mut steps = Steps::new(trainer, batches);
+        let state = start.restore(&mut steps, total_steps)?;
+        let log = RunLog::open(out, state.step)?;
+
+        let bar = progress_bar(options.progress, total_steps, state.step);
+        let adapter = &gpu.adapter_info().name;
+        say(
+            &bar,
+            header(&train, &spec.tasks, &steps.batches.sampler, &state, adapter),
+        );
+        Ok(Self {
+            out: out.clone(),
+            tasks: spec.tasks,
+            sources,
+            tokenizer_json,
+            pad_id: tokenizer.pad_id(),
+            dev_data,
+            steps,
+            run_dir,
+            log,
+            bar,
+            clock: Clock::start(&state),
+            state,
+            gpu,
+            train,
+            last_dev: Vec::new(),
+        })
+    }
+
+    /// The step loop: a step at a time until the last, logging, evaluating and saving
+    /// checkpoints as `[train]` says.
+    fn train(&mut self) -> Result<()> {
+        let total = self.state.total_steps;
+        while self.state.step < total {
+            let taken = self.steps.step()?;
+            self.state.tokens += taken.tokens;
+            self.state.step += 1;
+            let step = self.state.step;
+            self.bar.set_position(step);
+
+            let eval_every = self.train.eval_every;
+            let eval_now = step == total || (eval_every > 0 && step.is_multiple_of(eval_every));
+            // A checkpoint step always logs, so that nothing pending is lost with the process
+            // and a resumed run logs exactly what the uninterrupted one does.
+            if step.is_multiple_of(self.train.log_every) || eval_now {
+                self.log_progress(step)?;
+            }
+            if eval_now {
+                self.evaluate_and_save(step)?;
+            }
+            fault::point("run:step");
+        }
+        Ok(())
+    }
+
+    /// Reads the steps since the last log back (waiting for the GPU), then logs their mean
+    /// loss per task, the learning rate, tokens/s and the ETA.
+    fn log_progress(&mut self, step: u64) -> Result<()> {
+        let total = self.state.total_steps;
+        let advice = format!("lower [train] lr (now {}) or raise clip", self.train.lr);
+        let read = self.gpu.block_on(self.steps.read(&advice))??;
+        let mut sums = vec![(0.0f64, 0usize); self.tasks.len()];
+        let mut lr = 0.0;
+        for StepRead { task, stats } in &read {
+            lr = stats.lr;
+            if let Some(Some(loss)) = stats.task_losses.get(*task) {
+                sums[*task].0 += *loss as f64;
+                sums[*task].1 += 1;
+            }
+        }
+        // (the readback above waited for the GPU: the steps so far are done)
+        let clock = &mut self.clock;
+        clock
+            .eta
+            .add_steps(step - clock.mark.1, clock.mark.0.elapsed().as_secs_f64());
+        clock.mark = (Instant::now(), step);
+        let elapsed = clock.elapsed();
+        let tokens_per_s = clock.tokens_per_s(self.state.tokens);
+        let losses: serde_json::Map<String, Value> = sums
+            .iter()
+            .zip(&self.tasks)
+            .filter(|((_, n), _)| *n > 0)
+            .map(|((s, n), task)| (task.name.clone(), json!(s / *n as f64)))
+            .collect();
+        let left = clock
+            .eta
+            .remaining(total - step, evals_left(step, total, self.train.eval_every))
+            .map(|d| format!("ETA {} | ", indicatif::HumanDuration(d)))
+            .unwrap_or_default();
+        let status = format!(
+            "{left}{tokens_per_s:.0} tok/s | {}",
+            losses
+                .iter()
+                .map(|(k, v)| format!("{k} {:.3}", v.as_f64().unwrap_or(0.0)))
+                .collect::<Vec<_>>()
+                .join("  ")
+        );
+        if self.bar.is_hidden() && (step.is_multiple_of(5 * self.train.log_every) || step == total)
+        {
+            // No terminal (a log file, CI): a plain line now and then instead of the bar.
+            eprintln!("step {step}/{total} {status}");
+        }
+        self.bar.set_message(status);
+        self.log.push(
+            json!({"kind": "train", "step": step, "lr": lr, "loss": losses,
+            "tokens_per_s": tokens_per_s, "elapsed_s": elapsed}),
+        )
+    }
+
+    /// At an evaluation step: the dev sets evaluated, the best checkpoint replaced when the
+    /// score improved, the last checkpoint and the chart written.
+    fn evaluate_and_save(&mut self, step: u64) -> Result<()> {
+        let eval_started = Instant::now();
+        // What the checkpoints record, as of the end of this step's training.
+        self.state.elapsed_s = self.clock.elapsed();
+        self.state.sampler = self.steps.batches.sampler.state.clone();
+        self.state.group_steps = self.steps.trainer.optimizer.group_steps().to_vec();
+        let score = self.evaluate(step)?;
+        let improved = self.track_best(step, score);
+        self.save_checkpoints(improved)?;
+        self.write_chart()?;
+        self.clock
+            .eta
+            .add_eval(eval_started.elapsed().as_secs_f64());
+        self.clock.mark = (Instant::now(), step);
+        Ok(())
+    }
+
+    /// Evaluates every task that has a dev set, prints and logs the metrics; returns the
+    /// score, the mean of the tasks' primary metrics (`None` without dev sets).
+    fn evaluate(&mut self, step: u64) -> Result<Option<f64>> {
+        let total = self.state.total_steps;
+        let mut metrics = serde_json::Map::new();
+        self.last_dev.clear();
+        let mut scores = Vec::new();
+        for (i, task) in self.tasks.iter().enumerate() {
+            if let Some(dev) = &self.dev_data[i] {
+                let m = evaluate_task(&self.steps.trainer.model, i, dev, self.pad_id)?;
+                if let Some(v) = m.get(task.kind.primary_metric()) {
+                    scores.push(v);
+                }
+                metrics.insert(task.name.clone(), serde_json::to_value(&m.0)?);
+                self.last_dev.push((task.name.clone(), m));
+            }
+        }
+        let score = (!scores.is_empty()).then(|| scores.iter().sum::<f64>() / scores.len() as f64);
+        if !metrics.is_empty() {
+            say(
+                &self.bar,
+                format!("step {step}/{total} dev: {}", describe(&self.last_dev)),
+            );
+            self.log.push(json!({"kind": "eval", "step": step, "split": "dev", "metrics": metrics, "score": score}))?;
+        }
+        Ok(score)
+    }
+
+    /// Records a new best when `score` beats the best so far (without dev sets: the last
+    /// step is the best); true when it did.
+    fn track_best(&mut self, step: u64, score: Option<f64>) -> bool {
+        let improved = match (score, self.state.best) {
+            (Some(s), Some(b)) => s > b.score,
+            (Some(_), None) => true,
+            (None, _) => step == self.state.total_steps,
+        };
+        if improved {
+            self.state.best = Some(Best {
+                step,
+                score: score.unwrap_or(f64::NAN),
+            });
+        }
+        improved
+    }
+
+    /// Saves the best checkpoint (when `improved`), then the last one, each after the log is
+    /// on disk: a checkpoint never gets ahead of its log.
+    fn save_checkpoints(&mut self, improved: bool) -> Result<()> {
+        for name in improved.then_some(BEST).into_iter().chain([LAST]) {
+            self.log.sync()?;
+            checkpoint::save(
+                &self.out,
+                name,
+                &self.steps.trainer,
+                &self.tokenizer_json,
+                &self.sources,
+                &self.state,
+            )?;
+            self.run_dir.keep(); // a checkpoint exists: keep the directory from here on
+        }
+        Ok(())
+    }
+
+    /// The chart of the log so far.
+    fn write_chart(&self) -> Result<()> {
+        let (losses, metric_lines) = self.log.series(&self.tasks);
+        write_chart(&self.out.join(CHART_FILE), &losses, &metric_lines)?;
+        fault::point("run:chart");
+        Ok(())
+    }
+
+    /// The progress bar cleared; the run's figures.
+    fn finish(self) -> RunSummary {
+        self.bar.finish_and_clear();
+        RunSummary {
+            steps: self.state.step,
+            tokens_per_s: self.clock.tokens_per_s(self.state.tokens),
+            dev: self.last_dev,
+            best: self.state.best,
+        }
+    }
+}
+
+/// The line a run starts with: what it trains, where, and how it samples the tasks (or that
+/// there is nothing left to train).
+fn header(
+    train: &TrainConfig,
+    tasks: &[TaskSpec],
+    sampler: &Sampler,
+    state: &RunState,
+    adapter: &str,
+) -> String {
+    let total_steps = state.total_steps;
+    if state.step >= total_steps {
+        return format!(
+            "the run is complete (step {total_steps} of {total_steps}): nothing to train"
+        );
+    }
     let shares = || {
-        task_names
+        tasks
             .iter()
             .zip(sampler.probabilities())
-            .map(|(name, p)| format!("{name} {p:.2}"))
+            .map(|(task, p)| format!("{} {p:.2}", task.name))
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let how = match train_config.sampler {
+    let how = match train.sampler {
         SamplerKind::RoundRobin => "sampler round_robin (each task in turn)".to_string(),
         SamplerKind::Proportional => format!("sampler proportional (p: {})", shares()),
         SamplerKind::Temperature => format!(
             "sampler temperature, T = {} (p: {})",
-            train_config.temperature,
+            train.temperature,
             shares()
         ),
     };
-    let header = if state.step >= total_steps {
-        format!("the run is complete (step {total_steps} of {total_steps}): nothing to train")
-    } else {
-        format!(
-            "training {} task(s) on {adapter}: steps {}..{total_steps}, batch {}, {how}",
-            task_names.len(),
-            state.step + 1,
-            train_config.batch_size,
-        )
-    };
-    say(&bar, header);
-    let started = Instant::now();
-    let elapsed_before = state.elapsed_s;
-    let tokens_before = state.tokens;
-    let mut pending: Vec<(usize, StepOutput)> = Vec::new();
-    let mut last_dev: Vec<(String, Metrics)> = Vec::new();
-    // Wall-clock time of training steps alone (evaluations and checkpoints apart), for the
-    // ETA and tokens/s.
-    let mut eta = Eta::default();
-    let mut mark = (Instant::now(), state.step);
-    while state.step < total_steps {
-        let (task, indices) = sampler.next_batch();
-        let examples: Vec<Example> = {
-            let pool = train_data[task]
-                .as_ref()
-                .expect("the sampler draws tasks with examples");
-            indices.iter().map(|&i| pool[i].clone()).collect()
-        };
-        let batch = collate(&examples, &spec.tasks, pad_id);
-        state.tokens += batch.attention.iter().map(|&a| a as u64).sum::<u64>();
-        pending.push((task, trainer.train_step(&batch)?));
-        state.step += 1;
-        let step = state.step;
-        bar.set_position(step);
-
-        let last = step == total_steps;
-        let eval_now =
-            last || (train_config.eval_every > 0 && step.is_multiple_of(train_config.eval_every));
-        // A checkpoint step always logs, so that nothing pending is lost with the process and
-        // a resumed run logs exactly what the uninterrupted one does.
-        if step.is_multiple_of(train_config.log_every) || eval_now {
-            let mut sums = vec![(0.0f64, 0usize); task_names.len()];
-            let mut lr = 0.0;
-            for (task, output) in pending.drain(..) {
-                let stats = output.read()?;
-                lr = stats.lr;
-                if let Some(Some(loss)) = stats.task_losses.get(task) {
-                    if !loss.is_finite() {
-                        bail!(
-                            "training diverged at step {step}: task '{}' loss is {loss}; lower [train] lr (now {}) or raise clip",
-                            task_names[task],
-                            train_config.lr
-                        );
-                    }
-                    sums[task].0 += *loss as f64;
-                    sums[task].1 += 1;
-                }
-            }
-            // (the readback above waited for the GPU: the steps so far are done)
-            eta.add_steps(step - mark.1, mark.0.elapsed().as_secs_f64());
-            mark = (Instant::now(), step);
-            let elapsed = elapsed_before + started.elapsed().as_secs_f64();
-            let training_s = (started.elapsed().as_secs_f64() - eta.eval_secs()).max(1e-9);
-            let tokens_per_s = (state.tokens - tokens_before) as f64 / training_s;
-            let losses: serde_json::Map<String, Value> = sums
-                .iter()
-                .zip(&task_names)
-                .filter(|((_, n), _)| *n > 0)
-                .map(|((s, n), name)| (name.clone(), json!(s / *n as f64)))
-                .collect();
-            let left = eta
-                .remaining(
-                    total_steps - step,
-                    evals_left(step, total_steps, train_config.eval_every),
-                )
-                .map(|d| format!("ETA {} | ", indicatif::HumanDuration(d)))
-                .unwrap_or_default();
-            let status = format!(
-                "{left}{tokens_per_s:.0} tok/s | {}",
-                losses
-                    .iter()
-                    .map(|(k, v)| format!("{k} {:.3}", v.as_f64().unwrap_or(0.0)))
-                    .collect::<Vec<_>>()
-                    .join("  ")
-            );
-            if bar.is_hidden() && (step.is_multiple_of(5 * train_config.log_every) || last) {
-                // No terminal (a log file, CI): a plain line now and then instead of the bar.
-                eprintln!("step {step}/{total_steps} {status}");
-            }
-            bar.set_message(status);
-            log.push(
-                json!({"kind": "train", "step": step, "lr": lr, "loss": losses,
-                "tokens_per_s": tokens_per_s, "elapsed_s": elapsed}),
-            )?;
-        }
-
-        if eval_now {
-            let eval_started = Instant::now();
-            state.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
-            state.sampler = sampler.state.clone();
-            state.group_steps = trainer.optimizer.group_steps().to_vec();
-            let mut metrics = serde_json::Map::new();
-            last_dev.clear();
-            let mut scores = Vec::new();
-            for (i, task) in spec.tasks.iter().enumerate() {
-                if let Some(dev) = &dev_data[i] {
-                    let m = evaluate_task(&trainer.model, i, dev, pad_id)?;
-                    if let Some(v) = m.get(task.kind.primary_metric()) {
-                        scores.push(v);
-                    }
-                    metrics.insert(task.name.clone(), serde_json::to_value(&m.0)?);
-                    last_dev.push((task.name.clone(), m));
-                }
-            }
-            let score =
-                (!scores.is_empty()).then(|| scores.iter().sum::<f64>() / scores.len() as f64);
-            if !metrics.is_empty() {
-                say(
-                    &bar,
-                    format!("step {step}/{total_steps} dev: {}", describe(&last_dev)),
-                );
-                log.push(json!({"kind": "eval", "step": step, "split": "dev", "metrics": metrics, "score": score}))?;
-            }
-            let improved = match (score, state.best) {
-                (Some(s), Some(b)) => s > b.score,
-                (Some(_), None) => true,
-                (None, _) => last,
-            };
-            if improved {
-                state.best = Some(Best {
-                    step,
-                    score: score.unwrap_or(f64::NAN),
-                });
-                log.sync()?;
-                checkpoint::save(out, BEST, &trainer, &tokenizer_json, &sources, &state)?;
-                run_dir.keep(); // a checkpoint exists: keep the directory from here on
-            }
-            log.sync()?;
-            checkpoint::save(out, LAST, &trainer, &tokenizer_json, &sources, &state)?;
-            run_dir.keep();
-            let (losses, metric_lines) = log.series(&spec.tasks);
-            write_chart(&out.join(CHART_FILE), &losses, &metric_lines)?;
-            fault::point("run:chart");
-            eta.add_eval(eval_started.elapsed().as_secs_f64());
-            mark = (Instant::now(), step);
-        }
-        fault::point("run:step");
-    }
-    bar.finish_and_clear();
-    let trained_s = started.elapsed().as_secs_f64() - eta.eval_secs();
-    Ok(RunSummary {
-        steps: state.step,
-        tokens_per_s: (state.tokens - tokens_before) as f64 / trained_s.max(1e-9),
-        dev: last_dev,
-        best: state.best,
-    })
+    format!(
+        "training {} task(s) on {adapter}: steps {}..{total_steps}, batch {}, {how}",
+        tasks.len(),
+        state.step + 1,
+        train.batch_size,
+    )
 }
 
 /// `task metric value ...` for a status line.

@@ -3,16 +3,7 @@
 //! rate above 0 (as Hugging Face's schedules count from 0: the decay is evaluated at the
 //! number of steps already taken).
 
-use serde::{Deserialize, Serialize};
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Decay {
-    Constant,
-    #[default]
-    Linear,
-    Cosine,
-}
+pub use crate::config::train::Decay;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LrSchedule {

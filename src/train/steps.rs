@@ -1,0 +1,183 @@
+//! The core of every training loop, shared by `taskgate train` (`train::run`) and the
+//! browser page's engine ([`crate::session`]): the trainer built from a `[train]`
+//! configuration, the batches the task sampler draws, a step that records its work without
+//! waiting for the GPU, the steps' statistics read back (awaited, never blocking) when the
+//! caller asks for them, and the one divergence check: a NaN or Inf loss stops training.
+
+use anyhow::{Result, bail};
+
+use super::optimizer::Optimizer;
+use super::schedule::LrSchedule;
+use super::trainer::{StepOutput, StepStats, TrainOptions, Trainer};
+use crate::config::{TaskSpec, TrainConfig};
+use crate::data::sampler::Sampler;
+use crate::data::{Example, collate};
+use crate::model::MultiTaskModel;
+use crate::ops::adamw::AdamW;
+
+/// The optimizer settings of `config` for a run of `total_steps` steps.
+pub fn train_options(config: &TrainConfig, total_steps: u64) -> TrainOptions {
+    TrainOptions {
+        schedule: LrSchedule {
+            peak: config.lr,
+            warmup: config.warmup_steps(total_steps),
+            total: total_steps,
+            decay: config.decay,
+        },
+        adamw: AdamW {
+            lr: config.lr,
+            weight_decay: config.weight_decay,
+            ..AdamW::default()
+        },
+        clip: config.clip,
+    }
+}
+
+/// A trainer at step 0 for `model` with the optimizer settings of `config` (see
+/// [`train_options`]). When the optimizer cannot be set up, the model comes back with the
+/// error (the page keeps it for predictions).
+pub fn build_trainer(
+    model: MultiTaskModel,
+    config: &TrainConfig,
+    total_steps: u64,
+) -> std::result::Result<Trainer, (anyhow::Error, Box<MultiTaskModel>)> {
+    let options = train_options(config, total_steps);
+    match Optimizer::new(&model.store, options.adamw, options.clip) {
+        Ok(optimizer) => Ok(Trainer {
+            model,
+            optimizer,
+            options,
+            step: 0,
+        }),
+        Err(e) => Err((e, Box::new(model))),
+    }
+}
+
+/// The training examples of every task and the sampler that draws each step's task and
+/// batch from them.
+pub struct Batches {
+    pub sampler: Sampler,
+    /// Per task: its training examples (none for a task without a training file).
+    pools: Vec<Vec<Example>>,
+    pad_id: u32,
+}
+
+impl Batches {
+    /// Batches from `pools` as `config`'s sampler settings say (kind, temperature, seed and
+    /// batch size); `pad_id` pads the shorter examples of a batch.
+    pub fn new(config: &TrainConfig, pools: Vec<Vec<Example>>, pad_id: u32) -> Self {
+        let lengths = pools
+            .iter()
+            .map(|pool| pool.iter().map(|e| e.encoded.ids.len()).collect())
+            .collect();
+        let sampler = Sampler::new(
+            config.sampler,
+            config.temperature,
+            config.seed,
+            config.batch_size,
+            lengths,
+        );
+        Self {
+            sampler,
+            pools,
+            pad_id,
+        }
+    }
+}
+
+/// A step taken: its task and the real (non-padding) tokens of its batch.
+#[derive(Clone, Copy, Debug)]
+pub struct StepTaken {
+    pub task: usize,
+    pub tokens: u64,
+}
+
+/// A step's statistics, read back, with the task its batch came from.
+#[derive(Clone, Debug)]
+pub struct StepRead {
+    pub task: usize,
+    pub stats: StepStats,
+}
+
+/// The step loop: a trainer, its batches, and the steps whose statistics are still on the
+/// GPU.
+pub struct Steps {
+    pub trainer: Trainer,
+    pub batches: Batches,
+    pending: Vec<(usize, StepOutput)>,
+}
+
+impl Steps {
+    pub fn new(trainer: Trainer, batches: Batches) -> Self {
+        Self {
+            trainer,
+            batches,
+            pending: Vec::new(),
+        }
+    }
+
+    /// One step on the sampler's next batch. The host does not wait for the GPU: the step's
+    /// statistics stay pending until [`Steps::read`].
+    pub fn step(&mut self) -> Result<StepTaken> {
+        let (task, indices) = self.batches.sampler.next_batch();
+        let examples: Vec<Example> = indices
+            .iter()
+            .map(|&i| self.batches.pools[task][i].clone())
+            .collect();
+        let batch = collate(
+            &examples,
+            &self.trainer.model.spec.tasks,
+            self.batches.pad_id,
+        );
+        let tokens = batch.attention.iter().map(|&a| a as u64).sum::<u64>();
+        self.pending.push((task, self.trainer.train_step(&batch)?));
+        Ok(StepTaken { task, tokens })
+    }
+
+    /// Reads the statistics of the steps taken since the last read, oldest first (awaiting
+    /// the GPU, one readback each). A NaN or Inf loss is an error (see [`check_divergence`],
+    /// at the current step; `advice` ends its message). After an error, the steps not read
+    /// yet are dropped.
+    pub async fn read(&mut self, advice: &str) -> Result<Vec<StepRead>> {
+        let step = self.trainer.step;
+        let mut read = Vec::with_capacity(self.pending.len());
+        for (task, output) in std::mem::take(&mut self.pending) {
+            let stats = output.read_async().await?;
+            check_divergence(
+                step,
+                &self.trainer.model.spec.tasks,
+                &stats.task_losses,
+                advice,
+            )?;
+            read.push(StepRead { task, stats });
+        }
+        Ok(read)
+    }
+
+    /// The model, when training ends (steps still pending are dropped).
+    pub fn into_model(self) -> MultiTaskModel {
+        self.trainer.model
+    }
+}
+
+/// Divergence: the first task whose loss (`losses`, one per task, `None` where the batch had
+/// no labels for it) is NaN or Inf stops training with an error naming the step and the
+/// task, then `advice`.
+pub fn check_divergence(
+    step: u64,
+    tasks: &[TaskSpec],
+    losses: &[Option<f32>],
+    advice: &str,
+) -> Result<()> {
+    for (task, loss) in tasks.iter().zip(losses) {
+        if let Some(loss) = loss
+            && !loss.is_finite()
+        {
+            bail!(
+                "training diverged at step {step}: task '{}' loss is {loss}; {advice}",
+                task.name
+            );
+        }
+    }
+    Ok(())
+}
