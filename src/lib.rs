@@ -1,21 +1,26 @@
 //! taskgate: multi-task Transformer encoders trained and served with hand-written WGSL
 //! compute kernels on any GPU (Vulkan, Metal, DX12, GL, and WebGPU in the browser).
 //!
-//! The layers (a module imports only from the layers below it, never from one above):
-//! - at the bottom, [`config`] (plain types read from files: the model, the tasks, `[train]`,
-//!   and the choices they name), [`tokenize`], [`shaders`] (the kernels' WGSL text), and
-//!   the utilities [`files`] (whole-file replacement, outputs, directory locks) and
-//!   [`error`];
-//! - [`gpu`] (device, tensors, dispatch, readback, the autotuning cache) → [`ops`] (one
-//!   launcher per kernel, forward and backward side by side) → [`nn`] (layers with explicit
-//!   forward/backward) → [`model`] (the gated multi-task model, its parameters and
-//!   directories) → [`train`] (the optimizer, one step, the step loop shared by both
-//!   front ends, whole runs) → the front ends: `cli`, [`session`] (the browser page's engine:
-//!   file contents in, JSON out, every readback awaited) and `bench`.
-//!
-//! Beside them: [`data`] turns files into batches and [`metrics`] scores predictions (both on
-//! the bottom layer alone), `eval` evaluates a model on a split, and [`reference`] holds the
-//! f64 CPU implementation every kernel is tested against.
+//! The layers, bottom first; a module imports only from the layers below it (checked on the
+//! source by `tests/layers.rs`):
+//! - [`config`] (plain types read from files: the model, the tasks' settings and data
+//!   sources, `[train]`, and the choices they name), [`tokenize`], [`shaders`] (the kernels'
+//!   WGSL text), and the utilities [`files`] (whole-file replacement, outputs, directory
+//!   locks) and [`error`];
+//! - [`gpu`] (device, tensors, dispatch, readback, the autotuning cache);
+//! - [`ops`] (one launcher per kernel, forward and backward side by side), beside
+//!   [`reference`](mod@reference) (the f64 CPU implementation every kernel is tested against);
+//! - [`metrics`] (metric maths on the host);
+//! - [`tasks`] (one module per task kind behind one trait: labels, targets, the head's
+//!   width, the loss launcher, decoding, metrics; and the model-side task spec);
+//! - [`data`] (files to examples to padded batches, the task sampler);
+//! - [`nn`] (layers with explicit forward/backward, the encoder, the batch on the device,
+//!   parameter declaration);
+//! - [`model`] (the gated multi-task model in stages, its parameter arenas and directories);
+//! - `eval` (a model evaluated on a split);
+//! - [`train`] (the optimizer, one step, the step loop shared by both front ends, whole runs);
+//! - the front ends: [`session`] (the browser page's engine: file contents in, JSON out,
+//!   every readback awaited), `bench`, and `cli` on top.
 
 // wgpu's handles are not Send/Sync on wasm (one thread there); the Arcs that share them
 // natively are still right.

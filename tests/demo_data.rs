@@ -6,8 +6,9 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use taskgate::config::{DataSource, TaskConfig, TaskSpec};
+use taskgate::config::{DataSource, TaskConfig};
 use taskgate::data::splits::{Split, load_split};
+use taskgate::tasks::TaskSpec;
 use taskgate::tokenize::TextTokenizer;
 use taskgate::train::run::resolve_fresh;
 
@@ -41,7 +42,7 @@ fn the_demo_data_loads_with_the_demo_config() {
                 .all(|t| tags.iter().any(|x| x == t)),
         "{tags:?}"
     );
-    let specs: Vec<TaskSpec> = config.tasks.iter().map(TaskConfig::spec).collect();
+    let specs = TaskSpec::all_from(&config).unwrap();
     let sources: Vec<DataSource> = config.tasks.iter().map(TaskConfig::source).collect();
     for (i, task) in config.tasks.iter().enumerate() {
         let mut seen: HashSet<String> = HashSet::new();

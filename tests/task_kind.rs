@@ -8,11 +8,11 @@ use std::path::Path;
 
 use anyhow::{Result, bail};
 use serde_json::{Value, json};
-use taskgate::config::TaskSpec;
 use taskgate::gpu::{AdapterRequest, Tensor};
 use taskgate::metrics::{Metrics, TaskEval, classification};
 use taskgate::model::ModelDir;
 use taskgate::ops::loss::{GradScale, LossOutput, bce_with_logits};
+use taskgate::tasks::TaskSpec;
 use taskgate::tasks::{
     self, Kind, Label, LabelNames, Level, Prediction, RowOutputs, TargetRow, TaskTargets,
     dense_targets, sigmoid,

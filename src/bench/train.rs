@@ -6,7 +6,7 @@ use anyhow::{Result, bail};
 
 use super::kernels::{Runs, device_name, measure};
 use super::report::{BenchResult, Report};
-use crate::config::{GateMode, HeadConfig, Pooling, TaskKind, TaskSpec};
+use crate::config::{GateMode, HeadConfig, Pooling};
 use crate::data::{Batch, TaskTargets};
 use crate::gpu::Gpu;
 use crate::model::MultiTaskModel;
@@ -15,6 +15,7 @@ use crate::model::init::init_missing;
 use crate::model::spec::{EncoderDims, ModelSpec};
 use crate::ops::activation::Activation;
 use crate::ops::adamw::AdamW;
+use crate::tasks::{TaskKind, TaskSpec};
 use crate::train::{Decay, LrSchedule, TrainOptions, Trainer};
 
 /// Encoder sizes (as `bench/torch_baseline.py MODELS`): (hidden, layers, heads, intermediate).

@@ -13,6 +13,7 @@ use crate::config::{DataSource, TaskConfig};
 use crate::data::formats::read_records;
 use crate::data::splits::{Split, label_value};
 use crate::files::Output;
+use crate::tasks::TaskSpec;
 use crate::train::run::resolve_paths;
 
 pub fn run(
@@ -37,7 +38,8 @@ pub fn run(
     let mut out = Output::open(output, &inputs, "--output")?;
     let mut per_task_lines: Vec<Vec<Value>> = Vec::new();
     for (task, source) in config_data.tasks.iter().zip(&sources) {
-        let task = task.spec();
+        let task = TaskSpec::from_config(task)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
         let Some(path) = split.path(source) else {
             per_task_lines.push(Vec::new());
             continue;

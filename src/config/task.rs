@@ -1,7 +1,7 @@
-//! A `[[task]]` of a config file ([`TaskConfig`], the file's flat form) and the two things it
-//! holds: the model-side [`TaskSpec`] (what the GPU model and a model directory need) and the
-//! [`DataSource`] (where the task's examples come from and how to read them). The model never
-//! sees a data source.
+//! A `[[task]]` of a config file ([`TaskConfig`], the file's flat form). It holds two things:
+//! the model side (resolved into `tasks::TaskSpec` once its kind is looked up in the registry
+//! of task kinds) and the [`DataSource`] (where the task's examples come from and how to read
+//! them). The model never sees a data source.
 
 use std::path::PathBuf;
 
@@ -9,15 +9,26 @@ use serde::{Deserialize, Serialize};
 
 use super::data::{Column, DataFormat, DataSource};
 use super::{GateMode, HeadConfig, Pooling};
-use crate::tasks::TaskKind;
 use crate::tokenize::WordSplit;
+
+/// The name of a task kind as a config spells it (`kind = "classification"`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct KindName(pub String);
+
+impl std::fmt::Display for KindName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// One `[[task]]`.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskConfig {
     pub name: String,
-    pub kind: TaskKind,
+    /// A registered task kind's name (`tasks::TaskKind` resolves it).
+    pub kind: KindName,
     /// Class names (classification, multilabel) or tags (token_classification).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub labels: Option<Vec<String>>,
@@ -78,10 +89,10 @@ fn default_lambda() -> f32 {
 
 impl TaskConfig {
     /// A task with every optional field unset (lambda 1, scalar gate, linear head, no data).
-    pub fn new(name: &str, kind: TaskKind) -> Self {
+    pub fn new(name: &str, kind: &str) -> Self {
         Self {
             name: name.into(),
-            kind,
+            kind: KindName(kind.into()),
             labels: None,
             outputs: None,
             gate: GateMode::default(),
@@ -103,21 +114,6 @@ impl TaskConfig {
         }
     }
 
-    /// The model side of this task.
-    pub fn spec(&self) -> TaskSpec {
-        TaskSpec {
-            name: self.name.clone(),
-            kind: self.kind,
-            labels: self.labels.clone(),
-            outputs: self.outputs,
-            gate: self.gate,
-            pooling: self.pooling,
-            head: self.head.clone(),
-            lambda: self.lambda,
-            word_split: self.word_split,
-        }
-    }
-
     /// Where this task's examples come from.
     pub fn source(&self) -> DataSource {
         DataSource {
@@ -133,72 +129,5 @@ impl TaskConfig {
             tag_column: self.tag_column,
             label_separator: self.label_separator.clone(),
         }
-    }
-
-    /// The `[[task]]` of `spec` reading its data from `source`.
-    pub fn from_parts(spec: &TaskSpec, source: &DataSource) -> Self {
-        let s = source.clone();
-        Self {
-            name: spec.name.clone(),
-            kind: spec.kind,
-            labels: spec.labels.clone(),
-            outputs: spec.outputs,
-            gate: spec.gate,
-            pooling: spec.pooling,
-            head: spec.head.clone(),
-            lambda: spec.lambda,
-            word_split: spec.word_split,
-            train: s.train,
-            dev: s.dev,
-            test: s.test,
-            format: s.format,
-            text_column: s.text_column,
-            pair_column: s.pair_column,
-            label_column: s.label_column,
-            delimiter: s.delimiter,
-            header: s.header,
-            tag_column: s.tag_column,
-            label_separator: s.label_separator,
-        }
-    }
-}
-
-/// A task as the model sees it: kind, outputs, gate, head and loss weight.
-#[derive(Clone, Debug)]
-pub struct TaskSpec {
-    pub name: String,
-    pub kind: TaskKind,
-    /// Class names or tags (kinds with named outputs).
-    pub labels: Option<Vec<String>>,
-    /// Kinds that predict values: how many (default 1).
-    pub outputs: Option<usize>,
-    pub gate: GateMode,
-    /// Sequence-level kinds only (default `cls`).
-    pub pooling: Option<Pooling>,
-    pub head: HeadConfig,
-    pub lambda: f32,
-    /// Token-level kinds: how `predict` cuts raw text into words.
-    pub word_split: Option<WordSplit>,
-}
-
-impl TaskSpec {
-    /// A task with every optional field unset (lambda 1, scalar gate, linear head).
-    pub fn new(name: &str, kind: TaskKind) -> Self {
-        TaskConfig::new(name, kind).spec()
-    }
-
-    /// How `predict` cuts raw text into this (token) task's words.
-    pub fn word_split(&self) -> WordSplit {
-        self.word_split.unwrap_or_default()
-    }
-
-    /// The pooling of a sequence-level task (`cls` unless set).
-    pub fn pooling(&self) -> Pooling {
-        self.pooling.unwrap_or_default()
-    }
-
-    /// Width of the task's output layer.
-    pub fn output_width(&self) -> usize {
-        self.kind.output_width(self)
     }
 }

@@ -2,9 +2,8 @@
 //! kernels take (each task's kind lays out its own).
 
 use super::jsonl::Example;
-use crate::config::TaskSpec;
-use crate::tasks::TargetRow;
 pub use crate::tasks::{IGNORE, TaskTargets};
+use crate::tasks::{TargetRow, TaskSpec};
 
 /// A padded batch on the host.
 #[derive(Clone, Debug)]

@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Map, Value};
 
-use crate::config::TaskSpec;
+use crate::tasks::TaskSpec;
 use crate::tasks::{Label, parse_label};
 use crate::tokenize::{Encoded, TextTokenizer};
 

@@ -9,7 +9,8 @@ use serde_json::Value;
 
 use super::formats::{Record, read_records};
 use super::jsonl::Example;
-use crate::config::{DataSource, TaskSpec};
+use crate::config::DataSource;
+use crate::tasks::TaskSpec;
 use crate::tasks::{UnseenLabels, parse_label};
 use crate::tokenize::TextTokenizer;
 

@@ -121,7 +121,7 @@ impl Gpu {
     /// A future that keeps waiting while the device has nothing left to do waits on
     /// something else: that is an error, not a busy loop. Another thread polling the same
     /// device may be running this future's callback at that moment, so the device must stay
-    /// idle for [`IDLE_GRACE`] before the wait counts as stuck.
+    /// idle for `IDLE_GRACE` before the wait counts as stuck.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn block_on<F: std::future::Future>(&self, future: F) -> Result<F::Output> {
         let mut future = std::pin::pin!(future);

@@ -4,13 +4,13 @@
 use anyhow::Result;
 
 use super::multitask::MultiTaskModel;
-use crate::config::TaskSpec;
 use crate::data::{Batch, Example};
 use crate::gpu::Tensor;
 use crate::nn::DeviceBatch;
 use crate::nn::Mode;
 pub use crate::tasks::Prediction;
 use crate::tasks::RowOutputs;
+use crate::tasks::TaskSpec;
 use crate::tokenize::WordSplit;
 
 /// One task's outputs for a batch, on the host.

@@ -10,8 +10,9 @@ use super::host::{HostParams, check_params, init_param};
 use super::size::{available_host_memory, check_model_memory};
 use super::spec::{EncoderDims, ModelSpec, Owner};
 use super::store::ArenaLayout;
-use crate::config::{DataSource, ModelConfig, TaskConfig, TaskSpec, resolve_path};
+use crate::config::{DataSource, ModelConfig, TaskConfig, resolve_path};
 use crate::data::splits::{infer_labels_from, needs_labels};
+use crate::tasks::TaskSpec;
 use crate::tokenize::TextTokenizer;
 
 /// A model ready to be written as a directory.
@@ -60,7 +61,8 @@ pub fn init_from_config(
     binding_elements: Option<usize>,
 ) -> Result<InitializedModel> {
     let mut inputs = vec![config_path.to_path_buf()];
-    let mut tasks: Vec<TaskSpec> = config.tasks.iter().map(TaskConfig::spec).collect();
+    let mut tasks =
+        TaskSpec::all_from(config).map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
     let mut sources: Vec<DataSource> = config.tasks.iter().map(TaskConfig::source).collect();
     // Data paths found beside the config (or in the working directory) are stored absolute,
     // so that `eval` and `train` find them from the model directory wherever it is used.

@@ -6,7 +6,8 @@ use anyhow::{Result, bail};
 pub use crate::nn::encoder::{EncoderDims, layer_prefix};
 pub use crate::nn::params::{Init, Owner, ParamSpec};
 
-use crate::config::{DataSource, EncoderConfig, ModelConfig, TaskConfig, TaskSpec};
+use crate::config::{DataSource, EncoderConfig, ModelConfig};
+use crate::tasks::TaskSpec;
 
 /// A model: encoder dimensions plus tasks.
 #[derive(Clone, Debug)]
@@ -47,7 +48,7 @@ impl ModelSpec {
         }
         Ok(Self {
             encoder,
-            tasks: config.tasks.iter().map(TaskConfig::spec).collect(),
+            tasks: TaskSpec::all_from(config)?,
         })
     }
 
@@ -82,8 +83,7 @@ impl ModelSpec {
                         outputs: (!t.kind.named_outputs()).then(|| t.output_width()),
                         ..t.clone()
                     };
-                    let none = DataSource::default();
-                    TaskConfig::from_parts(&spec, sources.get(i).unwrap_or(&none))
+                    spec.to_config(sources.get(i).unwrap_or(&DataSource::default()))
                 })
                 .collect(),
             train: None,

@@ -307,8 +307,9 @@ impl ParamStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{GateMode, HeadConfig, Pooling, TaskKind, TaskSpec};
+    use crate::config::{GateMode, HeadConfig, Pooling};
     use crate::model::spec::{EncoderDims, ModelSpec};
+    use crate::tasks::{TaskKind, TaskSpec};
 
     fn spec() -> ModelSpec {
         ModelSpec {

@@ -1,7 +1,7 @@
 //! A task head: optional pooling of the gated sequence (first token or masked mean), then an
 //! MLP (hidden layers with GELU or tanh, then the output layer).
 //!
-//! Pooling is a batched matmul with host-built weights `[B, 1, T]` (one-hot on [CLS], or the
+//! Pooling is a batched matmul with host-built weights `[B, 1, T]` (one-hot on `[CLS]`, or the
 //! attention mask divided by the token count), so its backward is the matmul's.
 
 use anyhow::Result;

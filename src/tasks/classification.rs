@@ -9,10 +9,10 @@ use super::{
     IGNORE, Kind, Level, Prediction, RowOutputs, TargetRow, TaskTargets, argmax, scores_json,
     softmax,
 };
-use crate::config::TaskSpec;
 use crate::gpu::Tensor;
 use crate::metrics::{Metrics, TaskEval, classification};
 use crate::ops::loss::{CrossEntropyOptions, GradScale, LossOutput, cross_entropy};
+use crate::tasks::TaskSpec;
 
 pub struct Classification;
 

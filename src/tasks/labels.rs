@@ -1,10 +1,9 @@
 //! Labels of one example for one task, and the task's label names: indices for the names a
 //! task knows, and (evaluation files) indices past the set for names it does not.
 
+use crate::tasks::TaskSpec;
 use anyhow::{Result, bail};
 use serde_json::Value;
-
-use crate::config::TaskSpec;
 
 /// A parsed label.
 #[derive(Clone, Debug, PartialEq)]

@@ -11,6 +11,7 @@ pub mod classification;
 pub mod labels;
 pub mod multilabel;
 pub mod regression;
+pub mod spec;
 pub mod token_classification;
 
 use std::sync::RwLock;
@@ -20,8 +21,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 pub use labels::{Label, LabelNames, UnseenLabels, parse_label};
+pub use spec::{TaskSpec, load_config, parse_config};
 
-use crate::config::TaskSpec;
 use crate::gpu::Tensor;
 use crate::metrics::{Metrics, TaskEval};
 use crate::ops::loss::{GradScale, LossOutput};

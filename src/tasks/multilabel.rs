@@ -9,10 +9,10 @@ use super::{
     Kind, Level, Prediction, RowOutputs, TargetRow, TaskTargets, dense_targets, scores_json,
     sigmoid,
 };
-use crate::config::TaskSpec;
 use crate::gpu::Tensor;
 use crate::metrics::{Metrics, TaskEval, classification};
 use crate::ops::loss::{GradScale, LossOutput, bce_with_logits};
+use crate::tasks::TaskSpec;
 
 pub struct Multilabel;
 

@@ -6,10 +6,10 @@ use serde_json::{Value, json};
 
 use super::labels::{Label, LabelNames};
 use super::{Kind, Level, Prediction, RowOutputs, TargetRow, TaskTargets, dense_targets};
-use crate::config::TaskSpec;
 use crate::gpu::Tensor;
 use crate::metrics::{Metrics, TaskEval, regression};
 use crate::ops::loss::{GradScale, LossOutput, mse};
+use crate::tasks::TaskSpec;
 
 pub struct Regression;
 

@@ -7,10 +7,10 @@ use serde_json::{Value, json};
 
 use super::labels::{Label, LabelNames, list_items, string_list};
 use super::{IGNORE, Kind, Level, Prediction, RowOutputs, TargetRow, TaskTargets, argmax};
-use crate::config::TaskSpec;
 use crate::gpu::Tensor;
 use crate::metrics::{Metrics, TaskEval, classification, spans};
 use crate::ops::loss::{CrossEntropyOptions, GradScale, LossOutput, cross_entropy};
+use crate::tasks::TaskSpec;
 
 pub struct TokenClassification;
 

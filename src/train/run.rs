@@ -13,9 +13,7 @@ use super::checkpoint::{self, Best, RunState};
 use super::eta::{Eta, evals_left};
 use super::run_dir::{ResumePoint, RunDir};
 use super::steps::{Batches, StepRead, Steps, build_trainer};
-use crate::config::{
-    DataSource, ModelConfig, SamplerKind, TaskConfig, TaskSpec, TrainConfig, resolve_path,
-};
+use crate::config::{DataSource, ModelConfig, SamplerKind, TaskConfig, TrainConfig, resolve_path};
 use crate::data::Example;
 use crate::data::sampler::Sampler;
 use crate::data::splits::{EvalSet, Split, infer_missing_labels, load_eval_split, load_split};
@@ -27,6 +25,7 @@ use crate::model::host::HostParams;
 use crate::model::init::init_from_config;
 use crate::model::store::arena_capacity;
 use crate::model::{ModelSpec, MultiTaskModel};
+use crate::tasks::TaskSpec;
 use crate::tokenize::TextTokenizer;
 
 pub use super::run_dir::{BEST, CHART_FILE, LAST, LOG_FILE, RUN_CONFIG};
@@ -90,13 +89,14 @@ pub fn load_eval_sets(
 /// result checked: the configuration a fresh run trains with.
 pub fn resolve_fresh(config_path: &Path, only: Option<&str>) -> Result<ModelConfig> {
     let mut config = resolve_paths(config_path, only)?;
-    let mut tasks: Vec<TaskSpec> = config.tasks.iter().map(TaskConfig::spec).collect();
+    let mut tasks =
+        TaskSpec::all_from(&config).map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
     let sources: Vec<DataSource> = config.tasks.iter().map(TaskConfig::source).collect();
     infer_missing_labels(&mut tasks, &sources)?;
     config.tasks = tasks
         .iter()
         .zip(&sources)
-        .map(|(task, source)| TaskConfig::from_parts(task, source))
+        .map(|(task, source)| task.to_config(source))
         .collect();
     config
         .validate()

@@ -9,11 +9,12 @@ use anyhow::{Result, bail};
 use super::optimizer::Optimizer;
 use super::schedule::LrSchedule;
 use super::trainer::{StepOutput, StepStats, TrainOptions, Trainer};
-use crate::config::{TaskSpec, TrainConfig};
+use crate::config::TrainConfig;
 use crate::data::sampler::Sampler;
 use crate::data::{Example, collate};
 use crate::model::MultiTaskModel;
 use crate::ops::adamw::AdamW;
+use crate::tasks::TaskSpec;
 
 /// The optimizer settings of `config` for a run of `total_steps` steps.
 pub fn train_options(config: &TrainConfig, total_steps: u64) -> TrainOptions {

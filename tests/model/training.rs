@@ -4,7 +4,7 @@
 //! must be bit-identical when repeated.
 
 use rand::{Rng, SeedableRng};
-use taskgate::config::{GateMode, HeadConfig, Pooling, TaskKind, TaskSpec};
+use taskgate::config::{GateMode, HeadConfig, Pooling};
 use taskgate::data::{Batch, Example, Label, TaskTargets, collate};
 use taskgate::model::host::HostParams;
 use taskgate::model::init::init_missing;
@@ -13,6 +13,7 @@ use taskgate::model::{DeviceBatch, MultiTaskModel};
 use taskgate::nn::Mode;
 use taskgate::ops::activation::Activation;
 use taskgate::ops::adamw::AdamW;
+use taskgate::tasks::{TaskKind, TaskSpec};
 use taskgate::tokenize::Encoded;
 use taskgate::train::{Decay, LrSchedule, TrainOptions, Trainer};
 

@@ -4,7 +4,8 @@
 use anyhow::Result;
 
 use super::{Record, at};
-use crate::config::{Column, DataFormat, DataSource, TaskSpec};
+use crate::config::{Column, DataFormat, DataSource};
+use crate::tasks::TaskSpec;
 
 pub fn read(
     text: &str,

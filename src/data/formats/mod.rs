@@ -14,7 +14,8 @@ use std::path::Path;
 use anyhow::{Result, anyhow, bail};
 use serde_json::Value;
 
-use crate::config::{DataFormat, DataSource, TaskSpec};
+use crate::config::{DataFormat, DataSource};
+use crate::tasks::TaskSpec;
 
 /// One example as read from a file, before tokenization.
 #[derive(Clone, Debug, PartialEq)]

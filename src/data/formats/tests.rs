@@ -3,7 +3,8 @@ use std::io::Write;
 use serde_json::json;
 
 use super::*;
-use crate::config::{Column, TaskConfig, TaskKind};
+use crate::config::{Column, TaskConfig};
+use crate::tasks::{TaskKind, TaskSpec};
 
 fn file(name: &str, bytes: &[u8]) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
@@ -16,7 +17,12 @@ fn file(name: &str, bytes: &[u8]) -> (tempfile::TempDir, std::path::PathBuf) {
 }
 
 fn task(kind: TaskKind) -> TaskConfig {
-    TaskConfig::new("t", kind)
+    TaskConfig::new("t", kind.name())
+}
+
+/// The model side of a test task (only its kind matters to the readers).
+fn spec(task: &TaskConfig) -> TaskSpec {
+    TaskSpec::new(&task.name, TaskKind::named(&task.kind.0).unwrap())
 }
 
 #[test]
@@ -26,7 +32,7 @@ fn jsonl_csv_tsv_conll_and_word_tag_agree_on_content() {
         "a.jsonl",
         b"{\"text\": \"good film\", \"label\": \"pos\"}\n\n{\"text\": \"a\", \"text_pair\": \"b\", \"label\": 1}\n",
     );
-    let r = read_records(&cls.spec(), &cls.source(), &p).unwrap();
+    let r = read_records(&spec(&cls), &cls.source(), &p).unwrap();
     assert_eq!(r.len(), 2);
     assert_eq!(
         (r[0].line, r[0].text.as_str(), &r[0].label),
@@ -38,7 +44,7 @@ fn jsonl_csv_tsv_conll_and_word_tag_agree_on_content() {
         "a.csv",
         "\u{feff}text,label\n\"good, film\",pos\n,\n\"two\nlines\",neg\n".as_bytes(),
     );
-    let r = read_records(&cls.spec(), &cls.source(), &p).unwrap();
+    let r = read_records(&spec(&cls), &cls.source(), &p).unwrap();
     assert_eq!(r.len(), 2);
     assert_eq!(
         (r[0].text.as_str(), &r[0].label, r[0].line),
@@ -51,7 +57,7 @@ fn jsonl_csv_tsv_conll_and_word_tag_agree_on_content() {
     headerless.text_column = Some(Column::Index(2));
     headerless.label_column = Some(Column::Index(1));
     let (_d, p) = file("a.tsv", b"1\t2.5\tnice\n2\t-1\tbad\n");
-    let r = read_records(&headerless.spec(), &headerless.source(), &p).unwrap();
+    let r = read_records(&spec(&headerless), &headerless.source(), &p).unwrap();
     assert_eq!(
         (r[1].text.as_str(), &r[1].label, r[1].line),
         ("bad", &json!(-1.0), 2)
@@ -62,7 +68,7 @@ fn jsonl_csv_tsv_conll_and_word_tag_agree_on_content() {
         "a.conll",
         b"-DOCSTART- O\n\nEU NNP B-ORG\nrejects VBZ O\n\n\nPeter NNP B-PER\n",
     );
-    let r = read_records(&tok.spec(), &tok.source(), &p).unwrap();
+    let r = read_records(&spec(&tok), &tok.source(), &p).unwrap();
     assert_eq!(r.len(), 2);
     assert_eq!(
         (r[0].text.as_str(), &r[0].label, r[0].line),
@@ -71,14 +77,14 @@ fn jsonl_csv_tsv_conll_and_word_tag_agree_on_content() {
     let mut pos_column = tok.clone();
     pos_column.tag_column = Some(1);
     assert_eq!(
-        read_records(&pos_column.spec(), &pos_column.source(), &p).unwrap()[0].label,
+        read_records(&spec(&pos_column), &pos_column.source(), &p).unwrap()[0].label,
         json!(["NNP", "VBZ"])
     );
 
     let mut wt = tok.clone();
     wt.format = Some(DataFormat::WordTag);
     let (_d, p) = file("wsj.txt", b"Pierre/NNP 1/2/CD ./.\n\nOK/JJ\n");
-    let r = read_records(&wt.spec(), &wt.source(), &p).unwrap();
+    let r = read_records(&spec(&wt), &wt.source(), &p).unwrap();
     assert_eq!(
         (r[0].text.as_str(), &r[0].label),
         ("Pierre 1/2 .", &json!(["NNP", "CD", "."]))
@@ -153,7 +159,7 @@ fn bad_files_name_the_file_the_line_and_the_fix() {
     ];
     for (task, name, bytes, expected) in cases {
         let (_d, p) = file(name, bytes);
-        let err = read_records(&task.spec(), &task.source(), &p)
+        let err = read_records(&spec(task), &task.source(), &p)
             .unwrap_err()
             .to_string();
         assert!(err.contains(expected), "expected '{expected}' in: {err}");
@@ -162,7 +168,7 @@ fn bad_files_name_the_file_the_line_and_the_fix() {
     let mut wt = tok.clone();
     wt.format = Some(DataFormat::WordTag);
     let (_d, p) = file("w.txt", b"a/DT b\n");
-    let err = read_records(&wt.spec(), &wt.source(), &p)
+    let err = read_records(&spec(&wt), &wt.source(), &p)
         .unwrap_err()
         .to_string();
     assert!(err.contains("w.txt:1: 'b' is not word/TAG"), "{err}");

@@ -1,0 +1,260 @@
+//! A task as the model sees it ([`TaskSpec`]): its kind (resolved in the registry), outputs,
+//! gate, pooling, head and loss weight, built from a config's `[[task]]` with the checks that
+//! depend on the kind.
+
+use std::collections::HashSet;
+
+use anyhow::{Result, anyhow, bail};
+
+use super::TaskKind;
+use crate::config::{DataSource, GateMode, HeadConfig, KindName, ModelConfig, Pooling, TaskConfig};
+use crate::tokenize::WordSplit;
+
+/// A task as the model sees it: kind, outputs, gate, head and loss weight.
+#[derive(Clone, Debug)]
+pub struct TaskSpec {
+    pub name: String,
+    pub kind: TaskKind,
+    /// Class names or tags (kinds with named outputs).
+    pub labels: Option<Vec<String>>,
+    /// Kinds that predict values: how many (default 1).
+    pub outputs: Option<usize>,
+    pub gate: GateMode,
+    /// Sequence-level kinds only (default `cls`).
+    pub pooling: Option<Pooling>,
+    pub head: HeadConfig,
+    pub lambda: f32,
+    /// Token-level kinds: how `predict` cuts raw text into words.
+    pub word_split: Option<WordSplit>,
+}
+
+impl TaskSpec {
+    /// A task with every optional field unset (lambda 1, scalar gate, linear head).
+    pub fn new(name: &str, kind: TaskKind) -> Self {
+        Self {
+            name: name.into(),
+            kind,
+            labels: None,
+            outputs: None,
+            gate: GateMode::default(),
+            pooling: None,
+            head: HeadConfig::default(),
+            lambda: 1.0,
+            word_split: None,
+        }
+    }
+
+    /// The model side of `task`: its kind looked up among the registered ones, and the
+    /// settings checked against it. Labels may still be missing when a training file is
+    /// given (they are inferred from it).
+    pub fn from_config(task: &TaskConfig) -> Result<Self> {
+        let name = &task.name;
+        let kind = TaskKind::named(&task.kind.0).ok_or_else(|| {
+            let known: Vec<String> = super::all().iter().map(|k| format!("`{k}`")).collect();
+            anyhow!(
+                "task '{name}': kind: unknown variant `{}`, expected one of {}",
+                task.kind,
+                known.join(", ")
+            )
+        })?;
+        if !kind.is_sequence_level() && task.pooling.is_some() {
+            bail!("task '{name}': a {kind} task has no `pooling`");
+        }
+        if kind.is_sequence_level() && task.word_split.is_some() {
+            bail!(
+                "task '{name}': `word_split` is for token-level tasks (token_classification) only"
+            );
+        }
+        if !kind.named_outputs() {
+            if task.labels.is_some() {
+                bail!("task '{name}': a {kind} task has `outputs`, not `labels`");
+            }
+            if task.outputs == Some(0) {
+                bail!("task '{name}': outputs must be at least 1");
+            }
+        } else {
+            if task.outputs.is_some() {
+                bail!(
+                    "task '{name}': `outputs` is for tasks that predict values (regression) only"
+                );
+            }
+            match &task.labels {
+                None if task.train.is_none() => bail!(
+                    "task '{name}': give its `labels` (class names or tags), or a `train` file \
+                     to infer them from"
+                ),
+                None => {} // inferred from the training file
+                Some(labels) if labels.is_empty() => bail!("task '{name}': `labels` is empty"),
+                Some(labels) => {
+                    let mut seen = HashSet::new();
+                    if let Some(label) = labels.iter().find(|l| !seen.insert(*l)) {
+                        bail!("task '{name}': label '{label}' appears twice");
+                    }
+                }
+            }
+        }
+        Ok(Self {
+            name: name.clone(),
+            kind,
+            labels: task.labels.clone(),
+            outputs: task.outputs,
+            gate: task.gate,
+            pooling: task.pooling,
+            head: task.head.clone(),
+            lambda: task.lambda,
+            word_split: task.word_split,
+        })
+    }
+
+    /// Every task of `config`, resolved.
+    pub fn all_from(config: &ModelConfig) -> Result<Vec<Self>> {
+        config.tasks.iter().map(Self::from_config).collect()
+    }
+
+    /// The `[[task]]` of this task reading its data from `source`.
+    pub fn to_config(&self, source: &DataSource) -> TaskConfig {
+        let s = source.clone();
+        TaskConfig {
+            name: self.name.clone(),
+            kind: KindName(self.kind.name().into()),
+            labels: self.labels.clone(),
+            outputs: self.outputs,
+            gate: self.gate,
+            pooling: self.pooling,
+            head: self.head.clone(),
+            lambda: self.lambda,
+            word_split: self.word_split,
+            train: s.train,
+            dev: s.dev,
+            test: s.test,
+            format: s.format,
+            text_column: s.text_column,
+            pair_column: s.pair_column,
+            label_column: s.label_column,
+            delimiter: s.delimiter,
+            header: s.header,
+            tag_column: s.tag_column,
+            label_separator: s.label_separator,
+        }
+    }
+
+    /// How `predict` cuts raw text into this (token) task's words.
+    pub fn word_split(&self) -> WordSplit {
+        self.word_split.unwrap_or_default()
+    }
+
+    /// The pooling of a sequence-level task (`cls` unless set).
+    pub fn pooling(&self) -> Pooling {
+        self.pooling.unwrap_or_default()
+    }
+
+    /// Width of the task's output layer.
+    pub fn output_width(&self) -> usize {
+        self.kind.output_width(self)
+    }
+}
+
+/// Parses and checks a config file's text completely: the file itself
+/// ([`ModelConfig::parse`]) and every task against its kind. Errors name the file.
+pub fn parse_config(text: &str, path: &std::path::Path) -> Result<(ModelConfig, Vec<TaskSpec>)> {
+    let config = ModelConfig::parse(text, path)?;
+    let tasks = TaskSpec::all_from(&config).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    Ok((config, tasks))
+}
+
+/// Reads a config file and checks it completely (see [`parse_config`]).
+pub fn load_config(path: &std::path::Path) -> Result<(ModelConfig, Vec<TaskSpec>)> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow!("cannot read the config file {}: {e}", path.display()))?;
+    parse_config(&text, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    const FRESH: &str = r#"
+[encoder]
+layers = 2
+hidden = 32
+heads = 4
+intermediate = 64
+max_positions = 128
+tokenizer = "assets/tokenizer.json"
+
+[[task]]
+name = "sentiment"
+kind = "classification"
+labels = ["neg", "pos"]
+
+[[task]]
+name = "score"
+kind = "regression"
+outputs = 2
+pooling = "mean"
+
+[[task]]
+name = "tags"
+kind = "token_classification"
+labels = ["O", "B-X"]
+"#;
+
+    fn check(text: &str) -> Result<Vec<TaskSpec>> {
+        parse_config(text, Path::new("test.toml")).map(|(_, tasks)| tasks)
+    }
+
+    #[test]
+    fn tasks_resolve_their_kind_and_widths() {
+        let tasks = check(FRESH).unwrap();
+        assert_eq!(tasks[0].kind, TaskKind::CLASSIFICATION);
+        assert_eq!(
+            tasks.iter().map(TaskSpec::output_width).collect::<Vec<_>>(),
+            [2, 2, 2]
+        );
+        assert_eq!(tasks[1].pooling(), Pooling::Mean);
+        let source = DataSource::default();
+        let back = TaskSpec::from_config(&tasks[2].to_config(&source)).unwrap();
+        assert_eq!(back.labels, tasks[2].labels);
+        assert_eq!(back.kind, TaskKind::TOKEN_CLASSIFICATION);
+    }
+
+    #[test]
+    fn settings_that_do_not_fit_the_kind_name_the_file_and_the_task() {
+        let cases = [
+            (
+                FRESH.replace("kind = \"regression\"", "kind = \"ranking\""),
+                "unknown variant `ranking`",
+            ),
+            (
+                FRESH.replace("labels = [\"neg\", \"pos\"]", "labels = []"),
+                "`labels` is empty",
+            ),
+            (
+                FRESH.replace("labels = [\"neg\", \"pos\"]", ""),
+                "give its `labels`",
+            ),
+            (
+                FRESH.replace("labels = [\"neg\", \"pos\"]", "labels = [\"a\", \"a\"]"),
+                "label 'a' appears twice",
+            ),
+            (
+                FRESH.replace("outputs = 2", "labels = [\"x\"]"),
+                "has `outputs`, not `labels`",
+            ),
+            (
+                FRESH.replace(
+                    "labels = [\"O\", \"B-X\"]",
+                    "labels = [\"O\"]\npooling = \"cls\"",
+                ),
+                "a token_classification task has no `pooling`",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = check(&text).unwrap_err().to_string();
+            assert!(err.contains(expected), "expected '{expected}' in: {err}");
+            assert!(err.starts_with("test.toml"), "names the file: {err}");
+        }
+    }
+}
