@@ -32,6 +32,8 @@ muts = [
  ("shaders/loss.wgsl", "(p.weight_total * prob - wc)", "(prob - wc)"),
  ("shaders/adamw.wgsl", "sqrt(vi) / sqrt(p.bc2) + p.eps", "sqrt(vi) + p.eps"),
  ("shaders/elementwise.wgsl", "out[i] = out[i] + p.alpha * a[i];", "out[i] = p.alpha * a[i];"),
+ ("shaders/elementwise.wgsl", "out[i] + (p.alpha * weights[p.index]) * a[i]", "out[i] + p.alpha * a[i]"),
+ ("shaders/loss.wgsl", "return p.grad_scale * task_weights[p.weight_index];", "return p.grad_scale;"),
  ("shaders/reduce.wgsl", "i += p.threads", "i += p.threads + 1u"),
  ("shaders/loss.wgsl", "loss = max(v, 0.0) - v * t + softplus_neg_abs(v);", "loss = max(v, 0.0) - v * t;"),
  ("shaders/matmul_tiled.wgsl", "for (var kk = 0u; kk < BK; kk++)", "for (var kk = 0u; kk + 1u < BK; kk++)"),

@@ -1,7 +1,7 @@
 //! Elementwise add/scale/accumulate/fill, and the 2-D folding of large 1-D dispatches.
 //! Tolerance: 1e-6 absolute + 1e-6 relative.
 
-use taskgate::ops::elementwise::{accumulate, add, axpby, fill, scale};
+use taskgate::ops::elementwise::{accumulate, accumulate_weighted, add, axpby, fill, scale};
 use taskgate::{DType, Tensor};
 
 use crate::common::*;
@@ -83,4 +83,32 @@ fn mismatched_or_aliased_operands_are_errors() {
     assert!(add(&a, &b).is_err());
     let err = accumulate(&a, &a, 1.0).unwrap_err();
     assert!(err.to_string().contains("also bound"), "{err}");
+}
+
+/// `out += (alpha * weights[index]) * x`, the weight read on the GPU (the weighted total of
+/// the task losses).
+#[test]
+fn accumulate_weighted_reads_the_weight_on_the_gpu() {
+    let weights = upload(&[0.3, -1.7, 2.5], &[3]);
+    for &n in SIZES {
+        let mut r = rng(50 + n as u64);
+        let a = uniform(&mut r, n, -3.0, 3.0);
+        let b = uniform(&mut r, n, -3.0, 3.0);
+        let out = upload(&a, &[n]);
+        accumulate_weighted(&out, &upload(&b, &[n]), 0.5, &weights, 1).unwrap();
+        let want: Vec<f64> = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| *x as f64 + 0.5 * -1.7 * *y as f64)
+            .collect();
+        assert_close(
+            &format!("accumulate_weighted n{n}"),
+            &download(&out),
+            &want,
+            1e-6,
+            1e-6,
+        );
+    }
+    let out = upload(&[1.0], &[1]);
+    assert!(accumulate_weighted(&out, &upload(&[1.0], &[1]), 1.0, &weights, 3).is_err());
 }

@@ -2,7 +2,9 @@
 //! tests/fixtures/make_kernel_fixtures.py), against finite differences, and the GPU kernels
 //! against the references. Tolerance GPU vs reference: 1e-6 absolute + 1e-5 relative.
 
-use taskgate::ops::loss::{CrossEntropyOptions, bce_with_logits, cross_entropy, mse};
+use taskgate::ops::loss::{
+    CrossEntropyOptions, GradScale, TaskWeight, bce_with_logits, cross_entropy, mse,
+};
 use taskgate::reference::finite_difference;
 use taskgate::reference::loss::{
     bce_with_logits as ref_bce, cross_entropy as ref_ce, mse as ref_mse,
@@ -247,4 +249,79 @@ fn bce_and_mse_kernels_match_reference() {
             1e-5,
         );
     }
+}
+
+/// A task weight read from a GPU tensor scales d(logits) exactly as a constant would, and
+/// leaves the loss unweighted (the weighted total is `accumulate_weighted`'s job).
+#[test]
+fn a_task_weight_on_the_gpu_scales_dlogits_and_not_the_loss() {
+    let weights = upload(&[0.3, -1.7, 2.5], &[3]);
+    let weight = |index| {
+        Some(TaskWeight {
+            weights: weights.clone(),
+            index,
+        })
+    };
+    for (i, &(rows, classes)) in [(1usize, 1usize), (7, 5), (3, 300)].iter().enumerate() {
+        let mut r = rng(900 + i as u64);
+        let logits = uniform(&mut r, rows * classes, -4.0, 4.0);
+        let lt = upload(&logits, &[rows, classes]);
+        let tag = format!("rows{rows} classes{classes}");
+        let targets: Vec<i32> = (0..rows).map(|row| (row % classes) as i32).collect();
+        let (want_loss, want_grad) = ref_ce(&to_f64(&logits), &targets, classes, None, -100, 0.0);
+        let opts = CrossEntropyOptions {
+            grad_scale: 0.5,
+            task_weight: weight(2),
+            ..Default::default()
+        };
+        let out = cross_entropy(&lt, &targets, &opts).unwrap();
+        assert_close(
+            &format!("ce loss {tag}"),
+            &download(&out.loss),
+            &[want_loss],
+            1e-6,
+            1e-5,
+        );
+        let scaled: Vec<f64> = want_grad.iter().map(|g| 0.5 * 2.5 * g).collect();
+        assert_close(
+            &format!("ce dlogits {tag}"),
+            &download(&out.dlogits),
+            &scaled,
+            1e-6,
+            1e-5,
+        );
+
+        let soft = uniform(&mut r, rows * classes, 0.0, 1.0);
+        let mask = vec![1.0; rows];
+        let (wl, wg) = ref_mse(&to_f64(&logits), &to_f64(&soft), &to_f64(&mask), classes);
+        let scale = GradScale {
+            factor: 2.0,
+            task_weight: weight(1),
+        };
+        let out = mse(&lt, &soft, &mask, scale).unwrap();
+        assert_close(
+            &format!("mse loss {tag}"),
+            &download(&out.loss),
+            &[wl],
+            1e-5,
+            1e-5,
+        );
+        let scaled: Vec<f64> = wg.iter().map(|g| 2.0 * -1.7 * g).collect();
+        assert_close(
+            &format!("mse dlogits {tag}"),
+            &download(&out.dlogits),
+            &scaled,
+            1e-6,
+            1e-5,
+        );
+    }
+    let bad = CrossEntropyOptions {
+        task_weight: weight(3),
+        ..Default::default()
+    };
+    let err = match cross_entropy(&upload(&[0.0, 1.0], &[1, 2]), &[0], &bad) {
+        Ok(_) => panic!("a task weight past the tensor is an error"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("task weight 3"), "{err}");
 }
