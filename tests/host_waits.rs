@@ -1,6 +1,7 @@
 //! A training step records its work and returns without waiting for the GPU: no readback and
-//! no device wait inside `Trainer::train_step`; only reading its output waits. (Its own test
-//! binary, so no other test's readbacks touch the shared device's counter.)
+//! no device wait inside `Trainer::train_step`, nor in setting the task weights before each
+//! step; only reading its output waits. (Its own test binary, so no other test's readbacks
+//! touch the shared device's counter.)
 
 use taskgate::Gpu;
 use taskgate::bench::train::{bench_spec, synthetic_batch};
@@ -34,7 +35,10 @@ fn training_steps_never_wait_for_the_gpu() {
 
     let before = gpu.host_waits();
     let mut outputs = Vec::new();
-    for _ in 0..3 {
+    // New task weights every step, none of the steps read back yet: each step must use its own.
+    let weights = [[0.5, 1.0, 2.0], [3.0, 0.25, 1.0], [1.0, 1.0, 0.0]];
+    for w in &weights {
+        trainer.model.set_task_weights(w).unwrap();
         outputs.push(trainer.train_step(&batch).unwrap());
     }
     assert_eq!(
@@ -49,4 +53,19 @@ fn training_steps_never_wait_for_the_gpu() {
         before + 1,
         "reading a step's output is one wait"
     );
+    let mut stats: Vec<_> = outputs.iter().map(|o| o.read().unwrap()).collect();
+    stats.push(last);
+    for (w, s) in weights.iter().zip(&stats) {
+        let weighted: f32 = s
+            .task_losses
+            .iter()
+            .zip(w)
+            .map(|(l, w)| l.expect("every task is labelled") * w)
+            .sum();
+        assert!(
+            (s.loss - weighted).abs() <= 1e-5 * weighted.abs().max(1.0),
+            "step with weights {w:?}: total {} but sum w_i L_i = {weighted}",
+            s.loss
+        );
+    }
 }

@@ -11,15 +11,18 @@ use serde_json::{Value, json};
 use taskgate::gpu::{AdapterRequest, Tensor};
 use taskgate::metrics::{Metrics, TaskEval, classification};
 use taskgate::model::ModelDir;
-use taskgate::ops::loss::{GradScale, LossOutput, bce_with_logits};
+use taskgate::ops::loss::{GradScale, LossOutput};
 use taskgate::tasks::TaskSpec;
+use taskgate::tasks::classification::Classification;
+use taskgate::tasks::multilabel::Multilabel;
 use taskgate::tasks::{
     self, Kind, Label, LabelNames, Level, Prediction, RowOutputs, TargetRow, TaskTargets,
     dense_targets, sigmoid,
 };
 use taskgate::train::run::{RunOptions, run};
 
-/// Two classes, the second predicted when the one logit is positive.
+/// Two classes, the second predicted when the one logit is positive. What it shares with the
+/// built-in kinds it borrows from them through the same trait.
 struct Binary;
 
 impl Kind for Binary {
@@ -40,27 +43,25 @@ impl Kind for Binary {
     }
 
     fn label_names<'v>(&self, value: &'v Value) -> Result<Vec<&'v Value>, &'static str> {
-        Ok(vec![value])
+        Classification.label_names(value)
     }
 
-    fn label_from_cell(&self, _: &TaskSpec, cell: &str, _: &str) -> Result<Value, String> {
-        Ok(Value::from(cell))
+    fn label_from_cell(&self, task: &TaskSpec, cell: &str, sep: &str) -> Result<Value, String> {
+        Classification.label_from_cell(task, cell, sep)
     }
 
+    /// A class name, as `classification` parses it, of a task with exactly two labels.
     fn parse_label(
         &self,
         task: &TaskSpec,
         value: &Value,
-        _: usize,
+        n_words: usize,
         names: &mut LabelNames<'_>,
     ) -> Result<Label> {
-        let Some(name) = value.as_str() else {
-            bail!("task '{}': expected a label name, got {value}", task.name);
-        };
         if task.labels.as_ref().is_some_and(|l| l.len() != 2) {
             bail!("task '{}': a binary task has exactly two labels", task.name);
         }
-        Ok(Label::Class(names.index(task, name)?))
+        Classification.parse_label(task, value, n_words, names)
     }
 
     fn targets(&self, _: &TaskSpec, rows: &[TargetRow<'_>], _: usize) -> TaskTargets {
@@ -73,11 +74,9 @@ impl Kind for Binary {
         })
     }
 
+    /// Binary cross-entropy on the one logit, as `multilabel` computes it per label.
     fn loss(&self, logits: &Tensor, targets: &TaskTargets, scale: GradScale) -> Result<LossOutput> {
-        let TaskTargets::Dense { targets, mask } = targets else {
-            bail!("binary targets are dense");
-        };
-        bce_with_logits(logits, targets, mask, scale)
+        Multilabel.loss(logits, targets, scale)
     }
 
     fn decode(&self, row: RowOutputs<'_>) -> Prediction {
@@ -92,10 +91,8 @@ impl Kind for Binary {
         }
     }
 
-    fn gather(&self, into: &mut TaskEval, gold: &Label, prediction: Prediction, _: usize) {
-        if let (Label::Class(gold), Prediction::Class(p, _)) = (gold, prediction) {
-            into.classes.push((p, *gold));
-        }
+    fn gather(&self, into: &mut TaskEval, gold: &Label, prediction: Prediction, n: usize) {
+        Classification.gather(into, gold, prediction, n)
     }
 
     fn metrics(&self, gathered: &TaskEval, _: &[String], _: usize) -> Metrics {

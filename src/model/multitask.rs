@@ -3,9 +3,9 @@
 //!
 //! 1. [`MultiTaskModel::forward`]: the encoder once, then the tasks asked for;
 //! 2. [`MultiTaskModel::task_losses`]: each labelled task's loss (unweighted) and d(logits);
-//! 3. [`MultiTaskModel::backward_tasks`]: back through each head and gate, giving one
-//!    d(hidden) per task, or their sum weighted by the task weights (one buffer, no extra
-//!    pass);
+//! 3. [`MultiTaskModel::backward_tasks_each`] / [`MultiTaskModel::backward_tasks_summed`]:
+//!    back through each head and gate, giving one d(hidden) per task, or their sum weighted by
+//!    the task weights (one buffer, no extra pass);
 //! 4. [`MultiTaskModel::backward_encoder`]: a d(hidden) back through the encoder.
 //!
 //! Every backward adds parameter gradients into the gradient set it is given.
@@ -101,7 +101,8 @@ pub struct ForwardPass {
     pub tasks: Vec<Option<TaskPass>>,
 }
 
-/// How [`MultiTaskModel::backward_tasks`] returns the gradient of the encoder output.
+/// How the task losses scale d(logits): for the weighted sum of the d(hidden), or for one
+/// unweighted d(hidden) per task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HiddenGrads {
     /// `sum_i w_i d(L_i)/d(hidden)` in one buffer, each task's d(logits) scaled by its
@@ -253,65 +254,87 @@ impl MultiTaskModel {
         Ok(total)
     }
 
-    /// Back-propagates each task's d(logits) through its head and gate, adding their
-    /// parameter gradients into `g`. Returns the gradient of the encoder output: one tensor
-    /// (the weighted sum) or one per task with a loss, in task order, as `how` says (`losses`
-    /// must come from [`MultiTaskModel::task_losses`] with the same `how`).
-    pub fn backward_tasks(
+    /// Back-propagates task `i`'s d(logits) through its head and gate, adding their parameter
+    /// gradients into `g` and the task's gradient of the encoder output into `dhidden`.
+    fn backward_task(
+        &self,
+        i: usize,
+        pass: &ForwardPass,
+        batch: &DeviceBatch,
+        loss: &LossOutput,
+        g: &ArenaSet,
+        dhidden: &Tensor,
+    ) -> Result<()> {
+        let (w, task) = (self.params(), &self.tasks[i]);
+        let tp = pass.tasks[i]
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("task {i} has a loss but was not run"))?;
+        if matches!(task.gate, Gate::None) {
+            return task.head.backward(
+                w,
+                g,
+                &tp.gated,
+                &loss.dlogits,
+                &tp.head,
+                batch,
+                GradInto::Add(dhidden),
+            );
+        }
+        let dgated = Tensor::empty(dhidden.gpu(), dhidden.shape(), DType::F32)?;
+        task.head.backward(
+            w,
+            g,
+            &tp.gated,
+            &loss.dlogits,
+            &tp.head,
+            batch,
+            GradInto::Write(&dgated),
+        )?;
+        task.gate
+            .backward(w, g, &pass.hidden, &dgated, &tp.gate, dhidden)
+    }
+
+    /// The weighted sum `sum_i w_i d(L_i)/d(hidden)` in one buffer, each task's head and gate
+    /// gradients added into `g` (`losses` from [`MultiTaskModel::task_losses`] with
+    /// [`HiddenGrads::WeightedSum`]: the weights are already in their d(logits)).
+    pub fn backward_tasks_summed(
         &self,
         pass: &ForwardPass,
         batch: &DeviceBatch,
         losses: &[Option<LossOutput>],
         g: &ArenaSet,
-        how: HiddenGrads,
-    ) -> Result<Vec<Option<Tensor>>> {
-        let w = self.params();
-        let gpu = pass.hidden.gpu();
-        let shape = pass.hidden.shape();
-        let sum = match how {
-            HiddenGrads::WeightedSum => Some(Tensor::zeros(gpu, shape, DType::F32)?),
-            HiddenGrads::PerTask => None,
-        };
-        let mut out = Vec::with_capacity(self.tasks.len());
-        for (i, task) in self.tasks.iter().enumerate() {
-            let (Some(loss), Some(tp)) = (&losses[i], &pass.tasks[i]) else {
-                out.push(None);
-                continue;
-            };
-            let dhidden = match &sum {
-                Some(s) => s.clone(),
-                None => Tensor::zeros(gpu, shape, DType::F32)?,
-            };
-            if matches!(task.gate, Gate::None) {
-                task.head.backward(
-                    w,
-                    g,
-                    &tp.gated,
-                    &loss.dlogits,
-                    &tp.head,
-                    batch,
-                    GradInto::Add(&dhidden),
-                )?;
-            } else {
-                let dgated = Tensor::empty(gpu, shape, DType::F32)?;
-                task.head.backward(
-                    w,
-                    g,
-                    &tp.gated,
-                    &loss.dlogits,
-                    &tp.head,
-                    batch,
-                    GradInto::Write(&dgated),
-                )?;
-                task.gate
-                    .backward(w, g, &pass.hidden, &dgated, &tp.gate, &dhidden)?;
+    ) -> Result<Tensor> {
+        let dhidden = Tensor::zeros(pass.hidden.gpu(), pass.hidden.shape(), DType::F32)?;
+        for (i, loss) in losses.iter().enumerate() {
+            if let Some(loss) = loss {
+                self.backward_task(i, pass, batch, loss, g, &dhidden)?;
             }
-            out.push(sum.is_none().then_some(dhidden));
         }
-        Ok(match sum {
-            Some(s) => vec![Some(s)],
-            None => out,
-        })
+        Ok(dhidden)
+    }
+
+    /// Each task's own `d(L_i)/d(hidden)` (`None` for tasks without a loss), each task's head
+    /// and gate gradients added into `g` (`losses` from [`MultiTaskModel::task_losses`] with
+    /// [`HiddenGrads::PerTask`]).
+    pub fn backward_tasks_each(
+        &self,
+        pass: &ForwardPass,
+        batch: &DeviceBatch,
+        losses: &[Option<LossOutput>],
+        g: &ArenaSet,
+    ) -> Result<Vec<Option<Tensor>>> {
+        losses
+            .iter()
+            .enumerate()
+            .map(|(i, loss)| {
+                let Some(loss) = loss else {
+                    return Ok(None);
+                };
+                let dhidden = Tensor::zeros(pass.hidden.gpu(), pass.hidden.shape(), DType::F32)?;
+                self.backward_task(i, pass, batch, loss, g, &dhidden)?;
+                Ok(Some(dhidden))
+            })
+            .collect()
     }
 
     /// Back-propagates `dhidden` (a gradient of the encoder output) through the encoder,
@@ -339,14 +362,9 @@ impl MultiTaskModel {
         g: &ArenaSet,
         mode: Mode,
     ) -> Result<Losses> {
-        let how = HiddenGrads::WeightedSum;
-        let losses = self.task_losses(pass, targets, how)?;
+        let losses = self.task_losses(pass, targets, HiddenGrads::WeightedSum)?;
         let total = self.weighted_total(&losses)?;
-        let dhidden = self
-            .backward_tasks(pass, batch, &losses, g, how)?
-            .pop()
-            .flatten()
-            .expect("the weighted sum");
+        let dhidden = self.backward_tasks_summed(pass, batch, &losses, g)?;
         self.backward_encoder(pass, batch, dhidden, g, mode)?;
         Ok(Losses {
             total,

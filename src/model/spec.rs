@@ -90,10 +90,6 @@ impl ModelSpec {
         }
     }
 
-    pub fn task_index(&self, name: &str) -> Option<usize> {
-        self.tasks.iter().position(|t| t.name == name)
-    }
-
     /// Every parameter, encoder first (Hugging Face BertModel names), then each task's gate
     /// and head layers, as the layers declare them.
     pub fn param_specs(&self) -> Vec<ParamSpec> {

@@ -16,6 +16,24 @@ use crate::tasks::TaskSpec;
 
 pub struct Classification;
 
+/// Softmax cross-entropy of each row of `logits` against its class in `targets` ([`IGNORE`]:
+/// none), d(logits) times `scale` (classes per example, or per token).
+pub fn class_cross_entropy(
+    logits: &Tensor,
+    targets: &[i32],
+    scale: GradScale,
+) -> Result<LossOutput> {
+    cross_entropy(
+        logits,
+        targets,
+        &CrossEntropyOptions {
+            grad_scale: scale.factor,
+            task_weight: scale.task_weight,
+            ..Default::default()
+        },
+    )
+}
+
 impl Kind for Classification {
     fn name(&self) -> &'static str {
         "classification"
@@ -65,15 +83,7 @@ impl Kind for Classification {
         let TaskTargets::Classes(t) = targets else {
             bail!("classification targets must be one class per row");
         };
-        cross_entropy(
-            logits,
-            t,
-            &CrossEntropyOptions {
-                grad_scale: scale.factor,
-                task_weight: scale.task_weight,
-                ..Default::default()
-            },
-        )
+        class_cross_entropy(logits, t, scale)
     }
 
     fn decode(&self, row: RowOutputs<'_>) -> Prediction {

@@ -21,7 +21,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 pub use labels::{Label, LabelNames, UnseenLabels, parse_label};
-pub use spec::{TaskSpec, load_config, parse_config};
+pub use spec::TaskSpec;
 
 use crate::gpu::Tensor;
 use crate::metrics::{Metrics, TaskEval};
@@ -164,10 +164,6 @@ impl TaskKind {
     pub const MULTILABEL: TaskKind = TaskKind(&multilabel::Multilabel);
     pub const REGRESSION: TaskKind = TaskKind(&regression::Regression);
     pub const TOKEN_CLASSIFICATION: TaskKind = TaskKind(&token_classification::TokenClassification);
-
-    pub const fn new(kind: &'static dyn Kind) -> Self {
-        TaskKind(kind)
-    }
 
     /// The registered kind spelled `name`.
     pub fn named(name: &str) -> Option<TaskKind> {

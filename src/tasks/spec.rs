@@ -154,21 +154,6 @@ impl TaskSpec {
     }
 }
 
-/// Parses and checks a config file's text completely: the file itself
-/// ([`ModelConfig::parse`]) and every task against its kind. Errors name the file.
-pub fn parse_config(text: &str, path: &std::path::Path) -> Result<(ModelConfig, Vec<TaskSpec>)> {
-    let config = ModelConfig::parse(text, path)?;
-    let tasks = TaskSpec::all_from(&config).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-    Ok((config, tasks))
-}
-
-/// Reads a config file and checks it completely (see [`parse_config`]).
-pub fn load_config(path: &std::path::Path) -> Result<(ModelConfig, Vec<TaskSpec>)> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow!("cannot read the config file {}: {e}", path.display()))?;
-    parse_config(&text, path)
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -201,8 +186,12 @@ kind = "token_classification"
 labels = ["O", "B-X"]
 "#;
 
+    /// The file parsed, then every task resolved; errors name the file (as the model
+    /// directory and `taskgate init` report them).
     fn check(text: &str) -> Result<Vec<TaskSpec>> {
-        parse_config(text, Path::new("test.toml")).map(|(_, tasks)| tasks)
+        let path = Path::new("test.toml");
+        let config = ModelConfig::parse(text, path)?;
+        TaskSpec::all_from(&config).map_err(|e| anyhow!("{}: {e}", path.display()))
     }
 
     #[test]

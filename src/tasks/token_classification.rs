@@ -5,11 +5,12 @@
 use anyhow::{Result, bail};
 use serde_json::{Value, json};
 
+use super::classification::class_cross_entropy;
 use super::labels::{Label, LabelNames, list_items, string_list};
 use super::{IGNORE, Kind, Level, Prediction, RowOutputs, TargetRow, TaskTargets, argmax};
 use crate::gpu::Tensor;
 use crate::metrics::{Metrics, TaskEval, classification, spans};
-use crate::ops::loss::{CrossEntropyOptions, GradScale, LossOutput, cross_entropy};
+use crate::ops::loss::{GradScale, LossOutput};
 use crate::tasks::TaskSpec;
 
 pub struct TokenClassification;
@@ -78,15 +79,7 @@ impl Kind for TokenClassification {
         let TaskTargets::Tokens(t) = targets else {
             bail!("token_classification targets must be one tag per token");
         };
-        cross_entropy(
-            logits,
-            t,
-            &CrossEntropyOptions {
-                grad_scale: scale.factor,
-                task_weight: scale.task_weight,
-                ..Default::default()
-            },
-        )
+        class_cross_entropy(logits, t, scale)
     }
 
     fn decode(&self, row: RowOutputs<'_>) -> Prediction {

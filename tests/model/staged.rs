@@ -51,10 +51,11 @@ fn per_task_hidden_gradients_summed_through_the_encoder_equal_the_joint_backward
 
     let staged_grads = model.store.grads.zeros_like().unwrap();
     let pass = model.forward(&device_batch, mode, None).unwrap();
-    let how = HiddenGrads::PerTask;
-    let losses = model.task_losses(&pass, &batch.targets, how).unwrap();
+    let losses = model
+        .task_losses(&pass, &batch.targets, HiddenGrads::PerTask)
+        .unwrap();
     let per_task = model
-        .backward_tasks(&pass, &device_batch, &losses, &staged_grads, how)
+        .backward_tasks_each(&pass, &device_batch, &losses, &staged_grads)
         .unwrap();
     assert_eq!(per_task.len(), 3);
     let combined = Tensor::zeros(gpu(), pass.hidden.shape(), DType::F32).unwrap();
@@ -93,4 +94,49 @@ fn per_task_hidden_gradients_summed_through_the_encoder_equal_the_joint_backward
     }
     assert_eq!(checked, joint.len());
     eprintln!("{checked} gradients, largest relative difference {worst:.1e}");
+}
+
+/// Task weights given as a GPU tensor (as a weighting method computing them on the GPU would)
+/// act exactly as the same weights uploaded from the host.
+#[test]
+fn task_weights_from_a_gpu_tensor_equal_uploaded_ones() {
+    let spec = spec(0.0);
+    let params = init(&spec);
+    let batch = collate(&examples(6, 3), &spec.tasks, 0);
+    let weights = [0.25f32, 2.0, 0.5];
+    let mut grads = Vec::new();
+    for on_gpu in [false, true] {
+        let mut model = MultiTaskModel::new(gpu(), spec.clone(), &params).unwrap();
+        if on_gpu {
+            let tensor = Tensor::from_slice(gpu(), &weights, &[3]).unwrap();
+            model.set_task_weights_tensor(tensor).unwrap();
+        } else {
+            model.set_task_weights(&weights).unwrap();
+        }
+        assert_eq!(model.task_weights().to_vec::<f32>().unwrap(), weights);
+        let device_batch = DeviceBatch::new(gpu(), &batch, &spec.encoder, true).unwrap();
+        model.store.zero_grads();
+        let pass = model.forward(&device_batch, Mode::Eval, None).unwrap();
+        model
+            .backward(
+                &pass,
+                &device_batch,
+                &batch.targets,
+                &model.store.grads,
+                Mode::Eval,
+            )
+            .unwrap();
+        grads.push(model.store.download_grads().unwrap());
+    }
+    for (name, t) in &grads[0] {
+        assert_eq!(t.data, grads[1][name].data, "{name}");
+    }
+    let mut model = MultiTaskModel::new(gpu(), spec.clone(), &params).unwrap();
+    assert!(
+        model.set_task_weights(&[1.0, 1.0]).is_err(),
+        "one weight per task"
+    );
+    assert!(model.set_task_weights(&[1.0, f32::NAN, 1.0]).is_err());
+    let wrong = Tensor::from_slice(gpu(), &[1.0f32; 4], &[4]).unwrap();
+    assert!(model.set_task_weights_tensor(wrong).is_err());
 }
