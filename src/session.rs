@@ -293,7 +293,11 @@ impl Session {
         }
         run.steps.step()?;
         let read = run.steps.read("lower the learning rate").await?;
-        let Some(StepRead { task, stats }) = read.into_iter().next_back() else {
+        let Some(StepRead {
+            tasks: stepped,
+            stats,
+        }) = read.into_iter().next_back()
+        else {
             unreachable!("a step was taken");
         };
         let tasks = &self.spec.tasks;
@@ -308,7 +312,7 @@ impl Session {
             "steps": run.total,
             "lr": stats.lr,
             "loss": stats.loss,
-            "task": tasks[task].name,
+            "task": tasks[stepped[0]].name,
             "task_losses": task_losses,
             "grad_norm": stats.grad_norm,
             "skipped": stats.skipped,

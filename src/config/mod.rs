@@ -18,7 +18,7 @@ pub mod train;
 pub use data::{Column, DataFormat, DataSource};
 pub use enums::Activation;
 pub use task::{KindName, TaskConfig};
-pub use train::{SamplerKind, TrainConfig};
+pub use train::{Mixing, SamplerKind, TrainConfig};
 
 /// The whole configuration file.
 #[derive(Clone, Debug, Deserialize, Serialize)]

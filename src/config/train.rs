@@ -29,6 +29,18 @@ pub enum SamplerKind {
     RoundRobin,
 }
 
+/// What one training step trains on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mixing {
+    /// One batch of one task, the task picked by the `sampler`.
+    #[default]
+    OneTask,
+    /// One batch of every task (`batch_size` examples each), their losses combined into one
+    /// optimizer step; the `sampler` is not used.
+    AllTasks,
+}
+
 /// `[train]`.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -62,6 +74,8 @@ pub struct TrainConfig {
     /// Seeds the task sampler and the batch order (the encoder's `seed` seeds dropout).
     #[serde(default)]
     pub seed: u64,
+    #[serde(default)]
+    pub mixing: Mixing,
     #[serde(default)]
     pub sampler: SamplerKind,
     /// T of the temperature sampler.

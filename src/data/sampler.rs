@@ -1,8 +1,10 @@
 //! Which examples make each training step's batch.
 //!
-//! Every batch holds examples of one task (as the reference design trains). The task of step
-//! `s` is drawn by the task sampler (`proportional`, `temperature` or `round_robin`) from a
-//! random stream seeded by (seed, s), and each task walks through its examples epoch after
+//! Every batch holds examples of one task (as the reference design trains). With `mixing =
+//! "one_task"` a step has one batch, whose task is drawn by the task sampler (`proportional`,
+//! `temperature` or `round_robin`) from a random stream seeded by (seed, s); with
+//! `mixing = "all_tasks"` a step has one batch of every task with examples, in task order. Each
+//! task walks through its examples epoch after
 //! epoch in an order seeded by (seed, task, epoch): shuffled, then length-bucketed (chunks of
 //! 50 batches sorted by length, so a batch pads little) and the batches shuffled again. The
 //! whole state is therefore a few counters ([`SamplerState`]), which checkpoints store, and a
@@ -13,7 +15,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::config::SamplerKind;
+use crate::config::{Mixing, SamplerKind};
 
 /// Batches per length bucket.
 const BUCKET_BATCHES: usize = 50;
@@ -30,6 +32,7 @@ pub struct SamplerState {
 
 pub struct Sampler {
     kind: SamplerKind,
+    mixing: Mixing,
     seed: u64,
     batch_size: usize,
     /// Per task: the token length of each training example.
@@ -69,6 +72,7 @@ impl Sampler {
         let tasks = lengths.len();
         let mut sampler = Self {
             kind,
+            mixing: Mixing::OneTask,
             seed,
             batch_size,
             lengths,
@@ -87,6 +91,12 @@ impl Sampler {
             sampler.epoch_batches[t] = sampler.plan_epoch(t, 0);
         }
         sampler
+    }
+
+    /// This sampler drawing its steps as `mixing` says (one task per step by default).
+    pub fn with_mixing(mut self, mixing: Mixing) -> Self {
+        self.mixing = mixing;
+        self
     }
 
     /// Continues from a checkpoint's state.
@@ -110,12 +120,36 @@ impl Sampler {
         &self.probabilities
     }
 
-    /// Batches in one pass over every task's training examples.
+    /// Steps in one pass over every task's training examples: all their batches with one task
+    /// per step; the largest task's batches with all tasks per step (the smaller tasks start
+    /// their next epochs meanwhile).
     pub fn batches_per_epoch(&self) -> u64 {
-        self.lengths
+        let batches = self
+            .lengths
             .iter()
-            .map(|l| l.len().div_ceil(self.batch_size) as u64)
-            .sum()
+            .map(|l| l.len().div_ceil(self.batch_size) as u64);
+        match self.mixing {
+            Mixing::OneTask => batches.sum(),
+            Mixing::AllTasks => batches.max().unwrap_or(0),
+        }
+    }
+
+    /// The batches of the next step, `(task, example indices)` each: one, or one per task
+    /// with examples (see [`Mixing`]).
+    pub fn next_step(&mut self) -> Vec<(usize, Vec<usize>)> {
+        match self.mixing {
+            Mixing::OneTask => vec![self.next_batch()],
+            Mixing::AllTasks => {
+                self.state.step += 1;
+                let active: Vec<usize> = (0..self.lengths.len())
+                    .filter(|&t| !self.lengths[t].is_empty())
+                    .collect();
+                active
+                    .into_iter()
+                    .map(|t| (t, self.take_batch(t)))
+                    .collect()
+            }
+        }
     }
 
     /// The batch order of task `t` in epoch `epoch`.
@@ -162,6 +196,11 @@ impl Sampler {
                 chosen
             }
         };
+        (task, self.take_batch(task))
+    }
+
+    /// Task `task`'s next batch (a new epoch's order once the current one is used up).
+    fn take_batch(&mut self, task: usize) -> Vec<usize> {
         if self.state.cursor[task] >= self.epoch_batches[task].len() {
             self.state.epoch[task] += 1;
             self.state.cursor[task] = 0;
@@ -169,7 +208,7 @@ impl Sampler {
         }
         let batch = self.epoch_batches[task][self.state.cursor[task]].clone();
         self.state.cursor[task] += 1;
-        (task, batch)
+        batch
     }
 }
 
@@ -213,6 +252,36 @@ mod tests {
         let mut s = Sampler::new(SamplerKind::Proportional, 1.0, 3, 8, lengths(&[100, 400]));
         let draws = (0..4000).filter(|_| s.next_batch().0 == 1).count();
         assert!((draws as f64 / 4000.0 - 0.8).abs() < 0.03, "{draws}");
+    }
+
+    #[test]
+    fn all_tasks_steps_draw_one_batch_of_every_task_and_resume_exactly() {
+        let new = || {
+            Sampler::new(SamplerKind::Temperature, 2.0, 5, 3, lengths(&[17, 0, 30]))
+                .with_mixing(Mixing::AllTasks)
+        };
+        let mut a = new();
+        assert_eq!(a.batches_per_epoch(), 10, "the largest task's batches");
+        let mut seen = vec![Vec::new(); 3];
+        for _ in 0..10 {
+            let step = a.next_step();
+            assert_eq!(step.iter().map(|(t, _)| *t).collect::<Vec<_>>(), [0, 2]);
+            for (t, b) in step {
+                seen[t].extend(b);
+            }
+        }
+        let mut all: Vec<usize> = seen[2].clone();
+        all.sort();
+        assert_eq!(
+            all,
+            (0..30).collect::<Vec<_>>(),
+            "one epoch of the largest task"
+        );
+        let mut b = new();
+        b.restore(a.state.clone()).unwrap();
+        for _ in 0..15 {
+            assert_eq!(a.next_step(), b.next_step());
+        }
     }
 
     #[test]

@@ -13,7 +13,9 @@ use super::checkpoint::{self, Best, RunState};
 use super::eta::{Eta, evals_left};
 use super::run_dir::{ResumePoint, RunDir};
 use super::steps::{Batches, StepRead, Steps, build_trainer};
-use crate::config::{DataSource, ModelConfig, SamplerKind, TaskConfig, TrainConfig, resolve_path};
+use crate::config::{
+    DataSource, Mixing, ModelConfig, SamplerKind, TaskConfig, TrainConfig, resolve_path,
+};
 use crate::data::Example;
 use crate::data::sampler::Sampler;
 use crate::data::splits::{EvalSet, Split, infer_missing_labels, load_eval_split, load_split};
@@ -579,11 +581,13 @@ impl Training {
         let read = self.gpu.block_on(self.steps.read(&advice))??;
         let mut sums = vec![(0.0f64, 0usize); self.tasks.len()];
         let mut lr = 0.0;
-        for StepRead { task, stats } in &read {
+        for StepRead { tasks, stats } in &read {
             lr = stats.lr;
-            if let Some(Some(loss)) = stats.task_losses.get(*task) {
-                sums[*task].0 += *loss as f64;
-                sums[*task].1 += 1;
+            for &task in tasks {
+                if let Some(Some(loss)) = stats.task_losses.get(task) {
+                    sums[task].0 += *loss as f64;
+                    sums[task].1 += 1;
+                }
             }
         }
         // (the readback above waited for the GPU: the steps so far are done)
@@ -750,10 +754,11 @@ fn header(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let how = match train.sampler {
-        SamplerKind::RoundRobin => "sampler round_robin (each task in turn)".to_string(),
-        SamplerKind::Proportional => format!("sampler proportional (p: {})", shares()),
-        SamplerKind::Temperature => format!(
+    let how = match (train.mixing, train.sampler) {
+        (Mixing::AllTasks, _) => "every task in every step (mixing all_tasks)".to_string(),
+        (_, SamplerKind::RoundRobin) => "sampler round_robin (each task in turn)".to_string(),
+        (_, SamplerKind::Proportional) => format!("sampler proportional (p: {})", shares()),
+        (_, SamplerKind::Temperature) => format!(
             "sampler temperature, T = {} (p: {})",
             train.temperature,
             shares()

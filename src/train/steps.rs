@@ -11,7 +11,7 @@ use super::schedule::LrSchedule;
 use super::trainer::{StepOutput, StepStats, TrainOptions, Trainer};
 use crate::config::TrainConfig;
 use crate::data::sampler::Sampler;
-use crate::data::{Example, collate};
+use crate::data::{Batch, Example, collate};
 use crate::model::MultiTaskModel;
 use crate::ops::adamw::AdamW;
 use crate::tasks::TaskSpec;
@@ -77,7 +77,8 @@ impl Batches {
             config.seed,
             config.batch_size,
             lengths,
-        );
+        )
+        .with_mixing(config.mixing);
         Self {
             sampler,
             pools,
@@ -86,17 +87,18 @@ impl Batches {
     }
 }
 
-/// A step taken: its task and the real (non-padding) tokens of its batch.
-#[derive(Clone, Copy, Debug)]
+/// A step taken: the tasks of its batches (one, or every task) and their real (non-padding)
+/// tokens.
+#[derive(Clone, Debug)]
 pub struct StepTaken {
-    pub task: usize,
+    pub tasks: Vec<usize>,
     pub tokens: u64,
 }
 
-/// A step's statistics, read back, with the task its batch came from.
+/// A step's statistics, read back, with the tasks its batches came from.
 #[derive(Clone, Debug)]
 pub struct StepRead {
-    pub task: usize,
+    pub tasks: Vec<usize>,
     pub stats: StepStats,
 }
 
@@ -105,7 +107,7 @@ pub struct StepRead {
 pub struct Steps {
     pub trainer: Trainer,
     pub batches: Batches,
-    pending: Vec<(usize, StepOutput)>,
+    pending: Vec<(Vec<usize>, StepOutput)>,
 }
 
 impl Steps {
@@ -117,22 +119,34 @@ impl Steps {
         }
     }
 
-    /// One step on the sampler's next batch. The host does not wait for the GPU: the step's
-    /// statistics stay pending until [`Steps::read`].
+    /// One step on the sampler's next batches (one, or one per task: `[train] mixing`). The
+    /// host does not wait for the GPU: the step's statistics stay pending until
+    /// [`Steps::read`].
     pub fn step(&mut self) -> Result<StepTaken> {
-        let (task, indices) = self.batches.sampler.next_batch();
-        let examples: Vec<Example> = indices
+        let drawn = self.batches.sampler.next_step();
+        let batches: Vec<Batch> = drawn
             .iter()
-            .map(|&i| self.batches.pools[task][i].clone())
+            .map(|(task, indices)| {
+                let examples: Vec<Example> = indices
+                    .iter()
+                    .map(|&i| self.batches.pools[*task][i].clone())
+                    .collect();
+                collate(
+                    &examples,
+                    &self.trainer.model.spec.tasks,
+                    self.batches.pad_id,
+                )
+            })
             .collect();
-        let batch = collate(
-            &examples,
-            &self.trainer.model.spec.tasks,
-            self.batches.pad_id,
-        );
-        let tokens = batch.attention.iter().map(|&a| a as u64).sum::<u64>();
-        self.pending.push((task, self.trainer.train_step(&batch)?));
-        Ok(StepTaken { task, tokens })
+        let tokens = batches
+            .iter()
+            .flat_map(|b| &b.attention)
+            .map(|&a| a as u64)
+            .sum::<u64>();
+        let tasks: Vec<usize> = drawn.iter().map(|(task, _)| *task).collect();
+        let output = self.trainer.train_batches(&batches)?;
+        self.pending.push((tasks.clone(), output));
+        Ok(StepTaken { tasks, tokens })
     }
 
     /// Reads the statistics of the steps taken since the last read, oldest first (awaiting
@@ -142,7 +156,7 @@ impl Steps {
     pub async fn read(&mut self, advice: &str) -> Result<Vec<StepRead>> {
         let step = self.trainer.step;
         let mut read = Vec::with_capacity(self.pending.len());
-        for (task, output) in std::mem::take(&mut self.pending) {
+        for (tasks, output) in std::mem::take(&mut self.pending) {
             let stats = output.read_async().await?;
             check_divergence(
                 step,
@@ -150,7 +164,7 @@ impl Steps {
                 &stats.task_losses,
                 advice,
             )?;
-            read.push(StepRead { task, stats });
+            read.push(StepRead { tasks, stats });
         }
         Ok(read)
     }

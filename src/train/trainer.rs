@@ -13,6 +13,7 @@ use crate::model::spec::Owner;
 use crate::nn::DeviceBatch;
 use crate::nn::Mode;
 use crate::ops::adamw::AdamW;
+use crate::ops::elementwise::accumulate;
 
 /// Optimizer settings of a run.
 #[derive(Clone, Copy, Debug)]
@@ -94,28 +95,64 @@ impl Trainer {
 
     /// One step on `batch`. Tasks without labels in it run no head and are not updated.
     pub fn train_step(&mut self, batch: &Batch) -> Result<StepOutput> {
+        self.train_batches(std::slice::from_ref(batch))
+    }
+
+    /// One optimizer step on `batches` (one per task with `mixing = "all_tasks"`): each
+    /// batch's forward and backward add their gradients into the step's gradient set, then
+    /// one AdamW step. The step's loss of a task sums the batches that label it. Batch `k`'s
+    /// dropout masks come from its own seed (batch 0 keeps the model's: a one-batch step is
+    /// exactly [`Trainer::train_step`]).
+    pub fn train_batches(&mut self, batches: &[Batch]) -> Result<StepOutput> {
+        if batches.is_empty() {
+            anyhow::bail!("a training step needs at least one batch");
+        }
         self.step += 1;
         let gpu = self.model.params().gpu().clone();
-        let spec = &self.model.spec;
-        let labelled: Vec<bool> = batch
-            .targets
-            .iter()
-            .map(TaskTargets::any_labelled)
-            .collect();
-        let device_batch = DeviceBatch::new(&gpu, batch, &spec.encoder, true)?;
-        let mode = Mode::Train {
-            seed: spec.encoder.seed,
-            step: self.step,
+        let tasks = self.model.spec.tasks.len();
+        let mut labelled = vec![false; tasks];
+        let mut total: Option<Tensor> = None;
+        let mut per_task: Vec<Option<Tensor>> = vec![None; tasks];
+        let add = |sum: Option<Tensor>, x: Tensor| -> Result<Tensor> {
+            match sum {
+                None => Ok(x),
+                Some(sum) => {
+                    accumulate(&sum, &x, 1.0)?;
+                    Ok(sum)
+                }
+            }
         };
-        self.model.store.zero_grads();
-        let pass = self.model.forward(&device_batch, mode, Some(&labelled))?;
-        let losses = self.model.backward(
-            &pass,
-            &device_batch,
-            &batch.targets,
-            &self.model.store.grads,
-            mode,
-        )?;
+        for (k, batch) in batches.iter().enumerate() {
+            let spec = &self.model.spec;
+            let run: Vec<bool> = batch
+                .targets
+                .iter()
+                .map(TaskTargets::any_labelled)
+                .collect();
+            let device_batch = DeviceBatch::new(&gpu, batch, &spec.encoder, true)?;
+            let mode = Mode::Train {
+                seed: batch_seed(spec.encoder.seed, k),
+                step: self.step,
+            };
+            if k == 0 {
+                self.model.store.zero_grads();
+            }
+            let pass = self.model.forward(&device_batch, mode, Some(&run))?;
+            let losses = self.model.backward(
+                &pass,
+                &device_batch,
+                &batch.targets,
+                &self.model.store.grads,
+                mode,
+            )?;
+            total = Some(add(total, losses.total)?);
+            for (t, loss) in losses.per_task.into_iter().enumerate() {
+                if let Some(loss) = loss {
+                    per_task[t] = Some(add(per_task[t].take(), loss)?);
+                    labelled[t] = true;
+                }
+            }
+        }
         let lr = self.options.schedule.lr(self.step);
         let any = labelled.iter().any(|&l| l);
         let clip = self
@@ -126,9 +163,15 @@ impl Trainer {
             })?;
         Ok(StepOutput {
             lr,
-            total: losses.total,
-            per_task: losses.per_task,
+            total: total.expect("at least one batch"),
+            per_task,
             clip,
         })
     }
+}
+
+/// The dropout seed of a step's batch `k`: the model's for the first, a distinct one for each
+/// other (so the batches of one step do not share masks).
+fn batch_seed(seed: u64, k: usize) -> u64 {
+    seed ^ (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }

@@ -10,7 +10,7 @@ use taskgate::nn::Mode;
 use taskgate::ops::elementwise::accumulate;
 
 use crate::common::gpu;
-use crate::training::{examples, init, spec};
+use crate::training::{examples, init, spec, trainer};
 
 /// `|a - b| / |a|` over a whole tensor (L2 norms). The key bias's gradient is zero in exact
 /// arithmetic (softmax ignores a shift of all scores), so what both backwards compute there is
@@ -139,4 +139,73 @@ fn task_weights_from_a_gpu_tensor_equal_uploaded_ones() {
     assert!(model.set_task_weights(&[1.0, f32::NAN, 1.0]).is_err());
     let wrong = Tensor::from_slice(gpu(), &[1.0f32; 4], &[4]).unwrap();
     assert!(model.set_task_weights_tensor(wrong).is_err());
+}
+
+/// `mixing = "all_tasks"`: one step over a batch of every task adds up exactly the gradients
+/// the lambda-weighted single-task steps on those batches make.
+#[test]
+fn an_all_tasks_step_sums_the_single_task_steps_gradients() {
+    let mut spec = spec(0.0);
+    let lambdas = [0.7f32, 1.3, 0.4];
+    for (task, &l) in spec.tasks.iter_mut().zip(&lambdas) {
+        task.lambda = l;
+    }
+    let params = init(&spec);
+    // Batch i holds examples labelled for task i only, as training files make them.
+    let batches: Vec<_> = (0..3)
+        .map(|i| {
+            let mut ex = examples(5 + i, 20 + i as u64);
+            for e in &mut ex {
+                for (t, label) in e.labels.iter_mut().enumerate() {
+                    if t != i {
+                        *label = None;
+                    }
+                }
+            }
+            collate(&ex, &spec.tasks, 0)
+        })
+        .collect();
+    let mut all = trainer(&spec, &params, 10);
+    let stats = all.train_batches(&batches).unwrap().read().unwrap();
+    let joint = all.model.store.download_grads().unwrap();
+    let mut summed: Option<HostParams> = None;
+    let mut weighted_losses = 0.0;
+    for (i, batch) in batches.iter().enumerate() {
+        let mut single = trainer(&spec, &params, 10);
+        let s = single.train_step(batch).unwrap().read().unwrap();
+        weighted_losses += lambdas[i] * s.task_losses[i].unwrap();
+        let grads = single.model.store.download_grads().unwrap();
+        match summed.as_mut() {
+            None => summed = Some(grads),
+            Some(sum) => {
+                for (name, t) in grads {
+                    let acc = sum.get_mut(&name).unwrap();
+                    for (a, g) in acc.data.iter_mut().zip(&t.data) {
+                        *a += g;
+                    }
+                }
+            }
+        }
+    }
+    let summed = summed.unwrap();
+    for name in [
+        "encoder.layer.0.attention.self.query.weight",
+        "tasks.mod3.head.1.weight",
+    ] {
+        assert!(
+            joint[name].data.iter().any(|g| *g != 0.0),
+            "{name} has a gradient"
+        );
+    }
+    let mut worst = 0f64;
+    for (name, t) in &joint {
+        let err = relative(&summed[name].data, &t.data);
+        assert!(err <= 1e-5, "{name}: relative difference {err:e}");
+        worst = worst.max(err);
+    }
+    assert!((stats.loss - weighted_losses).abs() <= 1e-5 * weighted_losses.abs());
+    eprintln!(
+        "{} gradients, largest relative difference {worst:.1e}",
+        joint.len()
+    );
 }

@@ -132,7 +132,7 @@ pub fn init(spec: &ModelSpec) -> HostParams {
     params
 }
 
-fn trainer(spec: &ModelSpec, params: &HostParams, steps: u64) -> Trainer {
+pub fn trainer(spec: &ModelSpec, params: &HostParams, steps: u64) -> Trainer {
     let model = MultiTaskModel::new(gpu(), spec.clone(), params).unwrap();
     let options = TrainOptions {
         schedule: LrSchedule {

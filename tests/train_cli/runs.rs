@@ -328,3 +328,46 @@ fn bad_input_is_one_clear_error_and_leaves_nothing_behind() {
     let details = err.lines().filter(|l| l.starts_with("  ")).count();
     assert!(details > 10, "--verbose lists every mismatch: {err}");
 }
+
+/// `mixing = "all_tasks"`: every logged step has every task's loss, and a run killed mid-way
+/// resumes to the same weights (sampler counters and dropout seeds per batch).
+#[test]
+fn an_all_tasks_run_trains_every_task_each_step_and_resumes_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_data(tmp.path(), 8, 4);
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("sampler = \"round_robin\"", "mixing = \"all_tasks\"");
+    std::fs::write(&config, text).unwrap();
+    let whole = tmp.path().join("whole");
+    let out = taskgate(&["train", p(&config), "--out", p(&whole)], &[]);
+    ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("every task in every step"), "{stderr}");
+    let log = std::fs::read_to_string(whole.join("log.jsonl")).unwrap();
+    let train_rows: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["kind"] == "train")
+        .collect();
+    assert_eq!(train_rows.len(), 4, "log_every 2 over 8 steps");
+    for row in &train_rows {
+        for task in ["sentiment", "score", "tags"] {
+            assert!(row["loss"][task].is_f64(), "{task} in {row}");
+        }
+    }
+
+    let killed = tmp.path().join("killed");
+    let out = taskgate(
+        &["train", p(&config), "--out", p(&killed)],
+        &[("TASKGATE_FAULT", "run:step@6")],
+    );
+    assert!(!out.status.success(), "the hook aborts the process");
+    ok(&taskgate(&["train", "--resume", p(&killed)], &[]));
+    for file in ["last/model.safetensors", "last/optimizer.safetensors"] {
+        assert!(
+            std::fs::read(whole.join(file)).unwrap() == std::fs::read(killed.join(file)).unwrap(),
+            "{file} differs between the uninterrupted and the resumed run"
+        );
+    }
+}
