@@ -10,16 +10,32 @@
 # Build the old binary from a worktree, e.g.:
 #   git worktree add /tmp/old REV && (cd /tmp/old && cargo build --release --bin taskgate)
 set -euo pipefail
-a=$1 b=$2 rounds=${3:-3}
-shift $(( $# < 3 ? $# : 3 ))
-[ "${1:-}" = "--" ] && shift
+if [ $# -lt 2 ]; then
+    echo "usage: bench/ab.sh OLD_BINARY NEW_BINARY [ROUNDS] [-- bench train flags]" >&2
+    exit 2
+fi
+a=$1 b=$2
+shift 2
+rounds=3
+if [ $# -gt 0 ] && [ "$1" != "--" ]; then
+    rounds=$1
+    shift
+fi
+if [ $# -gt 0 ] && [ "$1" = "--" ]; then
+    shift
+fi
 flags=("$@")
 [ ${#flags[@]} -gt 0 ] || flags=(--model minilm-l6 --batch 16 --seq 64 --samples 5)
 out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
 for r in $(seq 1 "$rounds"); do
     for side in a b; do
         bin=$a; [ $side = b ] && bin=$b
-        "$bin" bench train "${flags[@]}" --json "$out/$side-$r.json" >/dev/null 2>&1
+        if ! "$bin" bench train "${flags[@]}" --json "$out/$side-$r.json" >"$out/run.log" 2>&1; then
+            echo "$bin bench train ${flags[*]} failed:" >&2
+            cat "$out/run.log" >&2
+            exit 1
+        fi
     done
 done
 python3 - "$out" "$rounds" <<'PY'
@@ -36,4 +52,3 @@ for key in ("median_ms", "min_ms"):
     mb = statistics.median(x[key] for x in rows["b"])
     print(f"{key} over rounds: A {ma:.0f}, B {mb:.0f}, B/A {mb / ma:.3f}")
 PY
-rm -rf "$out"

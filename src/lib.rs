@@ -3,10 +3,11 @@
 //!
 //! The layers, bottom first; a module imports only from the layers below it (checked on the
 //! source by `tests/layers.rs`):
+//! - at the bottom, [`tokenize`], [`shaders`] (the kernels' WGSL text) and the utilities
+//!   [`files`] (whole-file replacement, outputs, directory locks), `fault` (test-only crash
+//!   points) and [`error`];
 //! - [`config`] (plain types read from files: the model, the tasks' settings and data
-//!   sources, `[train]`, and the choices they name), [`tokenize`], [`shaders`] (the kernels'
-//!   WGSL text), and the utilities [`files`] (whole-file replacement, outputs, directory
-//!   locks) and [`error`];
+//!   sources, `[train]`, and the choices they name);
 //! - [`gpu`] (device, tensors, dispatch, readback, the autotuning cache);
 //! - [`ops`] (one launcher per kernel, forward and backward side by side), beside
 //!   [`reference`](mod@reference) (the f64 CPU implementation every kernel is tested against);

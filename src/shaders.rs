@@ -113,9 +113,13 @@ impl ShaderSource {
 /// Each shader is its file under `shaders/`, after the shared snippets of `shaders/lib/` it
 /// names (WGSL has no includes; the snippets hold the code several kernels share). A snippet
 /// may use the snippets named before it and what its `// needs:` header lines declare, which
-/// the including shader provides.
+/// the including shader provides. A shader with variants declares its defines after `with`:
+/// `X => "x.wgsl" ["lib.wgsl"] with &[Define { name: "STORE_T", kind: DefineKind::Alias,
+/// default: "f32" }]` (launchers then pick values in `Dispatch::defines`).
 macro_rules! shaders {
-    ($($ident:ident => $file:literal $([$($lib:literal),*])?),* $(,)?) => {
+    (@defines) => { &[] };
+    (@defines $defines:expr) => { $defines };
+    ($($ident:ident => $file:literal $([$($lib:literal),*])? $(with $defines:expr)?),* $(,)?) => {
         $(
             pub static $ident: ShaderSource = ShaderSource {
                 name: $file,
@@ -124,7 +128,7 @@ macro_rules! shaders {
                     include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/", $file))
                 ),
                 libs: &[$($($lib),*)?],
-                defines: &[],
+                defines: shaders!(@defines $($defines)?),
             };
         )*
         /// Every shader, for validation and tooling.

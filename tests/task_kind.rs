@@ -50,7 +50,14 @@ impl Kind for Binary {
         Classification.label_from_cell(task, cell, sep)
     }
 
-    /// A class name, as `classification` parses it, of a task with exactly two labels.
+    /// Exactly two labels (checked when the config is read, and once they are inferred).
+    fn check(&self, task: &TaskSpec) -> Result<()> {
+        if task.labels.as_ref().is_some_and(|l| l.len() != 2) {
+            bail!("task '{}': a binary task has exactly two labels", task.name);
+        }
+        Ok(())
+    }
+
     fn parse_label(
         &self,
         task: &TaskSpec,
@@ -58,9 +65,6 @@ impl Kind for Binary {
         n_words: usize,
         names: &mut LabelNames<'_>,
     ) -> Result<Label> {
-        if task.labels.as_ref().is_some_and(|l| l.len() != 2) {
-            bail!("task '{}': a binary task has exactly two labels", task.name);
-        }
         Classification.parse_label(task, value, n_words, names)
     }
 
@@ -170,7 +174,7 @@ fn a_kind_defined_outside_taskgate_trains_end_to_end() {
     let summary = run(
         &AdapterRequest::default(),
         &RunOptions {
-            config: Some(config),
+            config: Some(config.clone()),
             out: out.clone(),
             resume: false,
             only: None,
@@ -199,4 +203,31 @@ fn a_kind_defined_outside_taskgate_trains_end_to_end() {
     assert_eq!(model.params["tasks.liked.head.0.weight"].shape, vec![1, 16]);
     let toml = std::fs::read_to_string(out.join("last/taskgate.toml")).unwrap();
     assert!(toml.contains("kind = \"binary\""), "{toml}");
+
+    // The kind's own check runs on the config: three labels are refused, naming the file.
+    let three = std::fs::read_to_string(&config).unwrap().replace(
+        "kind = \"binary\"",
+        "kind = \"binary\"\nlabels = [\"a\", \"b\", \"c\"]",
+    );
+    let bad = dir.path().join("three.toml");
+    std::fs::write(&bad, three).unwrap();
+    let err = run(
+        &AdapterRequest::default(),
+        &RunOptions {
+            config: Some(bad),
+            out: dir.path().join("never"),
+            resume: false,
+            only: None,
+            steps: None,
+            progress: false,
+        },
+    )
+    .err()
+    .expect("three labels for a binary task")
+    .to_string();
+    assert!(
+        err.contains("three.toml") && err.contains("exactly two labels"),
+        "{err}"
+    );
+    assert!(!dir.path().join("never").exists(), "nothing written");
 }

@@ -36,8 +36,10 @@ fn task(
     TaskSpec {
         name: name.into(),
         kind,
-        labels: (kind != TaskKind::REGRESSION).then(|| (0..width).map(|i| i.to_string()).collect()),
-        outputs: (kind == TaskKind::REGRESSION).then_some(width),
+        labels: kind
+            .named_outputs()
+            .then(|| (0..width).map(|i| i.to_string()).collect()),
+        outputs: (!kind.named_outputs()).then_some(width),
         gate,
         pooling,
         head: HeadConfig {

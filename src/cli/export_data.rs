@@ -27,6 +27,8 @@ pub fn run(
     }
     // Labels are written as the files hold them: no label set needs inferring.
     let config_data = resolve_paths(config, None)?;
+    let tasks = TaskSpec::all_from(&config_data)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
     // The output is never the config or one of its data files (any split).
     let mut inputs: Vec<&Path> = vec![config];
     let sources: Vec<DataSource> = config_data.tasks.iter().map(TaskConfig::source).collect();
@@ -37,19 +39,17 @@ pub fn run(
     }
     let mut out = Output::open(output, &inputs, "--output")?;
     let mut per_task_lines: Vec<Vec<Value>> = Vec::new();
-    for (task, source) in config_data.tasks.iter().zip(&sources) {
-        let task = TaskSpec::from_config(task)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
+    for (task, source) in tasks.iter().zip(&sources) {
         let Some(path) = split.path(source) else {
             per_task_lines.push(Vec::new());
             continue;
         };
-        let records = read_records(&task, source, path)?;
+        let records = read_records(task, source, path)?;
         let keep = per_task.unwrap_or(records.len()).min(records.len());
         let lines = (0..keep)
             .map(|k| &records[k * records.len() / keep.max(1)])
             .map(|r| {
-                let label = label_value(&task, &r.label);
+                let label = label_value(task, &r.label);
                 let mut line = Map::new();
                 line.insert("text".into(), json!(r.text));
                 if let Some(pair) = &r.text_pair {

@@ -205,7 +205,9 @@ pub fn needs_labels(task: &TaskSpec) -> bool {
 pub fn infer_labels_from(task: &mut TaskSpec, source: &DataSource, train: &Path) -> Result<()> {
     let records = read_records(task, source, train)?;
     task.labels = Some(infer_labels(task, train, &records)?);
-    Ok(())
+    task.kind
+        .check(task)
+        .map_err(|e| anyhow!("{}: {e}", train.display()))
 }
 
 /// Fills in every task's missing `labels` from its training file.

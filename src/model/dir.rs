@@ -5,11 +5,10 @@ use std::path::Path;
 
 use anyhow::{Context, Result, anyhow};
 
-use super::host::{
-    HostParams, NonFinite, check_finite, parse_params, serialize_params, write_atomic,
-};
+use super::host::{HostParams, NonFinite, check_finite, parse_params, serialize_params};
 use super::spec::ModelSpec;
 use crate::config::{DataSource, ModelConfig, TaskConfig};
+use crate::files::write_atomic;
 use crate::tokenize::TextTokenizer;
 
 pub const CONFIG_FILE: &str = "taskgate.toml";

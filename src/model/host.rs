@@ -10,7 +10,7 @@ use rand_distr::{Distribution, Normal};
 use safetensors::{Dtype, SafeTensors};
 
 use super::spec::{Init, ParamSpec};
-pub use crate::files::write_atomic;
+use crate::files::write_atomic;
 
 /// A named f32 tensor on the host.
 #[derive(Clone, Debug, PartialEq)]

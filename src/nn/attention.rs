@@ -219,14 +219,18 @@ impl AttentionCore {
 }
 
 impl SelfAttention {
-    /// Declares `self.{query,key,value}` (one packed `[3d, d]` projection) and
-    /// `output.dense` under `pb`'s prefix (Hugging Face's `attention`).
-    pub fn new(pb: &ParamBuilder, d: usize, core: AttentionCore) -> Self {
-        let projections = pb.pp("self");
+    /// Declares `query`, `key` and `value` under `projections` (one packed `[3d, d]`
+    /// projection; Hugging Face's `attention.self`) and the output projection under `output`.
+    pub fn new(
+        projections: &ParamBuilder,
+        output: &ParamBuilder,
+        d: usize,
+        core: AttentionCore,
+    ) -> Self {
         let parts = ["query", "key", "value"].map(|p| projections.pp(p));
         Self {
             qkv: Linear::packed(&parts, d),
-            output: Linear::new(&pb.pp("output.dense"), d, d),
+            output: Linear::new(output, d, d),
             core,
         }
     }

@@ -51,12 +51,22 @@ impl EncoderLayer {
             dropout: dims.attention_dropout,
             site: Site(site),
         };
+        // Hugging Face's BertLayer: attention.{self, output.{dense, LayerNorm}},
+        // intermediate.dense, output.{dense, LayerNorm}; each name spelled here once.
+        let attention = pb.pp("attention");
+        let attention_output = attention.pp("output");
+        let output = pb.pp("output");
         Self {
-            attention: SelfAttention::new(&pb.pp("attention"), d, core),
-            attention_norm: LayerNorm::new(&pb.pp("attention.output.LayerNorm"), d, eps),
-            intermediate: Linear::new(&pb.pp("intermediate.dense"), d, dims.intermediate),
-            output: Linear::new(&pb.pp("output.dense"), dims.intermediate, d),
-            output_norm: LayerNorm::new(&pb.pp("output.LayerNorm"), d, eps),
+            attention: SelfAttention::new(
+                &attention.pp("self"),
+                &attention_output.pp("dense"),
+                d,
+                core,
+            ),
+            attention_norm: LayerNorm::new(&attention_output.pp("LayerNorm"), d, eps),
+            intermediate: Linear::new(&pb.pp("intermediate").pp("dense"), d, dims.intermediate),
+            output: Linear::new(&output.pp("dense"), dims.intermediate, d),
+            output_norm: LayerNorm::new(&output.pp("LayerNorm"), d, eps),
             dropout: dims.dropout,
             site: site + 1,
         }

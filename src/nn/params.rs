@@ -71,10 +71,11 @@ impl ParamRef {
     pub fn run(parts: &[ParamRef], shape: &[usize]) -> Self {
         let ids = parts
             .iter()
-            .map(|p| match p {
-                ParamRef::One(id) => *id,
-                ParamRef::Run { ids, .. } => ids[0],
+            .flat_map(|p| match p {
+                ParamRef::One(id) => std::slice::from_ref(id),
+                ParamRef::Run { ids, .. } => ids.as_slice(),
             })
+            .copied()
             .collect();
         ParamRef::Run {
             ids,

@@ -93,7 +93,7 @@ impl TaskSpec {
                 }
             }
         }
-        Ok(Self {
+        let spec = Self {
             name: name.clone(),
             kind,
             labels: task.labels.clone(),
@@ -103,7 +103,9 @@ impl TaskSpec {
             head: task.head.clone(),
             lambda: task.lambda,
             word_split: task.word_split,
-        })
+        };
+        kind.check(&spec)?;
+        Ok(spec)
     }
 
     /// Every task of `config`, resolved.

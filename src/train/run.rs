@@ -106,10 +106,12 @@ pub fn resolve_fresh(config_path: &Path, only: Option<&str>) -> Result<ModelConf
     Ok(config)
 }
 
-/// Loads `config_path`, makes every data path absolute (relative ones are relative to the
-/// config file, or to the working directory) and applies `--only`; reads no data file.
+/// Loads `config_path` and checks every task against its kind (all of them, `--only` or not),
+/// makes every data path absolute (relative ones are relative to the config file, or to the
+/// working directory) and applies `--only`; reads no data file.
 pub fn resolve_paths(config_path: &Path, only: Option<&str>) -> Result<ModelConfig> {
     let mut config = ModelConfig::load(config_path)?;
+    TaskSpec::all_from(&config).map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
     if let Some(name) = only {
         let Some(index) = config.task_index(name) else {
             let names: Vec<&str> = config.tasks.iter().map(|t| t.name.as_str()).collect();
@@ -506,6 +508,18 @@ impl Training {
 
         // Every data file is read and checked before anything is written.
         let sources: Vec<DataSource> = start.config.tasks.iter().map(TaskConfig::source).collect();
+        let names = |names: Vec<&str>| names.join(", ");
+        let (ours, model) = (
+            names(start.config.tasks.iter().map(|t| t.name.as_str()).collect()),
+            names(spec.tasks.iter().map(|t| t.name.as_str()).collect()),
+        );
+        if ours != model {
+            bail!(
+                "{}: its tasks ({ours}) are not the checkpoint's ({model}); restore the file \
+                 the run wrote",
+                start.config_path.display()
+            );
+        }
         let train_data = load_all(&spec.tasks, &sources, Split::Train, &tokenizer)?;
         let dev_data = load_eval_sets(&spec.tasks, &sources, Split::Dev, &tokenizer)?;
         let pools = train_data

@@ -1,6 +1,7 @@
-// taskgate page: the prediction cards, one per task of a predict() result: the label and
-// probability bars (classification, multilabel), the values (regression), coloured tags per
-// word (token classification).
+// taskgate page: the prediction cards, one per task of a predict() result, drawn from the
+// shape of each prediction (so any task kind shows): coloured tags per word (`tags`), values
+// (`values`), the labels and probability bars (`labels` + `scores`), the label and its bars
+// (`label`, `scores` when given), else the prediction's JSON.
 
 import { el, inModelOrder } from './dom.js';
 
@@ -35,17 +36,19 @@ export function showPrediction(box, r, tasks) {
   box.replaceChildren();
   for (const [name, p] of inModelOrder(Object.entries(r.predictions), tasks)) {
     const kind = taskKind(name, p, tasks);
-    const card = el('div', { class: `task-result${kind === 'token_classification' ? ' wide' : ''}` });
-    card.append(el('h4', {}, name, el('span', { class: 'kind' }, kind.replace('_', ' '))));
-    if (kind === 'classification') {
-      card.append(el('div', { class: 'answer' }, p.label), ...bars(p.scores, (n) => n === p.label));
-    } else if (kind === 'multilabel') {
+    const card = el('div', { class: `task-result${Array.isArray(p.tags) ? ' wide' : ''}` });
+    card.append(el('h4', {}, name, el('span', { class: 'kind' }, kind.replaceAll('_', ' '))));
+    if (Array.isArray(p.values)) {
+      card.append(el('div', { class: 'answer' }, p.values.map((v) => v.toFixed(4)).join(', ')));
+    } else if (Array.isArray(p.labels)) {
       card.append(
         el('div', { class: 'answer' }, p.labels.length ? p.labels.join(', ') : '(no label ≥ 0.5)'),
-        ...bars(p.scores, (n) => p.labels.includes(n), true),
+        ...bars(p.scores ?? {}, (n) => p.labels.includes(n), true),
       );
-    } else if (kind === 'regression') {
-      card.append(el('div', { class: 'answer' }, p.values.map((v) => v.toFixed(4)).join(', ')));
+    } else if (typeof p.label === 'string') {
+      card.append(el('div', { class: 'answer' }, p.label), ...bars(p.scores ?? {}, (n) => n === p.label));
+    } else if (!Array.isArray(p.tags)) {
+      card.append(el('pre', { class: 'answer' }, JSON.stringify(p)));
     } else {
       card.append(
         el(
