@@ -113,6 +113,15 @@ pub enum HiddenGrads {
     PerTask,
 }
 
+/// Each task's loss of one forward and d(logits) (`None`: the task was not run or has no
+/// labels), with how d(logits) was scaled and the task weights it was scaled by, so the
+/// backward that follows and the weighted total cannot use others.
+pub struct TaskLosses {
+    pub per_task: Vec<Option<LossOutput>>,
+    pub how: HiddenGrads,
+    weights: Tensor,
+}
+
 /// Losses of one backward: the weighted total and each task's (`None`: no labels).
 pub struct Losses {
     pub total: Tensor,
@@ -217,9 +226,10 @@ impl MultiTaskModel {
         &self,
         pass: &ForwardPass,
         targets: &[TaskTargets],
-        grads: HiddenGrads,
-    ) -> Result<Vec<Option<LossOutput>>> {
-        self.spec
+        how: HiddenGrads,
+    ) -> Result<TaskLosses> {
+        let per_task = self
+            .spec
             .tasks
             .iter()
             .enumerate()
@@ -228,7 +238,7 @@ impl MultiTaskModel {
                 let Some(tp) = pass.tasks[i].as_ref().filter(|_| labelled) else {
                     return Ok(None);
                 };
-                let scale = match grads {
+                let scale = match how {
                     HiddenGrads::WeightedSum => GradScale {
                         factor: 1.0,
                         task_weight: Some(TaskWeight {
@@ -240,18 +250,35 @@ impl MultiTaskModel {
                 };
                 task.kind.loss(&tp.logits, &targets[i], scale).map(Some)
             })
-            .collect()
+            .collect::<Result<_>>()?;
+        Ok(TaskLosses {
+            per_task,
+            how,
+            weights: self.task_weights.clone(),
+        })
     }
 
-    /// The weighted total `sum_i w_i L_i` of `losses` (on the GPU).
-    pub fn weighted_total(&self, losses: &[Option<LossOutput>]) -> Result<Tensor> {
+    /// The weighted total `sum_i w_i L_i` of `losses` (on the GPU), with the weights the
+    /// losses were made with.
+    pub fn weighted_total(&self, losses: &TaskLosses) -> Result<Tensor> {
         let total = Tensor::zeros(self.params().gpu(), &[1], DType::F32)?;
-        for (i, loss) in losses.iter().enumerate() {
+        for (i, loss) in losses.per_task.iter().enumerate() {
             if let Some(loss) = loss {
-                accumulate_weighted(&total, &loss.loss, 1.0, &self.task_weights, i)?;
+                accumulate_weighted(&total, &loss.loss, 1.0, &losses.weights, i)?;
             }
         }
         Ok(total)
+    }
+
+    /// An error unless `losses` were made for `how`.
+    fn expect_losses(losses: &TaskLosses, how: HiddenGrads) -> Result<()> {
+        if losses.how != how {
+            anyhow::bail!(
+                "these task losses were made for {:?} d(hidden), not {how:?}",
+                losses.how
+            );
+        }
+        Ok(())
     }
 
     /// Back-propagates task `i`'s d(logits) through its head and gate, adding their parameter
@@ -301,11 +328,12 @@ impl MultiTaskModel {
         &self,
         pass: &ForwardPass,
         batch: &DeviceBatch,
-        losses: &[Option<LossOutput>],
+        losses: &TaskLosses,
         g: &ArenaSet,
     ) -> Result<Tensor> {
+        Self::expect_losses(losses, HiddenGrads::WeightedSum)?;
         let dhidden = Tensor::zeros(pass.hidden.gpu(), pass.hidden.shape(), DType::F32)?;
-        for (i, loss) in losses.iter().enumerate() {
+        for (i, loss) in losses.per_task.iter().enumerate() {
             if let Some(loss) = loss {
                 self.backward_task(i, pass, batch, loss, g, &dhidden)?;
             }
@@ -320,10 +348,12 @@ impl MultiTaskModel {
         &self,
         pass: &ForwardPass,
         batch: &DeviceBatch,
-        losses: &[Option<LossOutput>],
+        losses: &TaskLosses,
         g: &ArenaSet,
     ) -> Result<Vec<Option<Tensor>>> {
+        Self::expect_losses(losses, HiddenGrads::PerTask)?;
         losses
+            .per_task
             .iter()
             .enumerate()
             .map(|(i, loss)| {
@@ -368,7 +398,11 @@ impl MultiTaskModel {
         self.backward_encoder(pass, batch, dhidden, g, mode)?;
         Ok(Losses {
             total,
-            per_task: losses.into_iter().map(|l| l.map(|l| l.loss)).collect(),
+            per_task: losses
+                .per_task
+                .into_iter()
+                .map(|l| l.map(|l| l.loss))
+                .collect(),
         })
     }
 }

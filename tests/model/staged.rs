@@ -58,6 +58,11 @@ fn per_task_hidden_gradients_summed_through_the_encoder_equal_the_joint_backward
         .backward_tasks_each(&pass, &device_batch, &losses, &staged_grads)
         .unwrap();
     assert_eq!(per_task.len(), 3);
+    let err = model
+        .backward_tasks_summed(&pass, &device_batch, &losses, &staged_grads)
+        .expect_err("per-task losses are not for the weighted sum")
+        .to_string();
+    assert!(err.contains("PerTask"), "{err}");
     let combined = Tensor::zeros(gpu(), pass.hidden.shape(), DType::F32).unwrap();
     for (dh, &l) in per_task.iter().zip(&lambdas) {
         accumulate(&combined, dh.as_ref().expect("every task is labelled"), l).unwrap();
@@ -69,7 +74,7 @@ fn per_task_hidden_gradients_summed_through_the_encoder_equal_the_joint_backward
 
     // The losses agree, and so does every gradient: the encoder's exactly as the joint
     // backward's, each task's as its own unweighted loss's (the joint one over lambda).
-    for (i, loss) in losses.iter().enumerate() {
+    for (i, loss) in losses.per_task.iter().enumerate() {
         let a = loss.as_ref().unwrap().loss.to_vec::<f32>().unwrap()[0];
         let b = joint_losses.per_task[i]
             .as_ref()
