@@ -27,8 +27,7 @@ pub fn run(
     }
     // Labels are written as the files hold them: no label set needs inferring.
     let config_data = resolve_paths(config, None)?;
-    let tasks = TaskSpec::all_from(&config_data)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
+    let tasks = TaskSpec::all_in(&config_data, config)?;
     // The output is never the config or one of its data files (any split).
     let mut inputs: Vec<&Path> = vec![config];
     let sources: Vec<DataSource> = config_data.tasks.iter().map(TaskConfig::source).collect();

@@ -61,8 +61,7 @@ pub fn init_from_config(
     binding_elements: Option<usize>,
 ) -> Result<InitializedModel> {
     let mut inputs = vec![config_path.to_path_buf()];
-    let mut tasks =
-        TaskSpec::all_from(config).map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
+    let mut tasks = TaskSpec::all_in(config, config_path)?;
     let mut sources: Vec<DataSource> = config.tasks.iter().map(TaskConfig::source).collect();
     // Data paths found beside the config (or in the working directory) are stored absolute,
     // so that `eval` and `train` find them from the model directory wherever it is used.

@@ -111,14 +111,18 @@ impl ParamBuilder {
 
     /// The builder for `name` under this prefix (`a.b` then `pp("c")` is `a.b.c`).
     pub fn pp(&self, name: impl std::fmt::Display) -> Self {
-        let prefix = if self.prefix.is_empty() {
+        Self {
+            prefix: self.full_name(name),
+            ..self.clone()
+        }
+    }
+
+    /// `name` under this builder's prefix.
+    fn full_name(&self, name: impl std::fmt::Display) -> String {
+        if self.prefix.is_empty() {
             name.to_string()
         } else {
             format!("{}.{name}", self.prefix)
-        };
-        Self {
-            prefix,
-            ..self.clone()
         }
     }
 
@@ -133,7 +137,7 @@ impl ParamBuilder {
     fn push(&self, name: &str, shape: &[usize], init: Init, decay: Decay, packed: bool) -> ParamId {
         let mut specs = self.specs.borrow_mut();
         specs.push(ParamSpec {
-            name: self.pp(name).prefix,
+            name: self.full_name(name),
             shape: shape.to_vec(),
             owner: self.owner,
             decay: decay == Decay::Yes,

@@ -113,6 +113,11 @@ impl TaskSpec {
         config.tasks.iter().map(Self::from_config).collect()
     }
 
+    /// [`TaskSpec::all_from`] of the config read from `path`, whose errors name the file.
+    pub fn all_in(config: &ModelConfig, path: &std::path::Path) -> Result<Vec<Self>> {
+        Self::all_from(config).map_err(|e| anyhow!("{}: {e}", path.display()))
+    }
+
     /// The `[[task]]` of this task reading its data from `source`.
     pub fn to_config(&self, source: &DataSource) -> TaskConfig {
         let s = source.clone();
@@ -193,7 +198,7 @@ labels = ["O", "B-X"]
     fn check(text: &str) -> Result<Vec<TaskSpec>> {
         let path = Path::new("test.toml");
         let config = ModelConfig::parse(text, path)?;
-        TaskSpec::all_from(&config).map_err(|e| anyhow!("{}: {e}", path.display()))
+        TaskSpec::all_in(&config, path)
     }
 
     #[test]

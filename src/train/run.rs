@@ -91,8 +91,7 @@ pub fn load_eval_sets(
 /// result checked: the configuration a fresh run trains with.
 pub fn resolve_fresh(config_path: &Path, only: Option<&str>) -> Result<ModelConfig> {
     let mut config = resolve_paths(config_path, only)?;
-    let mut tasks =
-        TaskSpec::all_from(&config).map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
+    let mut tasks = TaskSpec::all_in(&config, config_path)?;
     let sources: Vec<DataSource> = config.tasks.iter().map(TaskConfig::source).collect();
     infer_missing_labels(&mut tasks, &sources)?;
     config.tasks = tasks
@@ -111,7 +110,7 @@ pub fn resolve_fresh(config_path: &Path, only: Option<&str>) -> Result<ModelConf
 /// working directory) and applies `--only`; reads no data file.
 pub fn resolve_paths(config_path: &Path, only: Option<&str>) -> Result<ModelConfig> {
     let mut config = ModelConfig::load(config_path)?;
-    TaskSpec::all_from(&config).map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
+    TaskSpec::all_in(&config, config_path)?;
     if let Some(name) = only {
         let Some(index) = config.task_index(name) else {
             let names: Vec<&str> = config.tasks.iter().map(|t| t.name.as_str()).collect();
