@@ -7,7 +7,9 @@
 //                invocations launched, with f(v) = v * v when SQUARE (sum of squares for the
 //                gradient norm) and f(v) = v otherwise. Repeated until one value is left.
 //   sum_strided4: the same reading vec4s (n % 4 == 0; `rows` counts vec4s).
-// Bindings: 0 params, 1 x, 2 out, 3 x4.
+//   dot_strided: out[t] = sum_{i = t, t + T, ... < n} x[i] * y[i] (the first pass of an inner
+//                product of two task gradients; sum_strided finishes it).
+// Bindings: 0 params, 1 x, 2 out, 3 x4, 4 y.
 // Dispatch: colsum (ceil(cols / WG), chunks) workgroups, one invocation per column and chunk;
 // sum_strided ceil(T / WG) workgroups in x.
 
@@ -22,6 +24,7 @@ struct Params {
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> y: array<f32>;
 
 override WG: u32 = 64;
 override ACCUMULATE: bool = false;
@@ -76,4 +79,18 @@ fn sum_strided4(@builtin(global_invocation_id) gid: vec3<u32>) {
         acc += select(v, v * v, SQUARE);
     }
     out[t] = acc.x + acc.y + acc.z + acc.w;
+}
+
+// Here `rows` is n and `threads` is T.
+@compute @workgroup_size(WG)
+fn dot_strided(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let t = gid.x;
+    if (t >= p.threads) {
+        return;
+    }
+    var acc = 0.0;
+    for (var i = t; i < p.rows; i += p.threads) {
+        acc += x[i] * y[i];
+    }
+    out[t] = acc;
 }

@@ -269,7 +269,8 @@ impl Session {
             (None, Some(model)) => model,
             (None, None) => unreachable!("a session always holds its model"),
         };
-        let trainer = match build_trainer(model, &config, settings.steps) {
+        let steps_per_epoch = batches.sampler.batches_per_epoch();
+        let trainer = match build_trainer(model, &config, settings.steps, steps_per_epoch) {
             Ok(trainer) => trainer,
             Err((e, model)) => {
                 self.model = Some(*model);
@@ -291,7 +292,7 @@ impl Session {
         if run.steps.trainer.step >= run.total {
             bail!("training is done ({} steps)", run.total);
         }
-        run.steps.step()?;
+        run.steps.step().await?;
         let read = run.steps.read("lower the learning rate").await?;
         let Some(StepRead {
             tasks: stepped,

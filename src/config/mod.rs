@@ -14,11 +14,13 @@ pub mod data;
 mod enums;
 pub mod task;
 pub mod train;
+pub mod weighting;
 
 pub use data::{Column, DataFormat, DataSource};
 pub use enums::Activation;
 pub use task::{KindName, TaskConfig};
 pub use train::{Mixing, SamplerKind, TrainConfig};
+pub use weighting::Weighting;
 
 /// The whole configuration file.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -137,14 +139,23 @@ impl ModelConfig {
     pub fn parse(text: &str, path: &Path) -> Result<Self> {
         let config: ModelConfig = toml::from_str(text).map_err(|e| {
             // One line: file:line:column: message (toml's own text spans several lines).
+            let mut key = String::new();
             let at = e.span().map(|span| {
                 let before = &text[..span.start.min(text.len())];
                 let line = before.matches('\n').count() + 1;
-                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+                let column = before.len() - line_start + 1;
+                // A bad value: name its key (`key = value` with the error right of the `=`).
+                if let Some((name, _)) = before[line_start..].split_once('=') {
+                    let name = name.trim();
+                    if !name.is_empty() && !name.starts_with('[') && !name.starts_with('#') {
+                        key = format!("`{name}`: ");
+                    }
+                }
                 format!(":{line}:{column}")
             });
             anyhow::anyhow!(
-                "{}{}: {}",
+                "{}{}: {key}{}",
                 path.display(),
                 at.unwrap_or_default(),
                 e.message().trim()
@@ -233,6 +244,7 @@ impl ModelConfig {
         }
         if let Some(train) = &self.train {
             train.validate()?;
+            train.validate_for_tasks(self.tasks.len())?;
         }
         Ok(())
     }

@@ -3,6 +3,10 @@
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
+use super::weighting::{
+    CagradOptions, DwaOptions, FamoOptions, GradNormOptions, Weighting, WeightingTables,
+};
+
 /// The learning rate's course after the warm-up (see `train::schedule`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -81,6 +85,21 @@ pub struct TrainConfig {
     /// T of the temperature sampler.
     #[serde(default = "default_temperature")]
     pub temperature: f64,
+    /// How a step over every task combines their losses or gradients.
+    #[serde(default)]
+    pub weighting: Weighting,
+    /// `[train.dwa]`: options of `weighting = "dwa"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dwa: Option<DwaOptions>,
+    /// `[train.famo]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub famo: Option<FamoOptions>,
+    /// `[train.gradnorm]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gradnorm: Option<GradNormOptions>,
+    /// `[train.cagrad]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cagrad: Option<CagradOptions>,
 }
 
 fn default_batch_size() -> usize {
@@ -147,6 +166,36 @@ impl TrainConfig {
             bail!(
                 "[train] temperature must be positive, got {}",
                 self.temperature
+            );
+        }
+        self.weighting_tables().validate(self.weighting)?;
+        if self.weighting.combines_tasks() && self.mixing != Mixing::AllTasks {
+            bail!(
+                "[train] weighting = \"{}\" combines every task's loss in each step: set \
+                 mixing = \"all_tasks\" (or weighting = \"static\")",
+                self.weighting.name()
+            );
+        }
+        Ok(())
+    }
+
+    /// The weighting methods' option tables.
+    pub fn weighting_tables(&self) -> WeightingTables {
+        WeightingTables {
+            dwa: self.dwa,
+            famo: self.famo,
+            gradnorm: self.gradnorm,
+            cagrad: self.cagrad,
+        }
+    }
+
+    /// Checks what depends on the number of tasks trained (after `--only`).
+    pub fn validate_for_tasks(&self, tasks: usize) -> Result<()> {
+        if self.weighting.combines_tasks() && tasks < 2 {
+            bail!(
+                "[train] weighting = \"{}\" combines several tasks, but {tasks} task is \
+                 configured: use weighting = \"static\" (or add tasks)",
+                self.weighting.name()
             );
         }
         Ok(())

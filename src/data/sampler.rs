@@ -99,6 +99,11 @@ impl Sampler {
         self
     }
 
+    /// What one step draws.
+    pub fn mixing(&self) -> Mixing {
+        self.mixing
+    }
+
     /// Continues from a checkpoint's state.
     pub fn restore(&mut self, state: SamplerState) -> anyhow::Result<()> {
         if state.epoch.len() != self.lengths.len() || state.cursor.len() != self.lengths.len() {

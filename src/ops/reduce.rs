@@ -1,5 +1,6 @@
-//! Launchers for `shaders/reduce.wgsl`: column sums (bias gradients) and full sums (losses,
-//! squared gradient norms), each in as many passes as needed.
+//! Launchers for `shaders/reduce.wgsl`: column sums (bias gradients), full sums (losses,
+//! squared gradient norms) and inner products (of task gradients), each in as many passes
+//! as needed.
 
 use anyhow::{Result, bail};
 use bytemuck::{Pod, Zeroable};
@@ -130,4 +131,33 @@ pub fn sum(x: &Tensor) -> Result<Tensor> {
 /// The sum of squares of all elements, as a one-element tensor.
 pub fn sum_squares(x: &Tensor) -> Result<Tensor> {
     sum_impl(x, true)
+}
+
+/// The inner product `sum_i x[i] * y[i]` of two tensors of one length, as a one-element
+/// tensor (one strided pass, then full sums).
+pub fn dot(x: &Tensor, y: &Tensor) -> Result<Tensor> {
+    ensure_f32("dot x", x)?;
+    ensure_f32("dot y", y)?;
+    super::ensure_same_len("dot", x, y)?;
+    let gpu = x.gpu();
+    let n = x.numel();
+    let threads = n.div_ceil(SUM_ITEMS_PER_THREAD).clamp(1, MAX_SUM_THREADS);
+    let out = Tensor::empty(gpu, &[threads], DType::F32)?;
+    let params = Params {
+        rows: to_u32("dot elements", n)?,
+        cols: 0,
+        chunk_rows: 0,
+        threads: threads as u32,
+    };
+    gpu.dispatch(&Dispatch {
+        shader: &REDUCE,
+        entry: "dot_strided",
+        defines: &[],
+        overrides: &[("WG", WG as f64)],
+        params: bytemuck::bytes_of(&params),
+        buffers: &[x, &out, y],
+        textures: &[],
+        workgroups: [(threads as u32).div_ceil(WG), 1, 1],
+    })?;
+    if threads == 1 { Ok(out) } else { sum(&out) }
 }

@@ -1,5 +1,6 @@
 //! The run's SVG chart: per-task training loss (left) and dev metrics (right) over steps,
-//! drawn with plotters and written atomically beside the log.
+//! and, when the weighting moves them, the task weights and the task gradients' cosines
+//! below; drawn with plotters and written atomically beside the log.
 
 use std::path::Path;
 
@@ -115,18 +116,32 @@ where
     Ok(())
 }
 
-/// Draws the training losses and the dev metrics side by side into `path`.
-pub fn write_chart(path: &Path, losses: &[Series], metrics: &[Series]) -> Result<()> {
+/// The lines of a run's chart.
+pub struct ChartLines {
+    pub losses: Vec<Series>,
+    pub metrics: Vec<Series>,
+    /// The task weights per logged step (drawn when the weighting changes them).
+    pub weights: Vec<Series>,
+    /// The pairwise cosines of the task gradients (gradient methods).
+    pub cosines: Vec<Series>,
+}
+
+/// Draws the training losses and the dev metrics side by side into `path`, and below them
+/// the task weights and gradient cosines when there are any.
+pub fn write_chart(path: &Path, lines: &ChartLines) -> Result<()> {
     let mut svg = String::new();
+    let second_row = !lines.weights.is_empty() || !lines.cosines.is_empty();
     {
-        let root = SVGBackend::with_string(&mut svg, (1200, 460)).into_drawing_area();
+        let height = if second_row { 920 } else { 460 };
+        let root = SVGBackend::with_string(&mut svg, (1200, height)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| anyhow!("chart: {e}"))?;
-        let (left, right) = root.split_horizontally(600);
+        let (top, bottom) = root.split_vertically(460);
+        let (left, right) = top.split_horizontally(600);
         panel(
             &left,
             "training loss per task",
             "loss (mean over logged steps)",
-            losses,
+            &lines.losses,
             true,
             SeriesLabelPosition::UpperRight,
         )?;
@@ -134,10 +149,31 @@ pub fn write_chart(path: &Path, losses: &[Series], metrics: &[Series]) -> Result
             &right,
             "dev metrics (each task's primary metric)",
             "metric",
-            metrics,
+            &lines.metrics,
             false,
             SeriesLabelPosition::LowerRight,
         )?;
+        if second_row {
+            let (left, right) = bottom.split_horizontally(600);
+            panel(
+                &left,
+                "task weights (mean over logged steps)",
+                "weight",
+                &lines.weights,
+                true,
+                SeriesLabelPosition::UpperRight,
+            )?;
+            if !lines.cosines.is_empty() {
+                panel(
+                    &right,
+                    "cosine of task gradients (shared encoder)",
+                    "cosine",
+                    &lines.cosines,
+                    false,
+                    SeriesLabelPosition::LowerRight,
+                )?;
+            }
+        }
         root.present().map_err(|e| anyhow!("chart: {e}"))?;
     }
     write_atomic(path, svg.as_bytes())

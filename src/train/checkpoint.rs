@@ -19,6 +19,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 
 use super::trainer::Trainer;
+use super::weighting::WeightingState;
 use crate::config::DataSource;
 use crate::data::sampler::SamplerState;
 use crate::fault;
@@ -54,6 +55,10 @@ pub struct RunState {
     pub tokens: u64,
     /// Training time so far, seconds.
     pub elapsed_s: f64,
+    /// The weighting method's learned or remembered state (`uncertainty`, `dwa`, `famo`,
+    /// `gradnorm`), exact: JSON numbers round-trip f64 bit for bit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weighting: Option<WeightingState>,
 }
 
 /// What `manifest.json` records of each other file.

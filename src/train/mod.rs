@@ -15,6 +15,7 @@ pub mod run_dir;
 pub mod schedule;
 pub mod steps;
 pub mod trainer;
+pub mod weighting;
 
 pub use optimizer::Optimizer;
 pub use schedule::{Decay, LrSchedule};

@@ -8,11 +8,12 @@ use std::time::Instant;
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Value, json};
 
-use super::chart::{Series, write_chart};
+use super::chart::{ChartLines, Series, write_chart};
 use super::checkpoint::{self, Best, RunState};
 use super::eta::{Eta, evals_left};
 use super::run_dir::{ResumePoint, RunDir};
 use super::steps::{Batches, StepRead, Steps, build_trainer};
+use super::weighting::WeightingState;
 use crate::config::{
     DataSource, Mixing, ModelConfig, SamplerKind, TaskConfig, TrainConfig, resolve_path,
 };
@@ -220,22 +221,23 @@ impl RunLog {
     }
 
     /// Loss lines per task and, per task, a line of its primary dev metric.
-    fn series(&self, tasks: &[TaskSpec]) -> (Vec<Series>, Vec<Series>) {
+    fn series(&self, tasks: &[TaskSpec]) -> ChartLines {
         let line = |i: usize, name: String| Series {
             name,
             color: i,
             points: Vec::new(),
         };
-        let mut losses: Vec<Series> = tasks
-            .iter()
-            .enumerate()
-            .map(|(i, t)| line(i, t.name.clone()))
-            .collect();
-        let mut metrics: Vec<Series> = tasks
-            .iter()
-            .enumerate()
-            .map(|(i, t)| line(i, format!("{} {}", t.name, t.kind.primary_metric())))
-            .collect();
+        let per_task = |name: &dyn Fn(&TaskSpec) -> String| -> Vec<Series> {
+            tasks
+                .iter()
+                .enumerate()
+                .map(|(i, t)| line(i, name(t)))
+                .collect()
+        };
+        let mut losses = per_task(&|t| t.name.clone());
+        let mut metrics = per_task(&|t| format!("{} {}", t.name, t.kind.primary_metric()));
+        let mut weights = per_task(&|t| t.name.clone());
+        let mut cosines: Vec<Series> = Vec::new();
         for r in &self.records {
             let step = r["step"].as_f64().unwrap_or(0.0);
             for (i, t) in tasks.iter().enumerate() {
@@ -243,6 +245,9 @@ impl RunLog {
                     Some("train") => {
                         if let Some(v) = r["loss"][&t.name].as_f64() {
                             losses[i].points.push((step, v));
+                        }
+                        if let Some(v) = r["weights"][&t.name].as_f64() {
+                            weights[i].points.push((step, v));
                         }
                     }
                     Some("eval") => {
@@ -253,9 +258,34 @@ impl RunLog {
                     _ => {}
                 }
             }
+            if let Some(pairs) = r["cosines"].as_object() {
+                for (name, v) in pairs {
+                    let Some(v) = v.as_f64() else { continue };
+                    let index = match cosines.iter().position(|s| &s.name == name) {
+                        Some(index) => index,
+                        None => {
+                            cosines.push(line(cosines.len(), name.clone()));
+                            cosines.len() - 1
+                        }
+                    };
+                    cosines[index].points.push((step, v));
+                }
+            }
         }
         metrics.retain(|s| !s.points.is_empty());
-        (losses, metrics)
+        // Weights that never move (static, equal) say nothing: drawn only when they vary.
+        let varies = weights
+            .iter()
+            .any(|s| s.points.windows(2).any(|w| (w[0].1 - w[1].1).abs() > 1e-9));
+        if !varies {
+            weights.clear();
+        }
+        ChartLines {
+            losses,
+            metrics,
+            weights,
+            cosines,
+        }
     }
 }
 
@@ -322,6 +352,7 @@ impl Start {
             .as_deref()
             .ok_or_else(|| anyhow!("give a CONFIG.toml or --resume DIR"))?;
         let mut config = resolve_fresh(config_path, options.only.as_deref())?;
+        let tasks = config.tasks.len();
         let train = config.train.get_or_insert_with(TrainConfig::default);
         if let Some(steps) = options.steps {
             train.steps = Some(steps);
@@ -329,6 +360,7 @@ impl Start {
         }
         train
             .validate()
+            .and_then(|()| train.validate_for_tasks(tasks))
             .map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
         Ok(Self {
             config,
@@ -399,6 +431,7 @@ impl Start {
                 best: None,
                 tokens: 0,
                 elapsed_s: 0.0,
+                weighting: None,
             });
         };
         let file = |name: &str| c.dir.join(name).display().to_string();
@@ -416,6 +449,15 @@ impl Start {
                 )
             })?;
         steps.trainer.step = c.state.step;
+        if let Some(state) = &c.state.weighting {
+            steps.trainer.weighter.restore(state.clone()).map_err(|e| {
+                anyhow!(
+                    "{}: {e}; resume with the configuration that wrote it, or start a new \
+                         run",
+                    file(checkpoint::STATE_FILE)
+                )
+            })?;
+        }
         steps
             .batches
             .sampler
@@ -521,16 +563,30 @@ impl Training {
         }
         let train_data = load_all(&spec.tasks, &sources, Split::Train, &tokenizer)?;
         let dev_data = load_eval_sets(&spec.tasks, &sources, Split::Dev, &tokenizer)?;
-        let pools = train_data
+        let pools: Vec<Vec<Example>> = train_data
             .into_iter()
             .map(Option::unwrap_or_default)
             .collect();
+        if train.weighting.combines_tasks()
+            && let Some((task, _)) = spec.tasks.iter().zip(&pools).find(|(_, p)| p.is_empty())
+        {
+            bail!(
+                "{}: [train] weighting = \"{}\" combines every task in each step, but task \
+                 '{}' has no training examples: give it a train file, or use weighting = \
+                 \"static\"",
+                start.config_path.display(),
+                train.weighting.name(),
+                task.name
+            );
+        }
         let batches = Batches::new(&train, pools, tokenizer.pad_id());
         let total_steps = start.total_steps(&train, &batches.sampler);
 
         let run_dir = start.run_dir(out)?;
         let model = MultiTaskModel::new(&gpu, spec.clone(), &params)?;
-        let trainer = build_trainer(model, &train, total_steps).map_err(|(e, _)| e)?;
+        let steps_per_epoch = batches.sampler.batches_per_epoch();
+        let trainer =
+            build_trainer(model, &train, total_steps, steps_per_epoch).map_err(|(e, _)| e)?;
         let mut steps = Steps::new(trainer, batches);
         let state = start.restore(&mut steps, total_steps)?;
         let log = RunLog::open(out, state.step)?;
@@ -565,7 +621,7 @@ impl Training {
     fn train(&mut self) -> Result<()> {
         let total = self.state.total_steps;
         while self.state.step < total {
-            let taken = self.steps.step()?;
+            let taken = self.gpu.block_on(self.steps.step())??;
             self.state.tokens += taken.tokens;
             self.state.step += 1;
             let step = self.state.step;
@@ -593,9 +649,20 @@ impl Training {
         let advice = format!("lower [train] lr (now {}) or raise clip", self.train.lr);
         let read = self.gpu.block_on(self.steps.read(&advice))??;
         let mut sums = vec![(0.0f64, 0usize); self.tasks.len()];
+        let mut weight_sums = vec![0.0f64; self.tasks.len()];
+        let mut cosine_sums: Vec<f64> = Vec::new();
         let mut lr = 0.0;
         for StepRead { tasks, stats } in &read {
             lr = stats.lr;
+            for (sum, w) in weight_sums.iter_mut().zip(&stats.weights) {
+                *sum += *w as f64;
+            }
+            if let Some(cosines) = &stats.cosines {
+                cosine_sums.resize(cosines.len(), 0.0);
+                for (sum, c) in cosine_sums.iter_mut().zip(cosines) {
+                    *sum += *c as f64;
+                }
+            }
             for &task in tasks {
                 if let Some(Some(loss)) = stats.task_losses.get(task) {
                     sums[task].0 += *loss as f64;
@@ -636,10 +703,27 @@ impl Training {
             eprintln!("step {step}/{total} {status}");
         }
         self.bar.set_message(status);
-        self.log.push(
-            json!({"kind": "train", "step": step, "lr": lr, "loss": losses,
-            "tokens_per_s": tokens_per_s, "elapsed_s": elapsed}),
-        )
+        let steps_read = read.len().max(1) as f64;
+        let weights: serde_json::Map<String, Value> = self
+            .tasks
+            .iter()
+            .zip(&weight_sums)
+            .map(|(task, s)| (task.name.clone(), json!(s / steps_read)))
+            .collect();
+        let mut record = json!({"kind": "train", "step": step, "lr": lr, "loss": losses,
+            "weights": weights, "tokens_per_s": tokens_per_s, "elapsed_s": elapsed});
+        if !cosine_sums.is_empty() {
+            let mut pairs = serde_json::Map::new();
+            let mut sums = cosine_sums.iter();
+            for i in 0..self.tasks.len() {
+                for j in i + 1..self.tasks.len() {
+                    let name = format!("{}~{}", self.tasks[i].name, self.tasks[j].name);
+                    pairs.insert(name, json!(sums.next().unwrap_or(&0.0) / steps_read));
+                }
+            }
+            record["cosines"] = Value::Object(pairs);
+        }
+        self.log.push(record)
     }
 
     /// At an evaluation step: the dev sets evaluated, the best checkpoint replaced when the
@@ -650,6 +734,8 @@ impl Training {
         self.state.elapsed_s = self.clock.elapsed();
         self.state.sampler = self.steps.batches.sampler.state.clone();
         self.state.group_steps = self.steps.trainer.optimizer.group_steps().to_vec();
+        self.state.weighting = Some(self.steps.trainer.weighter.state.clone())
+            .filter(|s| *s != WeightingState::Stateless);
         let score = self.evaluate(step)?;
         let improved = self.track_best(step, score);
         self.save_checkpoints(improved)?;
@@ -726,8 +812,7 @@ impl Training {
 
     /// The chart of the log so far.
     fn write_chart(&self) -> Result<()> {
-        let (losses, metric_lines) = self.log.series(&self.tasks);
-        write_chart(&self.out.join(CHART_FILE), &losses, &metric_lines)?;
+        write_chart(&self.out.join(CHART_FILE), &self.log.series(&self.tasks))?;
         fault::point("run:chart");
         Ok(())
     }
@@ -768,7 +853,10 @@ fn header(
             .join(", ")
     };
     let how = match (train.mixing, train.sampler) {
-        (Mixing::AllTasks, _) => "every task in every step (mixing all_tasks)".to_string(),
+        (Mixing::AllTasks, _) => format!(
+            "every task in every step (mixing all_tasks, weighting {})",
+            train.weighting.name()
+        ),
         (_, SamplerKind::RoundRobin) => "sampler round_robin (each task in turn)".to_string(),
         (_, SamplerKind::Proportional) => format!("sampler proportional (p: {})", shares()),
         (_, SamplerKind::Temperature) => format!(

@@ -9,7 +9,8 @@ use anyhow::{Result, bail};
 use super::optimizer::Optimizer;
 use super::schedule::LrSchedule;
 use super::trainer::{StepOutput, StepStats, TrainOptions, Trainer};
-use crate::config::TrainConfig;
+use super::weighting::Weighter;
+use crate::config::{Mixing, TrainConfig};
 use crate::data::sampler::Sampler;
 use crate::data::{Batch, Example, collate};
 use crate::model::MultiTaskModel;
@@ -34,22 +35,21 @@ pub fn train_options(config: &TrainConfig, total_steps: u64) -> TrainOptions {
     }
 }
 
-/// A trainer at step 0 for `model` with the optimizer settings of `config` (see
-/// [`train_options`]). When the optimizer cannot be set up, the model comes back with the
-/// error (the page keeps it for predictions).
+/// A trainer at step 0 for `model` with the optimizer settings and the weighting of
+/// `config` (see [`train_options`]; one sampler epoch is `steps_per_epoch` steps). When the
+/// optimizer cannot be set up, the model comes back with the error (the page keeps it for
+/// predictions).
 pub fn build_trainer(
     model: MultiTaskModel,
     config: &TrainConfig,
     total_steps: u64,
+    steps_per_epoch: u64,
 ) -> std::result::Result<Trainer, (anyhow::Error, Box<MultiTaskModel>)> {
     let options = train_options(config, total_steps);
+    let lambdas: Vec<f32> = model.spec.tasks.iter().map(|t| t.lambda).collect();
+    let weighter = Weighter::new(config, &lambdas, steps_per_epoch);
     match Optimizer::new(&model.store, options.adamw, options.clip) {
-        Ok(optimizer) => Ok(Trainer {
-            model,
-            optimizer,
-            options,
-            step: 0,
-        }),
+        Ok(optimizer) => Ok(Trainer::with_parts(model, optimizer, options, weighter)),
         Err(e) => Err((e, Box::new(model))),
     }
 }
@@ -119,10 +119,10 @@ impl Steps {
         }
     }
 
-    /// One step on the sampler's next batches (one, or one per task: `[train] mixing`). The
-    /// host does not wait for the GPU: the step's statistics stay pending until
-    /// [`Steps::read`].
-    pub fn step(&mut self) -> Result<StepTaken> {
+    /// One step on the sampler's next batches (one, or one per task, batch k training only
+    /// its task: `[train] mixing`). Unless the weighting reads back mid-step, the host does
+    /// not wait for the GPU: the step's statistics stay pending until [`Steps::read`].
+    pub async fn step(&mut self) -> Result<StepTaken> {
         let drawn = self.batches.sampler.next_step();
         let batches: Vec<Batch> = drawn
             .iter()
@@ -144,7 +144,11 @@ impl Steps {
             .map(|&a| a as u64)
             .sum::<u64>();
         let tasks: Vec<usize> = drawn.iter().map(|(task, _)| *task).collect();
-        let output = self.trainer.train_batches(&batches)?;
+        let own_tasks = (self.batches.sampler.mixing() == Mixing::AllTasks).then_some(&tasks[..]);
+        let output = self
+            .trainer
+            .train_batches_async(&batches, own_tasks)
+            .await?;
         self.pending.push((tasks.clone(), output));
         Ok(StepTaken { tasks, tokens })
     }

@@ -1,19 +1,27 @@
-//! One training step at a time: upload the batch, forward with dropout, backward through
-//! every labelled task into the shared encoder, AdamW with clipping. The step's losses and
-//! gradient norm stay on the GPU until [`StepOutput::read_async`] asks for them.
+//! One training step at a time: upload the batches, forward with dropout, backward through
+//! every labelled task into the shared encoder, the tasks combined as the run's
+//! [`Weighter`] says, AdamW with clipping. With task weights known before the step (static,
+//! equal, rlw, dwa, uncertainty) the step's losses and gradient norm stay on the GPU until
+//! [`StepOutput::read_async`] asks for them; `uncertainty` and `dwa` read the step's losses
+//! back, and the task-gradient methods read the losses and the tasks' Gram matrix mid-step
+//! (awaited: the browser never blocks).
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 
 use super::optimizer::Optimizer;
 use super::schedule::LrSchedule;
-use crate::data::{Batch, TaskTargets};
+use super::weighting::{StepPlan, Weighter, methods};
+use crate::config::TrainConfig;
+use crate::data::Batch;
 use crate::gpu::Tensor;
 use crate::model::MultiTaskModel;
 use crate::model::spec::Owner;
 use crate::nn::DeviceBatch;
 use crate::nn::Mode;
+use crate::nn::params::ArenaSet;
 use crate::ops::adamw::AdamW;
 use crate::ops::elementwise::accumulate;
+use crate::ops::reduce::dot;
 
 /// Optimizer settings of a run.
 #[derive(Clone, Copy, Debug)]
@@ -30,14 +38,29 @@ pub struct Trainer {
     pub options: TrainOptions,
     /// Steps taken so far.
     pub step: u64,
+    /// How the tasks of a step combine (`[train] weighting`).
+    pub weighter: Weighter,
+    /// One gradient set per task, for the methods that combine task gradients (made at
+    /// their first step).
+    task_grads: Vec<ArenaSet>,
+}
+
+/// The step's total loss: on the GPU, or computed on the host from losses read mid-step.
+enum Total {
+    Gpu(Tensor),
+    Host(f32),
 }
 
 /// A step's results, still on the GPU.
 pub struct StepOutput {
     pub lr: f32,
-    total: Tensor,
+    total: Total,
     per_task: Vec<Option<Tensor>>,
     clip: Tensor,
+    /// The task weights (or gradient coefficients) the step used.
+    pub weights: Vec<f32>,
+    /// Pairwise cosines of the task gradients (gradient methods only), upper triangle.
+    pub cosines: Option<Vec<f32>>,
 }
 
 /// A step's scalars, read back.
@@ -50,18 +73,31 @@ pub struct StepStats {
     pub grad_norm: f32,
     /// True when the gradient norm was NaN or Inf and the update was skipped.
     pub skipped: bool,
+    /// The task weights (or, for gradient methods, the coefficients of the tasks' gradients
+    /// on the shared encoder) of the step.
+    pub weights: Vec<f32>,
+    /// Pairwise cosine similarities of the task gradients (gradient methods), pairs
+    /// `(0,1), (0,2), ..., (K-2,K-1)`.
+    pub cosines: Option<Vec<f32>>,
 }
 
 impl StepOutput {
     /// Reads the losses and the gradient norm (one small readback), awaiting the device.
     pub async fn read_async(&self) -> Result<StepStats> {
-        let mut tensors = vec![&self.total, &self.clip];
+        let mut tensors = vec![&self.clip];
+        if let Total::Gpu(total) = &self.total {
+            tensors.push(total);
+        }
         tensors.extend(self.per_task.iter().flatten());
-        let values = self.total.gpu().read_f32(&tensors).await?;
-        let mut rest = values[2..].iter();
+        let values = self.clip.gpu().read_f32(&tensors).await?;
+        let (loss, rest) = match self.total {
+            Total::Gpu(_) => (values[1][0], &values[2..]),
+            Total::Host(loss) => (loss, &values[1..]),
+        };
+        let mut rest = rest.iter();
         Ok(StepStats {
             lr: self.lr,
-            loss: values[0][0],
+            loss,
             task_losses: self
                 .per_task
                 .iter()
@@ -70,46 +106,112 @@ impl StepOutput {
                         .map(|_| rest.next().expect("one value per task")[0])
                 })
                 .collect(),
-            grad_norm: values[1][0],
-            skipped: values[1][2] != 0.0,
+            grad_norm: values[0][0],
+            skipped: values[0][2] != 0.0,
+            weights: self.weights.clone(),
+            cosines: self.cosines.clone(),
         })
     }
 
     /// [`StepOutput::read_async`], blocking (native only).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn read(&self) -> Result<StepStats> {
-        self.total.gpu().block_on(self.read_async())?
+        self.clip.gpu().block_on(self.read_async())?
     }
 }
 
 impl Trainer {
+    /// A trainer with the model's own task weights (`static` weighting).
     pub fn new(model: MultiTaskModel, options: TrainOptions) -> Result<Self> {
         let optimizer = Optimizer::new(&model.store, options.adamw, options.clip)?;
-        Ok(Self {
+        let lambdas: Vec<f32> = model.spec.tasks.iter().map(|t| t.lambda).collect();
+        Ok(Self::with_parts(
+            model,
+            optimizer,
+            options,
+            Weighter::new(&TrainConfig::default(), &lambdas, 1),
+        ))
+    }
+
+    /// A trainer at step 0 from its parts.
+    pub fn with_parts(
+        model: MultiTaskModel,
+        optimizer: Optimizer,
+        options: TrainOptions,
+        weighter: Weighter,
+    ) -> Self {
+        Self {
             model,
             optimizer,
             options,
             step: 0,
-        })
+            weighter,
+            task_grads: Vec::new(),
+        }
     }
 
     /// One step on `batch`. Tasks without labels in it run no head and are not updated.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn train_step(&mut self, batch: &Batch) -> Result<StepOutput> {
         self.train_batches(std::slice::from_ref(batch))
     }
 
-    /// One optimizer step on `batches` (one per task with `mixing = "all_tasks"`): each
-    /// batch's forward and backward add their gradients into the step's gradient set, then
-    /// one AdamW step. The step's loss of a task sums the batches that label it. Batch `k`'s
+    /// [`Trainer::train_batches_async`] where each batch trains every task it labels
+    /// (blocking only where the weighting reads back mid-step; native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn train_batches(&mut self, batches: &[Batch]) -> Result<StepOutput> {
+        let gpu = self.model.params().gpu().clone();
+        gpu.block_on(self.train_batches_async(batches, None))?
+    }
+
+    /// One optimizer step on `batches` (one per task with `mixing = "all_tasks"`, batch `k`
+    /// training only task `own_tasks[k]` when given, else every task it labels): each
+    /// batch's forward and backward add their gradients into the step's gradient set (or,
+    /// for the task-gradient methods, into its task's own set, combined afterwards), then one
+    /// AdamW step. The step's loss of a task sums the batches that train it. Batch `k`'s
     /// dropout masks come from its own seed (batch 0 keeps the model's: a one-batch step is
     /// exactly [`Trainer::train_step`]).
-    pub fn train_batches(&mut self, batches: &[Batch]) -> Result<StepOutput> {
+    pub async fn train_batches_async(
+        &mut self,
+        batches: &[Batch],
+        own_tasks: Option<&[usize]>,
+    ) -> Result<StepOutput> {
         if batches.is_empty() {
-            anyhow::bail!("a training step needs at least one batch");
+            bail!("a training step needs at least one batch");
+        }
+        if own_tasks.is_some_and(|t| t.len() != batches.len()) {
+            bail!("one task per batch");
         }
         self.step += 1;
         let gpu = self.model.params().gpu().clone();
         let tasks = self.model.spec.tasks.len();
+        let plan = self.weighter.plan(self.step);
+        let lr = self.options.schedule.lr(self.step);
+        let separate = matches!(plan, StepPlan::TaskGradients { .. });
+        match &plan {
+            StepPlan::Fixed => {}
+            StepPlan::Weights(w) => {
+                let w: Vec<f32> = w.iter().map(|&x| x as f32).collect();
+                self.model.set_task_weights(&w)?;
+            }
+            StepPlan::TaskGradients { .. } => {
+                // Each task's own set holds its unweighted gradient.
+                self.model.set_task_weights(&vec![1.0; tasks])?;
+                let own = own_tasks.unwrap_or_default();
+                let mut sorted = own.to_vec();
+                sorted.sort_unstable();
+                if sorted != (0..tasks).collect::<Vec<_>>() {
+                    bail!(
+                        "weighting \"{}\" needs one batch of every task in each step \
+                         ([train] mixing = \"all_tasks\", every task with training data)",
+                        self.weighter.method.name()
+                    );
+                }
+                while self.task_grads.len() < tasks {
+                    self.task_grads.push(self.model.store.grads.zeros_like()?);
+                }
+            }
+        }
         let mut labelled = vec![false; tasks];
         let mut total: Option<Tensor> = None;
         let mut per_task: Vec<Option<Tensor>> = vec![None; tasks];
@@ -122,29 +224,34 @@ impl Trainer {
                 }
             }
         };
+        if !separate {
+            self.model.store.zero_grads();
+        }
         for (k, batch) in batches.iter().enumerate() {
             let spec = &self.model.spec;
+            let own = own_tasks.map(|t| t[k]);
             let run: Vec<bool> = batch
                 .targets
                 .iter()
-                .map(TaskTargets::any_labelled)
+                .enumerate()
+                .map(|(t, targets)| own.is_none_or(|o| o == t) && targets.any_labelled())
                 .collect();
             let device_batch = DeviceBatch::new(&gpu, batch, &spec.encoder, true)?;
             let mode = Mode::Train {
                 seed: batch_seed(spec.encoder.seed, k),
                 step: self.step,
             };
-            if k == 0 {
-                self.model.store.zero_grads();
-            }
+            let grads = match own {
+                Some(t) if separate => {
+                    self.task_grads[t].zero();
+                    &self.task_grads[t]
+                }
+                _ => &self.model.store.grads,
+            };
             let pass = self.model.forward(&device_batch, mode, Some(&run))?;
-            let losses = self.model.backward(
-                &pass,
-                &device_batch,
-                &batch.targets,
-                &self.model.store.grads,
-                mode,
-            )?;
+            let losses = self
+                .model
+                .backward(&pass, &device_batch, &batch.targets, grads, mode)?;
             total = Some(add(total, losses.total)?);
             for (t, loss) in losses.per_task.into_iter().enumerate() {
                 if let Some(loss) = loss {
@@ -153,7 +260,24 @@ impl Trainer {
                 }
             }
         }
-        let lr = self.options.schedule.lr(self.step);
+        let total = total.expect("at least one batch");
+        let (total, weights, cosines) = match plan {
+            StepPlan::TaskGradients { gram } => {
+                let combined = self.combine_task_gradients(&per_task, gram, lr).await?;
+                (Total::Host(combined.0), combined.1, combined.2)
+            }
+            plan => {
+                let weights = match plan {
+                    StepPlan::Weights(w) => w.iter().map(|&x| x as f32).collect(),
+                    _ => self.model.spec.tasks.iter().map(|t| t.lambda).collect(),
+                };
+                if self.weighter.observes_losses() {
+                    let losses = read_losses(&per_task).await?;
+                    self.weighter.observe(&losses, lr as f64);
+                }
+                (Total::Gpu(total), weights, None)
+            }
+        };
         let any = labelled.iter().any(|&l| l);
         let clip = self
             .optimizer
@@ -163,11 +287,138 @@ impl Trainer {
             })?;
         Ok(StepOutput {
             lr,
-            total: total.expect("at least one batch"),
+            total,
             per_task,
             clip,
+            weights,
+            cosines,
         })
     }
+
+    /// Reads the step's losses (and the Gram matrix of the tasks' encoder gradients), asks
+    /// the weighter for the coefficients and writes `sum_k a_k g_k` into the step's gradient
+    /// set: the encoder's segments weighted by `encoder`, each head's by `heads`. Returns the
+    /// weighted loss, the coefficients and the cosines.
+    async fn combine_task_gradients(
+        &mut self,
+        per_task: &[Option<Tensor>],
+        gram: bool,
+        lr: f32,
+    ) -> Result<(f32, Vec<f32>, Option<Vec<f32>>)> {
+        let tasks = per_task.len();
+        let store = &self.model.store;
+        let gpu = store.grads.gpu().clone();
+        let encoder_segments: Vec<_> = store
+            .layout
+            .groups
+            .iter()
+            .filter(|g| g.owner == Owner::Encoder)
+            .flat_map(|g| g.segments.iter())
+            .collect();
+        let view = |set: &ArenaSet, seg: &crate::model::store::Segment| {
+            set.arenas[seg.arena].view(seg.start, &[seg.end - seg.start])
+        };
+        let mut pairs = Vec::new();
+        let mut dots = Vec::new();
+        if gram {
+            for i in 0..tasks {
+                for j in i..tasks {
+                    for seg in &encoder_segments {
+                        dots.push(dot(
+                            &view(&self.task_grads[i], seg)?,
+                            &view(&self.task_grads[j], seg)?,
+                        )?);
+                        pairs.push((i, j));
+                    }
+                }
+            }
+        }
+        let mut tensors: Vec<&Tensor> = Vec::with_capacity(tasks + dots.len());
+        for (t, loss) in per_task.iter().enumerate() {
+            tensors.push(loss.as_ref().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "task '{}' had no labels in its batch",
+                    self.model.spec.tasks[t].name
+                )
+            })?);
+        }
+        tensors.extend(dots.iter());
+        let values = gpu.read_f32(&tensors).await?;
+        let losses: Vec<f64> = values[..tasks].iter().map(|v| v[0] as f64).collect();
+        let gram_matrix = gram.then(|| {
+            let mut g = vec![vec![0.0f64; tasks]; tasks];
+            for (&(i, j), v) in pairs.iter().zip(&values[tasks..]) {
+                g[i][j] += v[0] as f64;
+            }
+            // The lower triangle mirrors the upper one.
+            let upper = g.clone();
+            for (i, row) in g.iter_mut().enumerate() {
+                for (j, x) in row.iter_mut().enumerate().take(i) {
+                    *x = upper[j][i];
+                }
+            }
+            g
+        });
+        let combination =
+            self.weighter
+                .combine(self.step, &losses, gram_matrix.as_ref(), lr as f64)?;
+        if let Some(bad) = combination
+            .encoder
+            .iter()
+            .chain(&combination.heads)
+            .find(|x| !x.is_finite())
+        {
+            bail!(
+                "weighting \"{}\" produced a non-finite coefficient ({bad}) at step {}; the \
+                 losses were {losses:?}: lower [train] lr",
+                self.weighter.method.name(),
+                self.step
+            );
+        }
+        let store = &self.model.store;
+        store.zero_grads();
+        for group in &store.layout.groups {
+            for seg in &group.segments {
+                let out = view(&store.grads, seg)?;
+                for (k, set) in self.task_grads.iter().enumerate() {
+                    let coefficient = match group.owner {
+                        Owner::Encoder => combination.encoder[k],
+                        // Only task k's batch reaches task k's head.
+                        Owner::Task(t) if t == k => combination.heads[k],
+                        Owner::Task(_) => continue,
+                    };
+                    accumulate(&out, &view(set, seg)?, coefficient as f32)?;
+                }
+            }
+        }
+        let loss = losses
+            .iter()
+            .zip(&combination.encoder)
+            .map(|(l, a)| l * a)
+            .sum::<f64>() as f32;
+        let cosines = gram_matrix
+            .as_ref()
+            .map(|g| methods::cosines(g).iter().map(|&c| c as f32).collect());
+        let weights = combination.encoder.iter().map(|&a| a as f32).collect();
+        Ok((loss, weights, cosines))
+    }
+}
+
+/// Each task's step loss, read back (awaiting the device).
+async fn read_losses(per_task: &[Option<Tensor>]) -> Result<Vec<f64>> {
+    let present: Vec<&Tensor> = per_task.iter().flatten().collect();
+    let Some(first) = present.first() else {
+        return Ok(vec![0.0; per_task.len()]);
+    };
+    let values = first.gpu().read_f32(&present).await?;
+    let mut values = values.iter();
+    Ok(per_task
+        .iter()
+        .map(|t| {
+            t.as_ref()
+                .map_or(0.0, |_| values.next().expect("one per loss")[0] as f64)
+        })
+        .collect())
 }
 
 /// The dropout seed of a step's batch `k`: the model's for the first, a distinct one for each

@@ -1,7 +1,8 @@
-//! Column sums (one and several passes, accumulate) and full sums / sums of squares.
+//! Column sums (one and several passes, accumulate), full sums / sums of squares and inner
+//! products (of whole tensors and of views at an offset).
 //! Tolerance: 1e-6 * (1 + sqrt(n)) absolute + 1e-6 relative.
 
-use taskgate::ops::reduce::{colsum, colsum_into, sum, sum_squares};
+use taskgate::ops::reduce::{colsum, colsum_into, dot, sum, sum_squares};
 
 use crate::common::*;
 
@@ -58,4 +59,33 @@ fn sums_and_sums_of_squares_match_reference() {
             1e-6,
         );
     }
+}
+
+#[test]
+fn inner_products_match_reference() {
+    for &n in &[1usize, 63, 64, 1000, 1_000_003] {
+        let x = uniform(&mut rng(n as u64), n, -1.0, 1.0);
+        let y = uniform(&mut rng(n as u64 + 1), n, -1.0, 1.0);
+        let want = taskgate::reference::dot(&to_f64(&x), &to_f64(&y));
+        let tol = 1e-6 * (1.0 + (n as f64).sqrt());
+        let got = download(&dot(&upload(&x, &[n]), &upload(&y, &[n])).unwrap());
+        assert_close(&format!("dot n{n}"), &got, &[want], tol, 1e-6);
+    }
+    // Views 256 bytes into their buffers, of a prime length (as a task gradient's segment).
+    let (offset, n) = (64, 997);
+    let x = uniform(&mut rng(5), offset + n + 3, -1.0, 1.0);
+    let y = uniform(&mut rng(6), offset + n + 3, -1.0, 1.0);
+    let (tx, ty) = (upload(&x, &[x.len()]), upload(&y, &[y.len()]));
+    let got = dot(
+        &tx.view(offset, &[n]).unwrap(),
+        &ty.view(offset, &[n]).unwrap(),
+    )
+    .unwrap();
+    let want = taskgate::reference::dot(
+        &to_f64(&x[offset..offset + n]),
+        &to_f64(&y[offset..offset + n]),
+    );
+    assert_close("dot of views", &download(&got), &[want], 1e-5, 1e-6);
+    // Different lengths are refused.
+    assert!(dot(&upload(&x[..3], &[3]), &upload(&y[..4], &[4])).is_err());
 }

@@ -214,3 +214,103 @@ fn an_all_tasks_step_sums_the_single_task_steps_gradients() {
         joint.len()
     );
 }
+
+/// The task-gradient path of a step (`mgda`, `pcgrad`): each task's batch backwards into its
+/// own gradient set, the Gram matrix of the tasks' encoder gradients is read back, and the
+/// step's gradient is `sum_k a_k g_k` on the encoder and each task's own gradient on its head.
+/// Checked against single-task steps' gradients combined on the host: the logged cosines,
+/// the method's coefficients recomputed from the host Gram matrix, and every gradient.
+#[test]
+fn a_gradient_method_step_combines_the_task_gradients_by_its_coefficients() {
+    use taskgate::config::{Mixing, TrainConfig, Weighting};
+    use taskgate::train::weighting::{Weighter, methods};
+
+    let spec = spec(0.0);
+    let params = init(&spec);
+    let batches: Vec<_> = (0..3)
+        .map(|i| {
+            let mut ex = examples(4 + i, 40 + i as u64);
+            for e in &mut ex {
+                for (t, label) in e.labels.iter_mut().enumerate() {
+                    if t != i {
+                        *label = None;
+                    }
+                }
+            }
+            collate(&ex, &spec.tasks, 0)
+        })
+        .collect();
+    let singles: Vec<HostParams> = batches
+        .iter()
+        .map(|batch| {
+            let mut single = trainer(&spec, &params, 10);
+            single.train_step(batch).unwrap().read().unwrap();
+            single.model.store.download_grads().unwrap()
+        })
+        .collect();
+    let names: Vec<String> = singles[0].keys().cloned().collect();
+    let is_head = |name: &str| name.starts_with("tasks.");
+    let mut gram = vec![vec![0.0f64; 3]; 3];
+    for name in names.iter().filter(|n| !is_head(n)) {
+        for i in 0..3 {
+            for j in 0..3 {
+                gram[i][j] += singles[i][name]
+                    .data
+                    .iter()
+                    .zip(&singles[j][name].data)
+                    .map(|(a, b)| *a as f64 * *b as f64)
+                    .sum::<f64>();
+            }
+        }
+    }
+    for method in [Weighting::Mgda, Weighting::Pcgrad] {
+        let config = TrainConfig {
+            weighting: method,
+            mixing: Mixing::AllTasks,
+            ..Default::default()
+        };
+        let mut t = trainer(&spec, &params, 10);
+        t.weighter = Weighter::new(&config, &[1.0; 3], 1);
+        let output = gpu()
+            .block_on(t.train_batches_async(&batches, Some(&[0, 1, 2])))
+            .unwrap()
+            .unwrap();
+        let stats = output.read().unwrap();
+        let joint = t.model.store.download_grads().unwrap();
+        let cosines = methods::cosines(&gram);
+        for (ours, host) in stats.cosines.as_ref().unwrap().iter().zip(&cosines) {
+            assert!(
+                (*ours as f64 - host).abs() < 1e-4,
+                "{method:?} cosines {stats:?} vs {cosines:?}"
+            );
+        }
+        if method == Weighting::Mgda {
+            let expected = methods::mgda(&gram);
+            for (ours, host) in stats.weights.iter().zip(&expected) {
+                assert!(
+                    (*ours as f64 - host).abs() < 1e-3,
+                    "{:?} vs {expected:?}",
+                    stats.weights
+                );
+            }
+        }
+        let a = &stats.weights;
+        for name in &names {
+            let want: Vec<f32> = if is_head(name) {
+                // Only the labelled task's head has a gradient, its own.
+                (0..singles[0][name].data.len())
+                    .map(|e| singles.iter().map(|s| s[name].data[e]).sum())
+                    .collect()
+            } else {
+                (0..singles[0][name].data.len())
+                    .map(|e| (0..3).map(|k| a[k] * singles[k][name].data[e]).sum())
+                    .collect()
+            };
+            let err = relative(&want, &joint[name].data);
+            assert!(
+                err <= 1e-5,
+                "{method:?} {name}: relative difference {err:e}"
+            );
+        }
+    }
+}

@@ -371,3 +371,173 @@ fn an_all_tasks_run_trains_every_task_each_step_and_resumes_exactly() {
         );
     }
 }
+
+/// Every weighting method trains a run over all tasks, logs its weights (and, for gradient
+/// methods, the tasks' gradient cosines), and a run killed mid-way resumes to the same
+/// weights, optimizer moments and weighting state (`uncertainty`, `dwa`, `famo` and
+/// `gradnorm` keep state in `state.json`).
+#[test]
+fn every_weighting_method_trains_and_resumes_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_data(tmp.path(), 8, 4);
+    let base = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("sampler = \"round_robin\"", "mixing = \"all_tasks\"");
+    let methods = [
+        ("equal", ""),
+        ("uncertainty", ""),
+        ("dwa", "[train.dwa]\nperiod = 2\n"),
+        ("rlw", ""),
+        ("famo", ""),
+        ("gradnorm", "[train.gradnorm]\nalpha = 1.0\n"),
+        ("pcgrad", ""),
+        ("cagrad", "[train.cagrad]\nc = 0.5\n"),
+        ("mgda", ""),
+        ("imtl", ""),
+    ];
+    for (method, table) in methods {
+        let text = base.replace(
+            "mixing = \"all_tasks\"",
+            &format!("mixing = \"all_tasks\"\nweighting = \"{method}\""),
+        ) + "\n"
+            + table;
+        let config = tmp.path().join(format!("{method}.toml"));
+        std::fs::write(&config, text).unwrap();
+        let whole = tmp.path().join(format!("{method}-whole"));
+        ok(&taskgate(&["train", p(&config), "--out", p(&whole)], &[]));
+        let log = std::fs::read_to_string(whole.join("log.jsonl")).unwrap();
+        let rows: Vec<serde_json::Value> = log
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|r| r["kind"] == "train")
+            .collect();
+        let gradient_method = ["gradnorm", "pcgrad", "cagrad", "mgda", "imtl"].contains(&method);
+        for row in &rows {
+            for task in ["sentiment", "score", "tags"] {
+                let w = row["weights"][task].as_f64();
+                assert!(
+                    w.is_some_and(f64::is_finite),
+                    "{method}: {task} weight in {row}"
+                );
+            }
+            let pairs = row["cosines"].as_object().map_or(0, |c| c.len());
+            assert_eq!(
+                pairs,
+                if gradient_method { 3 } else { 0 },
+                "{method}: {row}"
+            );
+        }
+        let killed = tmp.path().join(format!("{method}-killed"));
+        let out = taskgate(
+            &["train", p(&config), "--out", p(&killed)],
+            &[("TASKGATE_FAULT", "run:step@6")],
+        );
+        assert!(!out.status.success(), "the hook aborts the process");
+        ok(&taskgate(&["train", "--resume", p(&killed)], &[]));
+        for file in ["last/model.safetensors", "last/optimizer.safetensors"] {
+            assert!(
+                std::fs::read(whole.join(file)).unwrap()
+                    == std::fs::read(killed.join(file)).unwrap(),
+                "{method}: {file} differs between the uninterrupted and the resumed run"
+            );
+        }
+        let state = |dir: &std::path::Path| -> serde_json::Value {
+            let text = std::fs::read_to_string(dir.join("last/state.json")).unwrap();
+            serde_json::from_str::<serde_json::Value>(&text).unwrap()["weighting"].clone()
+        };
+        assert_eq!(state(&whole), state(&killed), "{method}: weighting state");
+        let stateful = ["uncertainty", "dwa", "famo", "gradnorm"].contains(&method);
+        assert_eq!(
+            state(&whole).is_object(),
+            stateful,
+            "{method}: {}",
+            state(&whole)
+        );
+    }
+}
+
+/// Settings a weighting cannot run with are one-line errors naming the field (exit 2),
+/// before anything is trained.
+#[test]
+fn bad_weighting_settings_are_one_line_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_data(tmp.path(), 8, 4);
+    let base = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("sampler = \"round_robin\"", "mixing = \"all_tasks\"");
+    let cases: [(&str, &str, &[&str]); 5] = [
+        (
+            "weighting = \"fancy\"",
+            "",
+            &["unknown variant `fancy`", "weighting"],
+        ),
+        (
+            "weighting = \"dwa\"",
+            "[train.cagrad]\nc = 0.5\n",
+            &["[train.cagrad]", "\"dwa\""],
+        ),
+        (
+            "weighting = \"gradnorm\"",
+            "[train.gradnorm]\nalpha = -1.0\n",
+            &["[train.gradnorm] alpha", ">= 0"],
+        ),
+        (
+            "weighting = \"pcgrad\"",
+            "[train.pcgrad]\nx = 1\n",
+            &["pcgrad"],
+        ),
+        (
+            "weighting = \"famo\"\nmixing = \"one_task\"",
+            "",
+            &["mixing"],
+        ),
+    ];
+    for (setting, table, expected) in cases {
+        let text = base.replace("mixing = \"all_tasks\"", setting) + "\n" + table;
+        // `mixing` twice would be a TOML error of its own: keep one.
+        let text = if setting.contains("one_task") {
+            text.replacen("mixing = \"all_tasks\"", "", 1)
+        } else {
+            text
+        };
+        std::fs::write(&config, &text).unwrap();
+        let out = taskgate(
+            &["train", p(&config), "--out", p(&tmp.path().join("run"))],
+            &[],
+        );
+        assert_eq!(out.status.code(), Some(2), "{setting}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.trim().lines().count(), 1, "{setting}: {stderr}");
+        for e in expected {
+            assert!(stderr.contains(e), "{setting}: {e} not in {stderr}");
+        }
+        assert!(
+            !tmp.path().join("run").exists(),
+            "{setting}: nothing is written"
+        );
+    }
+    // One task (--only) with a method that combines several.
+    let text = base.replace(
+        "mixing = \"all_tasks\"",
+        "mixing = \"all_tasks\"\nweighting = \"mgda\"",
+    );
+    std::fs::write(&config, text).unwrap();
+    let out = taskgate(
+        &[
+            "train",
+            p(&config),
+            "--only",
+            "score",
+            "--out",
+            p(&tmp.path().join("run")),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("weighting = \"mgda\"") && stderr.contains("1 task"),
+        "{stderr}"
+    );
+}
