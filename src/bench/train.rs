@@ -1,12 +1,13 @@
 //! `taskgate bench train`: whole training steps (forward, backward through three gated task
 //! heads, AdamW with clipping) of a randomly initialized encoder on synthetic batches, the
-//! same model and batch as `bench/torch_baseline.py train`.
+//! same model and batch as `bench/torch_baseline.py train`; with `--weighting`, steps over a
+//! batch of every task under each weighting method, side by side.
 
 use anyhow::{Result, bail};
 
 use super::kernels::{Runs, device_name, measure};
 use super::report::{BenchResult, Report};
-use crate::config::{GateMode, HeadConfig, Pooling};
+use crate::config::{GateMode, HeadConfig, Mixing, Pooling, TrainConfig, Weighting};
 use crate::data::{Batch, TaskTargets};
 use crate::gpu::Gpu;
 use crate::model::MultiTaskModel;
@@ -16,6 +17,7 @@ use crate::model::spec::{EncoderDims, ModelSpec};
 use crate::ops::activation::Activation;
 use crate::ops::adamw::AdamW;
 use crate::tasks::{TaskKind, TaskSpec};
+use crate::train::weighting::Weighter;
 use crate::train::{Decay, LrSchedule, TrainOptions, Trainer};
 
 /// Encoder sizes (as `bench/torch_baseline.py MODELS`): (hidden, layers, heads, intermediate).
@@ -133,6 +135,132 @@ pub struct TrainBench {
     pub seq: usize,
     pub runs: Runs,
     pub profile: bool,
+    /// Weighting methods to time on steps over every task (one batch of `batch` examples
+    /// per task, `mixing = "all_tasks"`); empty: one-batch steps as before.
+    pub weighting: Vec<Weighting>,
+}
+
+/// `synthetic_batch` with only task `task` labelled (a batch of one task's training file).
+pub fn one_task_batch(batch: usize, seq: usize, task: usize) -> Batch {
+    let mut b = synthetic_batch(batch, seq);
+    for (t, targets) in b.targets.iter_mut().enumerate() {
+        if t != task {
+            match targets {
+                TaskTargets::Classes(v) | TaskTargets::Tokens(v) => v.fill(crate::tasks::IGNORE),
+                TaskTargets::Dense { mask, .. } => mask.fill(0.0),
+            }
+        }
+    }
+    b
+}
+
+/// Steps per timed sample of the weighting benchmark: recorded back to back, then one wait,
+/// so a method that reads back mid-step pays for the lost overlap.
+const STEPS_PER_SAMPLE: usize = 3;
+
+/// Times steps over every task under each of `opts.weighting`, the methods interleaved round
+/// by round (so drift hits them alike), each with its own freshly built trainer; reports
+/// ms/step, the ratio to the first method and the peak memory of each.
+fn run_weighting(
+    gpu: &Gpu,
+    opts: &TrainBench,
+    spec: &ModelSpec,
+    params: &HostParams,
+) -> Result<Report> {
+    let tasks = spec.tasks.len();
+    let batches: Vec<Batch> = (0..tasks)
+        .map(|t| one_task_batch(opts.batch, opts.seq, t))
+        .collect();
+    let own: Vec<usize> = (0..tasks).collect();
+    let options = TrainOptions {
+        schedule: LrSchedule {
+            peak: 1e-4,
+            warmup: 10,
+            total: 1000,
+            decay: Decay::Linear,
+        },
+        adamw: AdamW::default(),
+        clip: 1.0,
+    };
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); opts.weighting.len()];
+    let mut peaks = vec![0u64; opts.weighting.len()];
+    let rounds = opts.runs.samples.max(1);
+    for round in 0..rounds {
+        for (m, &method) in opts.weighting.iter().enumerate() {
+            gpu.wait_idle()?;
+            gpu.reset_peak_memory();
+            let config = TrainConfig {
+                weighting: method,
+                mixing: Mixing::AllTasks,
+                ..Default::default()
+            };
+            let model = MultiTaskModel::new(gpu, spec.clone(), params)?;
+            let mut trainer = Trainer::new(model, options)?;
+            trainer.weighter = Weighter::new(&config, &vec![1.0; tasks], 100);
+            let mut step = || -> Result<()> {
+                gpu.block_on(trainer.train_batches_async(&batches, Some(&own)))??;
+                Ok(())
+            };
+            for _ in 0..opts.runs.warmup.max(1) {
+                step()?;
+            }
+            gpu.wait_idle()?;
+            let start = std::time::Instant::now();
+            for _ in 0..STEPS_PER_SAMPLE {
+                step()?;
+            }
+            gpu.wait_idle()?;
+            samples[m].push(start.elapsed().as_secs_f64() / STEPS_PER_SAMPLE as f64);
+            peaks[m] = peaks[m].max(gpu.pool_stats().peak_in_use);
+            drop(trainer);
+            if round == 0 {
+                eprintln!("  {} measured once", method.name());
+            }
+        }
+    }
+    let mut results = Vec::new();
+    let mut first_ms = None;
+    for (m, &method) in opts.weighting.iter().enumerate() {
+        let mut result = BenchResult::from_samples(
+            "train_all_tasks",
+            &opts.model,
+            format!("{} b{}x{tasks} t{}", method.name(), opts.batch, opts.seq),
+            &samples[m],
+            None,
+            None,
+        );
+        let ms = result.median_ms;
+        let base = *first_ms.get_or_insert(ms);
+        result.tokens_per_s = Some((tasks * opts.batch * opts.seq) as f64 / (ms / 1e3));
+        result.peak_mem_mb = Some(peaks[m] as f64 / (1 << 20) as f64);
+        result.peak_mem_kind = Some(
+            "device memory in use by this method's trainer at its peak (pooled buffers and \
+             textures held by live tensors)"
+                .into(),
+        );
+        println!(
+            "train {} all_tasks {:<11} b{}x{tasks} t{}: {:.0} ms/step (min {:.0}), {:.3}x {}, peak {:.0} MiB in use",
+            opts.model,
+            method.name(),
+            opts.batch,
+            opts.seq,
+            ms,
+            result.min_ms,
+            ms / base,
+            opts.weighting[0].name(),
+            result.peak_mem_mb.unwrap_or_default(),
+        );
+        results.push(result);
+    }
+    Ok(Report {
+        framework: format!("taskgate {}", env!("CARGO_PKG_VERSION")),
+        device: device_name(gpu),
+        timing: format!(
+            "wall clock per step over every task: {STEPS_PER_SAMPLE} steps recorded back to \
+             back, then one wait; methods interleaved, {rounds} rounds"
+        ),
+        results,
+    })
 }
 
 /// Times training steps; prints the per-kernel-family profile when asked.
@@ -146,6 +274,9 @@ pub fn run(gpu: &Gpu, opts: &TrainBench) -> Result<Report> {
     }
     let mut params = HostParams::new();
     init_missing(&spec, &mut params)?;
+    if !opts.weighting.is_empty() {
+        return run_weighting(gpu, opts, &spec, &params);
+    }
     gpu.reset_peak_memory();
     let model = MultiTaskModel::new(gpu, spec, &params)?;
     drop(params);

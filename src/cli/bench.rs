@@ -8,6 +8,7 @@ use clap::Subcommand;
 use crate::bench::kernels::Runs;
 use crate::bench::train::TrainBench;
 use crate::bench::{compare, kernels, train};
+use crate::config::Weighting;
 use crate::gpu::{AdapterRequest, Gpu};
 
 #[derive(Subcommand, Debug)]
@@ -47,6 +48,11 @@ pub enum BenchCommand {
         /// Tune the matmul kernels per shape class first (cached on disk per adapter).
         #[arg(long)]
         autotune: bool,
+        /// Time steps over a batch of every task under these weighting methods
+        /// (comma-separated, e.g. static,uncertainty,pcgrad; the first is the baseline of
+        /// the ratios); `--samples` rounds, the methods interleaved.
+        #[arg(long, value_delimiter = ',', value_parser = parse_weighting)]
+        weighting: Vec<Weighting>,
         #[arg(long)]
         json: Option<PathBuf>,
     },
@@ -90,10 +96,12 @@ pub fn run(request: &AdapterRequest, what: BenchCommand) -> Result<()> {
             samples,
             profile,
             autotune,
+            weighting,
             json,
         } => {
             gpu.set_autotune(autotune || gpu.autotune_enabled());
             let opts = TrainBench {
+                weighting,
                 model,
                 batch,
                 seq,
@@ -112,4 +120,18 @@ pub fn run(request: &AdapterRequest, what: BenchCommand) -> Result<()> {
         println!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// A weighting method's name, as in `[train] weighting`.
+fn parse_weighting(name: &str) -> std::result::Result<Weighting, String> {
+    Weighting::ALL
+        .into_iter()
+        .find(|w| w.name() == name)
+        .ok_or_else(|| {
+            let names: Vec<&str> = Weighting::ALL.iter().map(|w| w.name()).collect();
+            format!(
+                "unknown weighting '{name}' (use one of: {})",
+                names.join(", ")
+            )
+        })
 }

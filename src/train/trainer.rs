@@ -11,10 +11,11 @@ use anyhow::{Result, bail};
 use super::optimizer::Optimizer;
 use super::schedule::LrSchedule;
 use super::weighting::{StepPlan, Weighter, methods};
-use crate::config::TrainConfig;
+use crate::config::{TrainConfig, Weighting};
 use crate::data::Batch;
 use crate::gpu::Tensor;
 use crate::model::MultiTaskModel;
+use crate::model::multitask::HiddenGrads;
 use crate::model::spec::Owner;
 use crate::nn::DeviceBatch;
 use crate::nn::Mode;
@@ -187,26 +188,32 @@ impl Trainer {
         let tasks = self.model.spec.tasks.len();
         let plan = self.weighter.plan(self.step);
         let lr = self.options.schedule.lr(self.step);
-        let separate = matches!(plan, StepPlan::TaskGradients { .. });
+        let separate = plan == StepPlan::TaskGradients;
+        if matches!(plan, StepPlan::WeightsFromLosses | StepPlan::TaskGradients) {
+            let own = own_tasks.unwrap_or_default();
+            let mut sorted = own.to_vec();
+            sorted.sort_unstable();
+            if sorted != (0..tasks).collect::<Vec<_>>() {
+                bail!(
+                    "weighting \"{}\" needs one batch of every task in each step ([train] \
+                     mixing = \"all_tasks\", every task with training data)",
+                    self.weighter.method.name()
+                );
+            }
+        }
         match &plan {
             StepPlan::Fixed => {}
             StepPlan::Weights(w) => {
                 let w: Vec<f32> = w.iter().map(|&x| x as f32).collect();
                 self.model.set_task_weights(&w)?;
             }
-            StepPlan::TaskGradients { .. } => {
+            StepPlan::WeightsFromLosses => {
+                let own = own_tasks.unwrap_or_default();
+                return self.step_weighted_by_losses(batches, own, lr).await;
+            }
+            StepPlan::TaskGradients => {
                 // Each task's own set holds its unweighted gradient.
                 self.model.set_task_weights(&vec![1.0; tasks])?;
-                let own = own_tasks.unwrap_or_default();
-                let mut sorted = own.to_vec();
-                sorted.sort_unstable();
-                if sorted != (0..tasks).collect::<Vec<_>>() {
-                    bail!(
-                        "weighting \"{}\" needs one batch of every task in each step \
-                         ([train] mixing = \"all_tasks\", every task with training data)",
-                        self.weighter.method.name()
-                    );
-                }
                 while self.task_grads.len() < tasks {
                     self.task_grads.push(self.model.store.grads.zeros_like()?);
                 }
@@ -262,9 +269,9 @@ impl Trainer {
         }
         let total = total.expect("at least one batch");
         let (total, weights, cosines) = match plan {
-            StepPlan::TaskGradients { gram } => {
-                let combined = self.combine_task_gradients(&per_task, gram, lr).await?;
-                (Total::Host(combined.0), combined.1, combined.2)
+            StepPlan::TaskGradients => {
+                let combined = self.combine_task_gradients(&per_task, lr).await?;
+                (Total::Host(combined.0), combined.1, Some(combined.2))
             }
             plan => {
                 let weights = match plan {
@@ -278,6 +285,19 @@ impl Trainer {
                 (Total::Gpu(total), weights, None)
             }
         };
+        self.finish_step(lr, total, per_task, &labelled, weights, cosines)
+    }
+
+    /// The AdamW step over the groups of the tasks that trained (the encoder when any did).
+    fn finish_step(
+        &mut self,
+        lr: f32,
+        total: Total,
+        per_task: Vec<Option<Tensor>>,
+        labelled: &[bool],
+        weights: Vec<f32>,
+        cosines: Option<Vec<f32>>,
+    ) -> Result<StepOutput> {
         let any = labelled.iter().any(|&l| l);
         let clip = self
             .optimizer
@@ -295,6 +315,77 @@ impl Trainer {
         })
     }
 
+    /// A [`StepPlan::WeightsFromLosses`] step: every batch's forward (batch k training task
+    /// `own[k]`) and unit-weight losses, the losses read back, the weights from
+    /// [`Weighter::combine`], then each batch's losses again with those weights (small loss
+    /// kernels) and its backward into the step's gradient set.
+    async fn step_weighted_by_losses(
+        &mut self,
+        batches: &[Batch],
+        own: &[usize],
+        lr: f32,
+    ) -> Result<StepOutput> {
+        let gpu = self.model.params().gpu().clone();
+        let tasks = self.model.spec.tasks.len();
+        self.model.set_task_weights(&vec![1.0; tasks])?;
+        let mut passes = Vec::with_capacity(batches.len());
+        let mut per_task: Vec<Option<Tensor>> = vec![None; tasks];
+        for (k, batch) in batches.iter().enumerate() {
+            let spec = &self.model.spec;
+            let run: Vec<bool> = (0..tasks)
+                .map(|t| t == own[k] && batch.targets[t].any_labelled())
+                .collect();
+            let device_batch = DeviceBatch::new(&gpu, batch, &spec.encoder, true)?;
+            let mode = Mode::Train {
+                seed: batch_seed(spec.encoder.seed, k),
+                step: self.step,
+            };
+            let pass = self.model.forward(&device_batch, mode, Some(&run))?;
+            let losses = self
+                .model
+                .task_losses(&pass, &batch.targets, HiddenGrads::WeightedSum)?;
+            per_task[own[k]] = losses.per_task[own[k]].as_ref().map(|l| l.loss.clone());
+            passes.push((device_batch, pass, mode));
+        }
+        let losses = read_losses(&per_task).await?;
+        if let Some(t) = per_task.iter().position(Option::is_none) {
+            bail!(
+                "task '{}' had no labels in its batch",
+                self.model.spec.tasks[t].name
+            );
+        }
+        let combination = self.weighter.combine(self.step, &losses, None, lr as f64)?;
+        check_finite(&combination.heads, self.weighter.method, self.step, &losses)?;
+        let weights: Vec<f32> = combination.heads.iter().map(|&w| w as f32).collect();
+        self.model.set_task_weights(&weights)?;
+        self.model.store.zero_grads();
+        for ((device_batch, pass, mode), batch) in passes.iter().zip(batches) {
+            let losses = self
+                .model
+                .task_losses(pass, &batch.targets, HiddenGrads::WeightedSum)?;
+            let grads = &self.model.store.grads;
+            let dhidden = self
+                .model
+                .backward_tasks_summed(pass, device_batch, &losses, grads)?;
+            self.model
+                .backward_encoder(pass, device_batch, dhidden, grads, *mode)?;
+        }
+        drop(passes);
+        let total = losses
+            .iter()
+            .zip(&combination.heads)
+            .map(|(l, w)| l * w)
+            .sum::<f64>() as f32;
+        self.finish_step(
+            lr,
+            Total::Host(total),
+            per_task,
+            &vec![true; tasks],
+            weights,
+            None,
+        )
+    }
+
     /// Reads the step's losses (and the Gram matrix of the tasks' encoder gradients), asks
     /// the weighter for the coefficients and writes `sum_k a_k g_k` into the step's gradient
     /// set: the encoder's segments weighted by `encoder`, each head's by `heads`. Returns the
@@ -302,9 +393,8 @@ impl Trainer {
     async fn combine_task_gradients(
         &mut self,
         per_task: &[Option<Tensor>],
-        gram: bool,
         lr: f32,
-    ) -> Result<(f32, Vec<f32>, Option<Vec<f32>>)> {
+    ) -> Result<(f32, Vec<f32>, Vec<f32>)> {
         let tasks = per_task.len();
         let store = &self.model.store;
         let gpu = store.grads.gpu().clone();
@@ -320,16 +410,14 @@ impl Trainer {
         };
         let mut pairs = Vec::new();
         let mut dots = Vec::new();
-        if gram {
-            for i in 0..tasks {
-                for j in i..tasks {
-                    for seg in &encoder_segments {
-                        dots.push(dot(
-                            &view(&self.task_grads[i], seg)?,
-                            &view(&self.task_grads[j], seg)?,
-                        )?);
-                        pairs.push((i, j));
-                    }
+        for i in 0..tasks {
+            for j in i..tasks {
+                for seg in &encoder_segments {
+                    dots.push(dot(
+                        &view(&self.task_grads[i], seg)?,
+                        &view(&self.task_grads[j], seg)?,
+                    )?);
+                    pairs.push((i, j));
                 }
             }
         }
@@ -345,36 +433,26 @@ impl Trainer {
         tensors.extend(dots.iter());
         let values = gpu.read_f32(&tensors).await?;
         let losses: Vec<f64> = values[..tasks].iter().map(|v| v[0] as f64).collect();
-        let gram_matrix = gram.then(|| {
-            let mut g = vec![vec![0.0f64; tasks]; tasks];
-            for (&(i, j), v) in pairs.iter().zip(&values[tasks..]) {
-                g[i][j] += v[0] as f64;
-            }
-            // The lower triangle mirrors the upper one.
-            let upper = g.clone();
-            for (i, row) in g.iter_mut().enumerate() {
-                for (j, x) in row.iter_mut().enumerate().take(i) {
-                    *x = upper[j][i];
-                }
-            }
-            g
-        });
-        let combination =
-            self.weighter
-                .combine(self.step, &losses, gram_matrix.as_ref(), lr as f64)?;
-        if let Some(bad) = combination
-            .encoder
-            .iter()
-            .chain(&combination.heads)
-            .find(|x| !x.is_finite())
-        {
-            bail!(
-                "weighting \"{}\" produced a non-finite coefficient ({bad}) at step {}; the \
-                 losses were {losses:?}: lower [train] lr",
-                self.weighter.method.name(),
-                self.step
-            );
+        let mut gram = vec![vec![0.0f64; tasks]; tasks];
+        for (&(i, j), v) in pairs.iter().zip(&values[tasks..]) {
+            gram[i][j] += v[0] as f64;
         }
+        // The lower triangle mirrors the upper one.
+        let upper = gram.clone();
+        for (i, row) in gram.iter_mut().enumerate() {
+            for (j, x) in row.iter_mut().enumerate().take(i) {
+                *x = upper[j][i];
+            }
+        }
+        let combination = self
+            .weighter
+            .combine(self.step, &losses, Some(&gram), lr as f64)?;
+        check_finite(
+            combination.encoder.iter().chain(&combination.heads),
+            self.weighter.method,
+            self.step,
+            &losses,
+        )?;
         let store = &self.model.store;
         store.zero_grads();
         for group in &store.layout.groups {
@@ -396,12 +474,27 @@ impl Trainer {
             .zip(&combination.encoder)
             .map(|(l, a)| l * a)
             .sum::<f64>() as f32;
-        let cosines = gram_matrix
-            .as_ref()
-            .map(|g| methods::cosines(g).iter().map(|&c| c as f32).collect());
+        let cosines = methods::cosines(&gram).iter().map(|&c| c as f32).collect();
         let weights = combination.encoder.iter().map(|&a| a as f32).collect();
         Ok((loss, weights, cosines))
     }
+}
+
+/// An error naming the method and step when a coefficient is NaN or Inf.
+fn check_finite<'a>(
+    coefficients: impl IntoIterator<Item = &'a f64>,
+    method: Weighting,
+    step: u64,
+    losses: &[f64],
+) -> Result<()> {
+    if let Some(bad) = coefficients.into_iter().find(|x| !x.is_finite()) {
+        bail!(
+            "weighting \"{}\" produced a non-finite coefficient ({bad}) at step {step}; the \
+             losses were {losses:?}: lower [train] lr",
+            method.name()
+        );
+    }
+    Ok(())
 }
 
 /// Each task's step loss, read back (awaiting the device).

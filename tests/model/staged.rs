@@ -219,7 +219,9 @@ fn an_all_tasks_step_sums_the_single_task_steps_gradients() {
 /// own gradient set, the Gram matrix of the tasks' encoder gradients is read back, and the
 /// step's gradient is `sum_k a_k g_k` on the encoder and each task's own gradient on its head.
 /// Checked against single-task steps' gradients combined on the host: the logged cosines,
-/// the method's coefficients recomputed from the host Gram matrix, and every gradient.
+/// the method's coefficients recomputed from the host Gram matrix, and every gradient. And
+/// FAMO's path (every forward first, weights from the read-back losses, then the weighted
+/// backwards): `sum_k a_k g_k` on every parameter, heads included.
 #[test]
 fn a_gradient_method_step_combines_the_task_gradients_by_its_coefficients() {
     use taskgate::config::{Mixing, TrainConfig, Weighting};
@@ -240,11 +242,14 @@ fn a_gradient_method_step_combines_the_task_gradients_by_its_coefficients() {
             collate(&ex, &spec.tasks, 0)
         })
         .collect();
+    let mut single_losses = Vec::new();
     let singles: Vec<HostParams> = batches
         .iter()
-        .map(|batch| {
+        .enumerate()
+        .map(|(i, batch)| {
             let mut single = trainer(&spec, &params, 10);
-            single.train_step(batch).unwrap().read().unwrap();
+            let stats = single.train_step(batch).unwrap().read().unwrap();
+            single_losses.push(stats.task_losses[i].unwrap() as f64);
             single.model.store.download_grads().unwrap()
         })
         .collect();
@@ -263,7 +268,7 @@ fn a_gradient_method_step_combines_the_task_gradients_by_its_coefficients() {
             }
         }
     }
-    for method in [Weighting::Mgda, Weighting::Pcgrad] {
+    for method in [Weighting::Mgda, Weighting::Pcgrad, Weighting::Famo] {
         let config = TrainConfig {
             weighting: method,
             mixing: Mixing::AllTasks,
@@ -277,8 +282,21 @@ fn a_gradient_method_step_combines_the_task_gradients_by_its_coefficients() {
             .unwrap();
         let stats = output.read().unwrap();
         let joint = t.model.store.download_grads().unwrap();
+        if method == Weighting::Famo {
+            // FAMO weights losses: no gradient cosines; its first step's weights follow from
+            // uniform logits and the losses alone.
+            assert!(stats.cosines.is_none());
+            let expected = methods::famo_weights(&[0.0; 3], &single_losses, &[0.0; 3]);
+            for (ours, host) in stats.weights.iter().zip(&expected) {
+                assert!(
+                    (*ours as f64 - host).abs() < 1e-5,
+                    "{:?} vs {expected:?}",
+                    stats.weights
+                );
+            }
+        }
         let cosines = methods::cosines(&gram);
-        for (ours, host) in stats.cosines.as_ref().unwrap().iter().zip(&cosines) {
+        for (ours, host) in stats.cosines.iter().flatten().zip(&cosines) {
             assert!(
                 (*ours as f64 - host).abs() < 1e-4,
                 "{method:?} cosines {stats:?} vs {cosines:?}"
@@ -296,7 +314,7 @@ fn a_gradient_method_step_combines_the_task_gradients_by_its_coefficients() {
         }
         let a = &stats.weights;
         for name in &names {
-            let want: Vec<f32> = if is_head(name) {
+            let want: Vec<f32> = if is_head(name) && method != Weighting::Famo {
                 // Only the labelled task's head has a gradient, its own.
                 (0..singles[0][name].data.len())
                     .map(|e| singles.iter().map(|s| s[name].data[e]).sum())

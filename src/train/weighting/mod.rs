@@ -6,12 +6,14 @@
 //!   step (`equal`, `rlw`, `dwa`, `uncertainty`). They go into the model's task-weight tensor and scale each task's
 //!   d(logits) inside its loss kernel: one backward per batch into one gradient set, no
 //!   extra pass. `uncertainty` and `dwa` then read the step's losses ([`Weighter::observe`]).
+//! - [`StepPlan::WeightsFromLosses`] (`famo`): weights from the step's own losses. Every
+//!   batch's forward and losses first, the losses read back, [`Weighter::combine`] gives the
+//!   weights, then each batch's losses again (tiny kernels) with its weight and its backward.
 //! - [`StepPlan::TaskGradients`]: each batch's backward goes into its own gradient set; the
-//!   host reads the losses (and, for gradient methods, the Gram matrix of the tasks'
-//!   encoder gradients), [`Weighter::combine`] returns coefficients, and the step's gradient
-//!   is `sum_k a_k g_k` on the encoder (`famo`, `gradnorm`, `pcgrad`, `cagrad`, `mgda`,
-//!   `imtl`). FAMO weights the heads too (it weights losses); the gradient methods leave each
-//!   head its own task's gradient, as LibMTL does.
+//!   host reads the losses and the Gram matrix of the tasks' encoder gradients,
+//!   [`Weighter::combine`] returns coefficients, and the step's gradient is `sum_k a_k g_k` on
+//!   the encoder (`gradnorm`, `pcgrad`, `cagrad`, `mgda`, `imtl`); each head keeps its own
+//!   task's gradient, as in LibMTL.
 //!
 //! The state of `uncertainty`, `dwa`, `famo` and `gradnorm` ([`WeightingState`]) goes into
 //! every checkpoint's `state.json`; random draws (`rlw`, `pcgrad`'s task orders) come from
@@ -37,9 +39,13 @@ pub enum StepPlan {
     Fixed,
     /// Scale task i's loss by `weights[i]`.
     Weights(Vec<f64>),
-    /// One gradient set per task, combined by [`Weighter::combine`]; `gram` when the
-    /// combination needs the tasks' encoder-gradient inner products.
-    TaskGradients { gram: bool },
+    /// Task weights computed from this step's own losses ([`Weighter::combine`] without a
+    /// Gram matrix): every batch's forward first (their activations alive together), the
+    /// losses read back, then each batch's backward with its weight.
+    WeightsFromLosses,
+    /// One gradient set per task, combined by [`Weighter::combine`] from the losses and the
+    /// Gram matrix of the tasks' encoder gradients.
+    TaskGradients,
 }
 
 /// The coefficients of a step's gradient: per task, on the shared encoder and on its head.
@@ -244,8 +250,8 @@ impl Weighter {
                 StepPlan::Weights(methods::uncertainty_weights(log_var))
             }
             (Weighting::Uncertainty, _) => unreachable!("uncertainty keeps its state"),
-            (Weighting::Famo, _) => StepPlan::TaskGradients { gram: false },
-            _ => StepPlan::TaskGradients { gram: true },
+            (Weighting::Famo, _) => StepPlan::WeightsFromLosses,
+            _ => StepPlan::TaskGradients,
         }
     }
 
@@ -287,9 +293,10 @@ impl Weighter {
         }
     }
 
-    /// After a [`StepPlan::TaskGradients`] step: the coefficients of each task's gradient
-    /// from the step's losses and (gradient methods) the Gram matrix of the tasks' encoder
-    /// gradients; updates the method's state (`lr`: the step's learning rate).
+    /// Mid-step, for [`StepPlan::WeightsFromLosses`] and [`StepPlan::TaskGradients`]: the
+    /// coefficients of each task's loss or gradient from the step's losses and (gradient
+    /// methods) the Gram matrix of the tasks' encoder gradients; updates the method's state
+    /// (`lr`: the step's learning rate).
     pub fn combine(
         &mut self,
         step: u64,

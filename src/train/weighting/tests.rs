@@ -269,10 +269,7 @@ fn plans_follow_the_method() {
         plan(Weighting::Uncertainty),
         StepPlan::Weights(vec![0.5 * 0.5f64.exp(); 2])
     );
-    assert_eq!(
-        plan(Weighting::Famo),
-        StepPlan::TaskGradients { gram: false }
-    );
+    assert_eq!(plan(Weighting::Famo), StepPlan::WeightsFromLosses);
     for m in [
         Weighting::Gradnorm,
         Weighting::Pcgrad,
@@ -280,7 +277,7 @@ fn plans_follow_the_method() {
         Weighting::Mgda,
         Weighting::Imtl,
     ] {
-        assert_eq!(plan(m), StepPlan::TaskGradients { gram: true }, "{m:?}");
+        assert_eq!(plan(m), StepPlan::TaskGradients, "{m:?}");
     }
 }
 
