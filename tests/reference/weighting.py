@@ -222,11 +222,13 @@ def case(rng, k, dim, conflict):
                    "gradient": (famo_w[:, None] * grads).sum(0).tolist()}
 
     scale = rng.normal(scale=0.3, size=k)
-    initial = losses * rng.uniform(1.0, 2.0, size=k)
-    w_gn, ds, g_gn = gradnorm(grads, losses, initial, scale, 1.5)
-    out["gradnorm"] = {"scale_logits": scale.tolist(), "initial": initial.tolist(),
-                       "alpha": 1.5, "weights": w_gn.tolist(), "scale_gradient": ds.tolist(),
-                       "gradient": g_gn.tolist()}
+    initial = losses * rng.uniform(1.0, 3.0, size=k)
+    out["gradnorm"] = []
+    for alpha in [0.0, 1.5, 4.0]:  # the targets move with alpha: the signs below change
+        w_gn, ds, g_gn = gradnorm(grads, losses, initial, scale, alpha)
+        out["gradnorm"].append({"scale_logits": scale.tolist(), "initial": initial.tolist(),
+                                "alpha": alpha, "weights": w_gn.tolist(),
+                                "scale_gradient": ds.tolist(), "gradient": g_gn.tolist()})
 
     orders = [rng.permutation(k).tolist() for _ in range(k)]
     g_pc, bw = pcgrad(grads, orders)
@@ -250,7 +252,7 @@ def main():
     rng = np.random.default_rng(13)
     cases = [case(rng, 2, 7, False), case(rng, 2, 11, True), case(rng, 3, 13, True),
              case(rng, 4, 17, False), case(rng, 5, 6, True)]
-    OUT.write_text(json.dumps({"cases": cases}, indent=1) + "\n")
+    OUT.write_text(json.dumps({"cases": cases}) + "\n")
     print(f"wrote {OUT} ({len(cases)} cases)")
 
 

@@ -145,29 +145,28 @@ fn gradient_methods_match_the_reference() {
         let grads = matrix(&case["grads"]);
         let g = gram(&grads);
 
-        let gn = &case["gradnorm"];
-        let (w, ds) = methods::gradnorm(
-            &vector(&gn["scale_logits"]),
-            &g,
-            &losses,
-            &vector(&gn["initial"]),
-            gn["alpha"].as_f64().unwrap(),
-        );
-        assert_close(
-            &w,
-            &vector(&gn["weights"]),
-            &format!("case {n} gradnorm weights"),
-        );
-        assert_close(
-            &ds,
-            &vector(&gn["scale_gradient"]),
-            &format!("case {n} gradnorm weight gradient"),
-        );
-        assert_close(
-            &combine(&grads, &w),
-            &vector(&gn["gradient"]),
-            &format!("case {n} gradnorm gradient"),
-        );
+        for gn in case["gradnorm"].as_array().unwrap() {
+            let alpha = gn["alpha"].as_f64().unwrap();
+            let (w, ds) = methods::gradnorm(
+                &vector(&gn["scale_logits"]),
+                &g,
+                &losses,
+                &vector(&gn["initial"]),
+                alpha,
+            );
+            let what = format!("case {n} gradnorm alpha {alpha}");
+            assert_close(&w, &vector(&gn["weights"]), &format!("{what} weights"));
+            assert_close(
+                &ds,
+                &vector(&gn["scale_gradient"]),
+                &format!("{what} weight gradient"),
+            );
+            assert_close(
+                &combine(&grads, &w),
+                &vector(&gn["gradient"]),
+                &format!("{what} gradient"),
+            );
+        }
 
         let pc = &case["pcgrad"];
         let orders: Vec<Vec<usize>> = pc["orders"]
