@@ -5,7 +5,7 @@ evaluates every run on the test splits and prints one table: per-task test metri
 against the single-task baselines, training time per step and peak memory, each as the mean
 (and spread, max - min) over the seeds.
 
-    python3 scripts/compare_methods.py [--steps 40] [--seeds 1,2] [--methods static,pcgrad]
+    python3 scripts/compare_methods.py [--steps 50] [--seeds 1,2] [--methods "static dwa:period=10"]
                                        [--config demo/demo.toml] [--runs runs/compare]
 
 Delta-m % = 100 / T * sum_i s_i (M_mt,i - M_st,i) / M_st,i over the T tasks' primary metrics,
@@ -43,7 +43,17 @@ def run_measured(cmd):
     return usage.ru_maxrss / 1024.0
 
 
-def write_config(source, target, steps, seed, mixing, weighting):
+def parse_method(spec):
+    """`name` or `name:key=value,key=value` (the method's [train.name] options)."""
+    name, _, options = spec.partition(":")
+    table = {}
+    for item in filter(None, options.split(",")):
+        key, _, value = item.partition("=")
+        table[key.strip()] = value.strip()
+    return name, table
+
+
+def write_config(source, target, steps, seed, mixing, weighting, options=None):
     """`source` with absolute data paths and a [train] section of our own."""
     text = source.read_text()
     base = source.parent
@@ -61,6 +71,8 @@ def write_config(source, target, steps, seed, mixing, weighting):
              f"weight_decay = {train.get('weight_decay', 0.01)}",
              f"clip = {train.get('clip', 1.0)}", f"eval_every = {steps}", "log_every = 5",
              f"seed = {seed}", f'mixing = "{mixing}"', f'weighting = "{weighting}"']
+    if options:
+        lines += ["", f"[train.{weighting}]"] + [f"{k} = {v}" for k, v in options.items()]
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(head.rstrip() + "\n\n" + "\n".join(lines) + "\n")
 
@@ -100,10 +112,12 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default=str(ROOT / "demo" / "demo.toml"))
     ap.add_argument("--runs", default=str(ROOT / "runs" / "compare"))
-    ap.add_argument("--steps", type=int, default=40,
+    ap.add_argument("--steps", type=int, default=50,
                     help="steps per run (all_tasks: one batch of every task per step)")
     ap.add_argument("--seeds", default="1,2")
-    ap.add_argument("--methods", default=",".join(ALL_METHODS))
+    ap.add_argument("--methods", default=" ".join(ALL_METHODS),
+                    help="space-separated; options as name:key=value,key=value "
+                         "(e.g. dwa:period=10)")
     ap.add_argument("--no-build", action="store_true", help="use target/release/taskgate as is")
     args = ap.parse_args()
     if not args.no_build:
@@ -113,7 +127,7 @@ def main():
     source = pathlib.Path(args.config).resolve()
     tasks = [(t["name"], t["kind"]) for t in tomllib.loads(source.read_text())["task"]]
     seeds = [int(s) for s in args.seeds.split(",")]
-    methods = args.methods.split(",")
+    methods = args.methods.split()
     runs = pathlib.Path(args.runs).resolve()
 
     baseline = {}  # (seed, task) -> metric
@@ -127,11 +141,13 @@ def main():
 
     results = {}
     for method in methods:
+        name, options = parse_method(method)
+        label = re.sub(r"[^A-Za-z0-9_.=-]+", "-", method)
         per_seed = []
         for seed in seeds:
-            config = runs / "configs" / f"{method}-s{seed}.toml"
-            write_config(source, config, args.steps, seed, "all_tasks", method)
-            run = runs / f"{method}-s{seed}"
+            config = runs / "configs" / f"{label}-s{seed}.toml"
+            write_config(source, config, args.steps, seed, "all_tasks", name, options)
+            run = runs / f"{label}-s{seed}"
             figures = train(config, run)
             metrics = test_metrics(run)
             values = {name: metrics[name][PRIMARY[kind]] for name, kind in tasks}
