@@ -140,6 +140,20 @@ pub struct TrainBench {
     pub weighting: Vec<Weighting>,
 }
 
+/// The optimizer settings of every benchmarked step.
+fn bench_options() -> TrainOptions {
+    TrainOptions {
+        schedule: LrSchedule {
+            peak: 1e-4,
+            warmup: 10,
+            total: 1000,
+            decay: Decay::Linear,
+        },
+        adamw: AdamW::default(),
+        clip: 1.0,
+    }
+}
+
 /// `synthetic_batch` with only task `task` labelled (a batch of one task's training file).
 pub fn one_task_batch(batch: usize, seq: usize, task: usize) -> Batch {
     let mut b = synthetic_batch(batch, seq);
@@ -172,16 +186,7 @@ fn run_weighting(
         .map(|t| one_task_batch(opts.batch, opts.seq, t))
         .collect();
     let own: Vec<usize> = (0..tasks).collect();
-    let options = TrainOptions {
-        schedule: LrSchedule {
-            peak: 1e-4,
-            warmup: 10,
-            total: 1000,
-            decay: Decay::Linear,
-        },
-        adamw: AdamW::default(),
-        clip: 1.0,
-    };
+    let options = bench_options();
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); opts.weighting.len()];
     let mut peaks = vec![0u64; opts.weighting.len()];
     let rounds = opts.runs.samples.max(1);
@@ -196,7 +201,7 @@ fn run_weighting(
             };
             let model = MultiTaskModel::new(gpu, spec.clone(), params)?;
             let mut trainer = Trainer::new(model, options)?;
-            trainer.weighter = Weighter::new(&config, &vec![1.0; tasks], 100);
+            trainer.weighter = Weighter::new(&config, tasks, 100);
             let mut step = || -> Result<()> {
                 gpu.block_on(trainer.train_batches_async(&batches, Some(&own)))??;
                 Ok(())
@@ -280,16 +285,7 @@ pub fn run(gpu: &Gpu, opts: &TrainBench) -> Result<Report> {
     gpu.reset_peak_memory();
     let model = MultiTaskModel::new(gpu, spec, &params)?;
     drop(params);
-    let options = TrainOptions {
-        schedule: LrSchedule {
-            peak: 1e-4,
-            warmup: 10,
-            total: 1000,
-            decay: Decay::Linear,
-        },
-        adamw: AdamW::default(),
-        clip: 1.0,
-    };
+    let options = bench_options();
     let mut trainer = Trainer::new(model, options)?;
     let batch = synthetic_batch(opts.batch, opts.seq);
     let samples = measure(gpu, opts.runs, true, || {

@@ -3,9 +3,7 @@
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
-use super::weighting::{
-    CagradOptions, DwaOptions, FamoOptions, GradNormOptions, Weighting, WeightingTables,
-};
+use super::weighting::{CagradOptions, DwaOptions, FamoOptions, GradNormOptions, Weighting};
 
 /// The learning rate's course after the warm-up (see `train::schedule`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -88,7 +86,8 @@ pub struct TrainConfig {
     /// How a step over every task combines their losses or gradients.
     #[serde(default)]
     pub weighting: Weighting,
-    /// `[train.dwa]`: options of `weighting = "dwa"`.
+    /// `[train.dwa]`: options of `weighting = "dwa"` (each option table is checked against
+    /// `weighting` by `validate_weighting_tables`, in `config/weighting.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dwa: Option<DwaOptions>,
     /// `[train.famo]`.
@@ -168,7 +167,7 @@ impl TrainConfig {
                 self.temperature
             );
         }
-        self.weighting_tables().validate(self.weighting)?;
+        self.validate_weighting_tables()?;
         if self.weighting.combines_tasks() && self.mixing != Mixing::AllTasks {
             bail!(
                 "[train] weighting = \"{}\" combines every task's loss in each step: set \
@@ -177,16 +176,6 @@ impl TrainConfig {
             );
         }
         Ok(())
-    }
-
-    /// The weighting methods' option tables.
-    pub fn weighting_tables(&self) -> WeightingTables {
-        WeightingTables {
-            dwa: self.dwa,
-            famo: self.famo,
-            gradnorm: self.gradnorm,
-            cagrad: self.cagrad,
-        }
     }
 
     /// Checks what depends on the number of tasks trained (after `--only`).

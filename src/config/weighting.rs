@@ -7,6 +7,8 @@
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
+use super::TrainConfig;
+
 /// A multi-task weighting method (the papers each follows: README, "Multi-task weighting").
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -183,19 +185,6 @@ impl Default for CagradOptions {
     }
 }
 
-/// The options tables of `[train]`, one per method that has options.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
-pub struct WeightingTables {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dwa: Option<DwaOptions>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub famo: Option<FamoOptions>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gradnorm: Option<GradNormOptions>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cagrad: Option<CagradOptions>,
-}
-
 /// A non-negative finite number, or an error naming `field`.
 fn non_negative(field: &str, value: f64) -> Result<()> {
     if !(value.is_finite() && value >= 0.0) {
@@ -212,9 +201,11 @@ fn positive(field: &str, value: f64) -> Result<()> {
     Ok(())
 }
 
-impl WeightingTables {
-    /// Each table set belongs to `method`, and its values are in range.
-    pub fn validate(&self, method: Weighting) -> Result<()> {
+impl TrainConfig {
+    /// Each weighting option table set belongs to `[train] weighting`, and its values are in
+    /// range.
+    pub fn validate_weighting_tables(&self) -> Result<()> {
+        let method = self.weighting;
         let set = [
             (Weighting::Dwa, self.dwa.is_some()),
             (Weighting::Famo, self.famo.is_some()),
@@ -258,36 +249,44 @@ impl WeightingTables {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_table_of_another_method_is_refused() {
-        let tables = WeightingTables {
-            cagrad: Some(CagradOptions::default()),
+    fn with(weighting: Weighting, set: impl FnOnce(&mut TrainConfig)) -> TrainConfig {
+        let mut config = TrainConfig {
+            weighting,
             ..Default::default()
         };
-        let e = tables.validate(Weighting::Dwa).unwrap_err().to_string();
+        set(&mut config);
+        config
+    }
+
+    #[test]
+    fn a_table_of_another_method_is_refused() {
+        let cagrad = |c: &mut TrainConfig| c.cagrad = Some(CagradOptions::default());
+        let e = with(Weighting::Dwa, cagrad)
+            .validate_weighting_tables()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("[train.cagrad]") && e.contains("\"dwa\""), "{e}");
-        tables.validate(Weighting::Cagrad).unwrap();
+        with(Weighting::Cagrad, cagrad)
+            .validate_weighting_tables()
+            .unwrap();
     }
 
     #[test]
     fn out_of_range_options_name_their_field() {
-        let tables = WeightingTables {
-            gradnorm: Some(GradNormOptions { alpha: -0.5 }),
-            ..Default::default()
-        };
-        let e = tables
-            .validate(Weighting::Gradnorm)
-            .unwrap_err()
-            .to_string();
+        let e = with(Weighting::Gradnorm, |c| {
+            c.gradnorm = Some(GradNormOptions { alpha: -0.5 })
+        })
+        .validate_weighting_tables()
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("[train.gradnorm] alpha"), "{e}");
-        let tables = WeightingTables {
-            dwa: Some(DwaOptions {
+        let dwa = with(Weighting::Dwa, |c| {
+            c.dwa = Some(DwaOptions {
                 temperature: 0.0,
                 period: 0,
-            }),
-            ..Default::default()
-        };
-        assert!(tables.validate(Weighting::Dwa).is_err());
+            })
+        });
+        assert!(dwa.validate_weighting_tables().is_err());
     }
 
     #[test]

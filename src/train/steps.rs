@@ -46,8 +46,7 @@ pub fn build_trainer(
     steps_per_epoch: u64,
 ) -> std::result::Result<Trainer, (anyhow::Error, Box<MultiTaskModel>)> {
     let options = train_options(config, total_steps);
-    let lambdas: Vec<f32> = model.spec.tasks.iter().map(|t| t.lambda).collect();
-    let weighter = Weighter::new(config, &lambdas, steps_per_epoch);
+    let weighter = Weighter::new(config, model.spec.tasks.len(), steps_per_epoch);
     match Optimizer::new(&model.store, options.adamw, options.clip) {
         Ok(optimizer) => Ok(Trainer::with_parts(model, optimizer, options, weighter)),
         Err(e) => Err((e, Box::new(model))),

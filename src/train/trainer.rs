@@ -15,7 +15,7 @@ use crate::config::{TrainConfig, Weighting};
 use crate::data::Batch;
 use crate::gpu::Tensor;
 use crate::model::MultiTaskModel;
-use crate::model::multitask::HiddenGrads;
+use crate::model::multitask::{ForwardPass, HiddenGrads};
 use crate::model::spec::Owner;
 use crate::nn::DeviceBatch;
 use crate::nn::Mode;
@@ -125,13 +125,8 @@ impl Trainer {
     /// A trainer with the model's own task weights (`static` weighting).
     pub fn new(model: MultiTaskModel, options: TrainOptions) -> Result<Self> {
         let optimizer = Optimizer::new(&model.store, options.adamw, options.clip)?;
-        let lambdas: Vec<f32> = model.spec.tasks.iter().map(|t| t.lambda).collect();
-        Ok(Self::with_parts(
-            model,
-            optimizer,
-            options,
-            Weighter::new(&TrainConfig::default(), &lambdas, 1),
-        ))
+        let weighter = Weighter::new(&TrainConfig::default(), model.spec.tasks.len(), 1);
+        Ok(Self::with_parts(model, optimizer, options, weighter))
     }
 
     /// A trainer at step 0 from its parts.
@@ -184,7 +179,6 @@ impl Trainer {
             bail!("one task per batch");
         }
         self.step += 1;
-        let gpu = self.model.params().gpu().clone();
         let tasks = self.model.spec.tasks.len();
         let plan = self.weighter.plan(self.step);
         let lr = self.options.schedule.lr(self.step);
@@ -235,19 +229,8 @@ impl Trainer {
             self.model.store.zero_grads();
         }
         for (k, batch) in batches.iter().enumerate() {
-            let spec = &self.model.spec;
             let own = own_tasks.map(|t| t[k]);
-            let run: Vec<bool> = batch
-                .targets
-                .iter()
-                .enumerate()
-                .map(|(t, targets)| own.is_none_or(|o| o == t) && targets.any_labelled())
-                .collect();
-            let device_batch = DeviceBatch::new(&gpu, batch, &spec.encoder, true)?;
-            let mode = Mode::Train {
-                seed: batch_seed(spec.encoder.seed, k),
-                step: self.step,
-            };
+            let (device_batch, pass, mode) = self.forward_batch(k, batch, own)?;
             let grads = match own {
                 Some(t) if separate => {
                     self.task_grads[t].zero();
@@ -255,7 +238,6 @@ impl Trainer {
                 }
                 _ => &self.model.store.grads,
             };
-            let pass = self.model.forward(&device_batch, mode, Some(&run))?;
             let losses = self
                 .model
                 .backward(&pass, &device_batch, &batch.targets, grads, mode)?;
@@ -286,6 +268,30 @@ impl Trainer {
             }
         };
         self.finish_step(lr, total, per_task, &labelled, weights, cosines)
+    }
+
+    /// Batch `k` of this step uploaded and run forward with its own dropout seed, through the
+    /// heads of the tasks it labels (only `own`'s when given).
+    fn forward_batch(
+        &self,
+        k: usize,
+        batch: &Batch,
+        own: Option<usize>,
+    ) -> Result<(DeviceBatch, ForwardPass, Mode)> {
+        let spec = &self.model.spec;
+        let run: Vec<bool> = batch
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(t, targets)| own.is_none_or(|o| o == t) && targets.any_labelled())
+            .collect();
+        let device_batch = DeviceBatch::new(self.model.params().gpu(), batch, &spec.encoder, true)?;
+        let mode = Mode::Train {
+            seed: batch_seed(spec.encoder.seed, k),
+            step: self.step,
+        };
+        let pass = self.model.forward(&device_batch, mode, Some(&run))?;
+        Ok((device_batch, pass, mode))
     }
 
     /// The AdamW step over the groups of the tasks that trained (the encoder when any did).
@@ -325,22 +331,12 @@ impl Trainer {
         own: &[usize],
         lr: f32,
     ) -> Result<StepOutput> {
-        let gpu = self.model.params().gpu().clone();
         let tasks = self.model.spec.tasks.len();
         self.model.set_task_weights(&vec![1.0; tasks])?;
         let mut passes = Vec::with_capacity(batches.len());
         let mut per_task: Vec<Option<Tensor>> = vec![None; tasks];
         for (k, batch) in batches.iter().enumerate() {
-            let spec = &self.model.spec;
-            let run: Vec<bool> = (0..tasks)
-                .map(|t| t == own[k] && batch.targets[t].any_labelled())
-                .collect();
-            let device_batch = DeviceBatch::new(&gpu, batch, &spec.encoder, true)?;
-            let mode = Mode::Train {
-                seed: batch_seed(spec.encoder.seed, k),
-                step: self.step,
-            };
-            let pass = self.model.forward(&device_batch, mode, Some(&run))?;
+            let (device_batch, pass, mode) = self.forward_batch(k, batch, Some(own[k]))?;
             let losses = self
                 .model
                 .task_losses(&pass, &batch.targets, HiddenGrads::WeightedSum)?;
@@ -436,12 +432,8 @@ impl Trainer {
         let mut gram = vec![vec![0.0f64; tasks]; tasks];
         for (&(i, j), v) in pairs.iter().zip(&values[tasks..]) {
             gram[i][j] += v[0] as f64;
-        }
-        // The lower triangle mirrors the upper one.
-        let upper = gram.clone();
-        for (i, row) in gram.iter_mut().enumerate() {
-            for (j, x) in row.iter_mut().enumerate().take(i) {
-                *x = upper[j][i];
+            if i != j {
+                gram[j][i] += v[0] as f64;
             }
         }
         let combination = self

@@ -1,11 +1,11 @@
 //! The staged backward: one d(hidden) per task, combined with the task weights and pushed
 //! through the encoder into a second gradient set, equals the joint backward.
 
-use taskgate::data::collate;
+use taskgate::data::{Batch, collate};
 use taskgate::gpu::{DType, Tensor};
 use taskgate::model::host::HostParams;
 use taskgate::model::multitask::HiddenGrads;
-use taskgate::model::{DeviceBatch, MultiTaskModel};
+use taskgate::model::{DeviceBatch, ModelSpec, MultiTaskModel};
 use taskgate::nn::Mode;
 use taskgate::ops::elementwise::accumulate;
 
@@ -20,6 +20,24 @@ fn relative(a: &[f32], b: &[f32]) -> f64 {
     let diff: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
     let norm: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum();
     diff.sqrt() / norm.sqrt().max(FLOOR)
+}
+
+/// Batch i of three holds `size + i` examples (seed `seed + i`) labelled for task i only, as
+/// training files make them.
+fn one_task_batches(spec: &ModelSpec, size: usize, seed: u64) -> Vec<Batch> {
+    (0..3)
+        .map(|i| {
+            let mut ex = examples(size + i, seed + i as u64);
+            for e in &mut ex {
+                for (t, label) in e.labels.iter_mut().enumerate() {
+                    if t != i {
+                        *label = None;
+                    }
+                }
+            }
+            collate(&ex, &spec.tasks, 0)
+        })
+        .collect()
 }
 
 #[test]
@@ -156,20 +174,7 @@ fn an_all_tasks_step_sums_the_single_task_steps_gradients() {
         task.lambda = l;
     }
     let params = init(&spec);
-    // Batch i holds examples labelled for task i only, as training files make them.
-    let batches: Vec<_> = (0..3)
-        .map(|i| {
-            let mut ex = examples(5 + i, 20 + i as u64);
-            for e in &mut ex {
-                for (t, label) in e.labels.iter_mut().enumerate() {
-                    if t != i {
-                        *label = None;
-                    }
-                }
-            }
-            collate(&ex, &spec.tasks, 0)
-        })
-        .collect();
+    let batches = one_task_batches(&spec, 5, 20);
     let mut all = trainer(&spec, &params, 10);
     let stats = all.train_batches(&batches).unwrap().read().unwrap();
     let joint = all.model.store.download_grads().unwrap();
@@ -229,19 +234,7 @@ fn a_gradient_method_step_combines_the_task_gradients_by_its_coefficients() {
 
     let spec = spec(0.0);
     let params = init(&spec);
-    let batches: Vec<_> = (0..3)
-        .map(|i| {
-            let mut ex = examples(4 + i, 40 + i as u64);
-            for e in &mut ex {
-                for (t, label) in e.labels.iter_mut().enumerate() {
-                    if t != i {
-                        *label = None;
-                    }
-                }
-            }
-            collate(&ex, &spec.tasks, 0)
-        })
-        .collect();
+    let batches = one_task_batches(&spec, 4, 40);
     let mut single_losses = Vec::new();
     let singles: Vec<HostParams> = batches
         .iter()
@@ -275,7 +268,7 @@ fn a_gradient_method_step_combines_the_task_gradients_by_its_coefficients() {
             ..Default::default()
         };
         let mut t = trainer(&spec, &params, 10);
-        t.weighter = Weighter::new(&config, &[1.0; 3], 1);
+        t.weighter = Weighter::new(&config, 3, 1);
         let output = gpu()
             .block_on(t.train_batches_async(&batches, Some(&[0, 1, 2])))
             .unwrap()

@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::solvers::{Matrix, cagrad_inner, mat_vec, min_norm_point, quad, solve};
+use super::solvers::{Matrix, cagrad_inner, min_norm_point, quad, solve};
 
 /// `softmax(x)`.
 pub fn softmax(x: &[f64]) -> Vec<f64> {
@@ -34,6 +34,11 @@ impl SmallAdam {
             v: vec![0.0; n],
             t: 0,
         }
+    }
+
+    /// True when its moments are for a vector of `n` values.
+    pub fn is_for(&self, n: usize) -> bool {
+        self.m.len() == n && self.v.len() == n
     }
 
     /// One step of `x` along `grad`.
@@ -263,14 +268,4 @@ pub fn cosines(gram: &Matrix) -> Vec<f64> {
         }
     }
     out
-}
-
-/// `|sum_j a_j g_j|^2` from the Gram matrix (for tests and logs).
-pub fn combined_norm_squared(gram: &Matrix, a: &[f64]) -> f64 {
-    quad(gram, a, a)
-}
-
-/// `G a` (each task gradient's inner product with the combination).
-pub fn projections(gram: &Matrix, a: &[f64]) -> Vec<f64> {
-    mat_vec(gram, a)
 }

@@ -89,7 +89,7 @@ pub enum WeightingState {
 #[derive(Clone, Debug)]
 pub struct Weighter {
     pub method: Weighting,
-    lambdas: Vec<f64>,
+    tasks: usize,
     seed: u64,
     dwa: DwaOptions,
     /// DWA's averaging period in steps (the option, or one sampler epoch).
@@ -141,10 +141,11 @@ pub fn task_orders(seed: u64, step: u64, n: usize) -> Vec<Vec<usize>> {
 }
 
 impl Weighter {
-    /// The weighting `train` configures for tasks with loss weights `lambdas`; one sampler
-    /// epoch is `steps_per_epoch` steps (DWA's default period).
-    pub fn new(train: &TrainConfig, lambdas: &[f32], steps_per_epoch: u64) -> Self {
-        let k = lambdas.len();
+    /// The weighting `train` configures for `tasks` tasks (`static` leaves the model's task
+    /// weights, its lambdas, as they are); one sampler epoch is `steps_per_epoch` steps
+    /// (DWA's default period).
+    pub fn new(train: &TrainConfig, tasks: usize, steps_per_epoch: u64) -> Self {
+        let k = tasks;
         let dwa = train.dwa.unwrap_or_default();
         let state = match train.weighting {
             Weighting::Uncertainty => WeightingState::Uncertainty {
@@ -170,7 +171,7 @@ impl Weighter {
         };
         Self {
             method: train.weighting,
-            lambdas: lambdas.iter().map(|&l| l as f64).collect(),
+            tasks,
             seed: train.seed,
             dwa,
             dwa_period: if dwa.period > 0 {
@@ -185,10 +186,6 @@ impl Weighter {
         }
     }
 
-    fn tasks(&self) -> usize {
-        self.lambdas.len()
-    }
-
     /// Continues from a checkpoint's state (which must be this method's, for as many tasks).
     pub fn restore(&mut self, state: WeightingState) -> Result<()> {
         if std::mem::discriminant(&state) != std::mem::discriminant(&self.state) {
@@ -198,12 +195,10 @@ impl Weighter {
                 self.method.name()
             );
         }
-        let k = self.tasks();
+        let k = self.tasks;
         let lengths_ok = match &state {
             WeightingState::Stateless => true,
-            WeightingState::Uncertainty { log_var, adam } => {
-                log_var.len() == k && adam.m.len() == k && adam.v.len() == k
-            }
+            WeightingState::Uncertainty { log_var, adam } => log_var.len() == k && adam.is_for(k),
             WeightingState::Dwa { sums, history, .. } => {
                 sums.len() == k && history.iter().all(|h| h.len() == k)
             }
@@ -213,8 +208,7 @@ impl Weighter {
                 previous,
             } => {
                 logits.len() == k
-                    && adam.m.len() == k
-                    && adam.v.len() == k
+                    && adam.is_for(k)
                     && previous.as_ref().is_none_or(|p| p.len() == k)
             }
             WeightingState::Gradnorm {
@@ -223,8 +217,7 @@ impl Weighter {
                 initial,
             } => {
                 scale_logits.len() == k
-                    && adam.m.len() == k
-                    && adam.v.len() == k
+                    && adam.is_for(k)
                     && initial.as_ref().is_none_or(|p| p.len() == k)
             }
         };
@@ -237,7 +230,7 @@ impl Weighter {
 
     /// What step `step` (counted from 1) needs.
     pub fn plan(&self, step: u64) -> StepPlan {
-        let k = self.tasks();
+        let k = self.tasks;
         match (self.method, &self.state) {
             (Weighting::Static, _) => StepPlan::Fixed,
             (Weighting::Equal, _) => StepPlan::Weights(vec![1.0; k]),
@@ -304,7 +297,7 @@ impl Weighter {
         gram: Option<&Matrix>,
         lr: f64,
     ) -> Result<Combination> {
-        let k = self.tasks();
+        let k = self.tasks;
         let ones = vec![1.0; k];
         let need_gram = || -> Result<&Matrix> {
             gram.ok_or_else(|| anyhow::anyhow!("weighting needs the tasks' Gram matrix"))

@@ -260,8 +260,7 @@ fn random_draws_depend_on_the_step_and_seed_only() {
 
 #[test]
 fn plans_follow_the_method() {
-    let lambdas = [2.0, 0.5];
-    let plan = |m| Weighter::new(&config(m), &lambdas, 10).plan(1);
+    let plan = |m| Weighter::new(&config(m), 2, 10).plan(1);
     assert_eq!(plan(Weighting::Static), StepPlan::Fixed);
     assert_eq!(plan(Weighting::Equal), StepPlan::Weights(vec![1.0, 1.0]));
     assert_eq!(
@@ -287,7 +286,7 @@ fn dwa_averages_each_period_and_weighs_by_the_last_two() {
         temperature: 2.0,
         period: 2,
     });
-    let mut w = Weighter::new(&c, &[1.0, 1.0], 99);
+    let mut w = Weighter::new(&c, 2, 99);
     for losses in [[1.0, 2.0], [3.0, 2.0], [1.0, 1.0]] {
         assert_eq!(w.plan(1), StepPlan::Weights(vec![1.0, 1.0]));
         w.observe(&losses, 0.1);
@@ -302,7 +301,7 @@ fn dwa_averages_each_period_and_weighs_by_the_last_two() {
 
 #[test]
 fn state_survives_json_bit_for_bit_and_refuses_another_method() {
-    let mut w = Weighter::new(&config(Weighting::Famo), &[1.0; 3], 5);
+    let mut w = Weighter::new(&config(Weighting::Famo), 3, 5);
     let g = vec![
         vec![1.0, 0.1, 0.0],
         vec![0.1, 1.0, 0.3],
@@ -315,13 +314,13 @@ fn state_survives_json_bit_for_bit_and_refuses_another_method() {
     let json = serde_json::to_string(&w.state).unwrap();
     let back: WeightingState = serde_json::from_str(&json).unwrap();
     assert_eq!(back, w.state);
-    let mut fresh = Weighter::new(&config(Weighting::Famo), &[1.0; 3], 5);
+    let mut fresh = Weighter::new(&config(Weighting::Famo), 3, 5);
     fresh.restore(back.clone()).unwrap();
     let a = w.combine(4, &[0.3, 0.4, 0.5], Some(&g), 1e-3).unwrap();
     let b = fresh.combine(4, &[0.3, 0.4, 0.5], Some(&g), 1e-3).unwrap();
     assert_eq!(a, b);
-    let mut other = Weighter::new(&config(Weighting::Uncertainty), &[1.0; 3], 5);
+    let mut other = Weighter::new(&config(Weighting::Uncertainty), 3, 5);
     assert!(other.restore(back).is_err());
-    let mut fewer = Weighter::new(&config(Weighting::Famo), &[1.0; 2], 5);
+    let mut fewer = Weighter::new(&config(Weighting::Famo), 2, 5);
     assert!(fewer.restore(w.state.clone()).is_err());
 }
