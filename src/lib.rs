@@ -50,5 +50,7 @@ pub mod shaders;
 pub mod tasks;
 pub mod tokenize;
 pub mod train;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod tune;
 
 pub use gpu::{DType, Gpu, Tensor};

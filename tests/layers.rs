@@ -25,6 +25,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("train", 10),
     ("session", 11),
     ("bench", 11),
+    ("tune", 11),
     ("cli", 12),
 ];
 

@@ -180,6 +180,7 @@ fn a_kind_defined_outside_taskgate_trains_end_to_end() {
             only: None,
             steps: None,
             progress: false,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -220,6 +221,7 @@ fn a_kind_defined_outside_taskgate_trains_end_to_end() {
             only: None,
             steps: None,
             progress: false,
+            ..Default::default()
         },
     )
     .err()

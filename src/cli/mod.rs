@@ -8,6 +8,7 @@ mod info;
 mod init;
 mod predict;
 mod train;
+mod tune;
 
 use std::path::PathBuf;
 
@@ -16,6 +17,14 @@ use clap::{Parser, Subcommand};
 
 use crate::data::splits::Split;
 use crate::gpu::AdapterRequest;
+
+/// `--method` of `taskgate tune`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum SearchMethodArg {
+    Grid,
+    Random,
+    Tpe,
+}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -78,6 +87,30 @@ pub enum Command {
         /// Override [train] steps.
         #[arg(long)]
         steps: Option<u64>,
+    },
+    /// Search task weights and training settings ([tune] in the config, see README.md):
+    /// `CONFIG.toml --out DIR` starts a study of trials, `--resume DIR` continues one.
+    Tune {
+        /// The config file, with a [tune] section and its [tune.space].
+        config: Option<PathBuf>,
+        /// The study directory to create (trials/, study.jsonl, study.md, best.toml).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Continue the study in this directory.
+        #[arg(long, conflicts_with_all = ["config", "out"])]
+        resume: Option<PathBuf>,
+        /// Override [tune] trials.
+        #[arg(long)]
+        trials: Option<usize>,
+        /// Override [tune] method.
+        #[arg(long, value_enum)]
+        method: Option<SearchMethodArg>,
+        /// Override [tune] steps (per trial).
+        #[arg(long)]
+        steps: Option<u64>,
+        /// Trials run at once (default 1).
+        #[arg(long)]
+        jobs: Option<usize>,
     },
     /// Per-task metrics of a trained model on its tasks' dev or test files.
     Eval {
@@ -224,6 +257,41 @@ pub fn run(cli: Cli) -> Result<()> {
             only,
             steps,
         } => train::run(&request, config, out, resume, only, steps),
+        Command::Tune {
+            config,
+            out,
+            resume,
+            trials,
+            method,
+            steps,
+            jobs,
+        } => {
+            use crate::config::tune::SearchMethod;
+            let method = method.map(|m| match m {
+                SearchMethodArg::Grid => SearchMethod::Grid,
+                SearchMethodArg::Random => SearchMethod::Random,
+                SearchMethodArg::Tpe => SearchMethod::Tpe,
+            });
+            tune::run(
+                &request,
+                crate::tune::TuneOptions {
+                    resume: resume.is_some(),
+                    out: match (out, resume) {
+                        (Some(o), None) | (None, Some(o)) => o,
+                        _ => anyhow::bail!(
+                            "give `CONFIG.toml --out DIR` to start a study, or `--resume DIR` \
+                             to continue one"
+                        ),
+                    },
+                    config,
+                    trials,
+                    method,
+                    steps,
+                    jobs,
+                    progress: true,
+                },
+            )
+        }
         Command::Eval {
             dir,
             split,

@@ -24,6 +24,7 @@ pub fn run(
             only,
             steps,
             progress: true,
+            ..Default::default()
         },
         (None, None, Some(dir)) => {
             if only.is_some() || steps.is_some() {
@@ -36,6 +37,7 @@ pub fn run(
                 only: None,
                 steps: None,
                 progress: true,
+                ..Default::default()
             }
         }
         _ => {

@@ -14,6 +14,7 @@ pub mod data;
 mod enums;
 pub mod task;
 pub mod train;
+pub mod tune;
 pub mod weighting;
 
 pub use data::{Column, DataFormat, DataSource};
@@ -32,6 +33,9 @@ pub struct ModelConfig {
     /// `[train]`: used by `taskgate train`, ignored elsewhere.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train: Option<TrainConfig>,
+    /// `[tune]`: used by `taskgate tune`, ignored elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tune: Option<tune::TuneConfig>,
 }
 
 /// `[encoder]`: a pretrained Hugging Face BERT directory, or the dimensions of a fresh one.

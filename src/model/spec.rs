@@ -87,6 +87,7 @@ impl ModelSpec {
                 })
                 .collect(),
             train: None,
+            tune: None,
         }
     }
 

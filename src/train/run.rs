@@ -33,7 +33,13 @@ use crate::tokenize::TextTokenizer;
 
 pub use super::run_dir::{BEST, CHART_FILE, LAST, LOG_FILE, RUN_CONFIG};
 
+/// Asked after every evaluation with the step, the run's score and the dev metrics: true
+/// stops the run there (its checkpoints are written; `--resume` would go on).
+pub type StopRule =
+    std::sync::Arc<dyn Fn(u64, Option<f64>, &[(String, Metrics)]) -> bool + Send + Sync>;
+
 /// What to run.
+#[derive(Clone, Default)]
 pub struct RunOptions {
     /// The config file of a fresh run (`None` when resuming).
     pub config: Option<PathBuf>,
@@ -46,6 +52,10 @@ pub struct RunOptions {
     pub steps: Option<u64>,
     /// Show a progress bar (it hides itself when stderr is not a terminal).
     pub progress: bool,
+    /// Print nothing but warnings (a trial of `taskgate tune`).
+    pub quiet: bool,
+    /// Stops the run early when it says so (the median rule of `taskgate tune`).
+    pub stop_rule: Option<StopRule>,
 }
 
 /// The figures of a finished run.
@@ -54,6 +64,8 @@ pub struct RunSummary {
     pub tokens_per_s: f64,
     pub dev: Vec<(String, Metrics)>,
     pub best: Option<Best>,
+    /// The step the stop rule ended the run at, when it did.
+    pub stopped_at: Option<u64>,
 }
 
 /// Every task's examples of one split (`None` where a task has no file for it).
@@ -372,7 +384,7 @@ impl Start {
 
     /// The model to train: the checkpoint's (its parameters moved out: the host holds one
     /// copy) or a fresh one (pretrained encoder + new tasks, sized against `gpu`'s limits).
-    fn model(&mut self, gpu: &Gpu) -> Result<(ModelSpec, HostParams, Vec<u8>)> {
+    fn model(&mut self, gpu: &Gpu, quiet: bool) -> Result<(ModelSpec, HostParams, Vec<u8>)> {
         Ok(match self.resumed.as_mut() {
             Some(c) => (
                 c.model.spec.clone(),
@@ -382,7 +394,7 @@ impl Start {
             None => {
                 let model =
                     init_from_config(&self.config, &self.config_path, Some(arena_capacity(gpu)))?;
-                for note in &model.notes {
+                for note in model.notes.iter().filter(|_| !quiet) {
                     eprintln!("{note}");
                 }
                 (model.spec, model.params, model.tokenizer_json)
@@ -531,6 +543,9 @@ struct Training {
     clock: Clock,
     /// The metrics of the latest evaluation.
     last_dev: Vec<(String, Metrics)>,
+    quiet: bool,
+    stop_rule: Option<StopRule>,
+    stopped_at: Option<u64>,
 }
 
 impl Training {
@@ -544,7 +559,7 @@ impl Training {
         // The adapter first: a fresh model's sizes are checked against its limits before any
         // parameter is allocated.
         let gpu = pollster::block_on(Gpu::new(request))?;
-        let (spec, params, tokenizer_json) = start.model(&gpu)?;
+        let (spec, params, tokenizer_json) = start.model(&gpu, options.quiet)?;
         let tokenizer = TextTokenizer::from_bytes(&tokenizer_json, spec.encoder.max_length)?;
 
         // Every data file is read and checked before anything is written.
@@ -593,10 +608,12 @@ impl Training {
 
         let bar = progress_bar(options.progress, total_steps, state.step);
         let adapter = &gpu.adapter_info().name;
-        say(
-            &bar,
-            header(&train, &spec.tasks, &steps.batches.sampler, &state, adapter),
-        );
+        if !options.quiet {
+            say(
+                &bar,
+                header(&train, &spec.tasks, &steps.batches.sampler, &state, adapter),
+            );
+        }
         Ok(Self {
             out: out.clone(),
             tasks: spec.tasks,
@@ -613,6 +630,9 @@ impl Training {
             gpu,
             train,
             last_dev: Vec::new(),
+            quiet: options.quiet,
+            stop_rule: options.stop_rule.clone(),
+            stopped_at: None,
         })
     }
 
@@ -635,7 +655,16 @@ impl Training {
                 self.log_progress(step)?;
             }
             if eval_now {
-                self.evaluate_and_save(step)?;
+                let score = self.evaluate_and_save(step)?;
+                // (the rule sees every evaluation, the last one included)
+                if let Some(rule) = &self.stop_rule
+                    && rule(step, score, &self.last_dev)
+                    && step < total
+                {
+                    self.stopped_at = Some(step);
+                    fault::point("run:step");
+                    break;
+                }
             }
             fault::point("run:step");
         }
@@ -697,7 +726,9 @@ impl Training {
                 .collect::<Vec<_>>()
                 .join("  ")
         );
-        if self.bar.is_hidden() && (step.is_multiple_of(5 * self.train.log_every) || step == total)
+        if self.bar.is_hidden()
+            && !self.quiet
+            && (step.is_multiple_of(5 * self.train.log_every) || step == total)
         {
             // No terminal (a log file, CI): a plain line now and then instead of the bar.
             eprintln!("step {step}/{total} {status}");
@@ -728,7 +759,7 @@ impl Training {
 
     /// At an evaluation step: the dev sets evaluated, the best checkpoint replaced when the
     /// score improved, the last checkpoint and the chart written.
-    fn evaluate_and_save(&mut self, step: u64) -> Result<()> {
+    fn evaluate_and_save(&mut self, step: u64) -> Result<Option<f64>> {
         let eval_started = Instant::now();
         // What the checkpoints record, as of the end of this step's training.
         self.state.elapsed_s = self.clock.elapsed();
@@ -744,7 +775,7 @@ impl Training {
             .eta
             .add_eval(eval_started.elapsed().as_secs_f64());
         self.clock.mark = (Instant::now(), step);
-        Ok(())
+        Ok(score)
     }
 
     /// Evaluates every task that has a dev set, prints and logs the metrics; returns the
@@ -766,10 +797,12 @@ impl Training {
         }
         let score = (!scores.is_empty()).then(|| scores.iter().sum::<f64>() / scores.len() as f64);
         if !metrics.is_empty() {
-            say(
-                &self.bar,
-                format!("step {step}/{total} dev: {}", describe(&self.last_dev)),
-            );
+            if !self.quiet {
+                say(
+                    &self.bar,
+                    format!("step {step}/{total} dev: {}", describe(&self.last_dev)),
+                );
+            }
             self.log.push(json!({"kind": "eval", "step": step, "split": "dev", "metrics": metrics, "score": score}))?;
         }
         Ok(score)
@@ -825,6 +858,7 @@ impl Training {
             tokens_per_s: self.clock.tokens_per_s(self.state.tokens),
             dev: self.last_dev,
             best: self.state.best,
+            stopped_at: self.stopped_at,
         }
     }
 }

@@ -8,3 +8,4 @@ mod fault_injection;
 mod inputs;
 mod outputs;
 mod runs;
+mod tune;
