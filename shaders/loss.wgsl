@@ -13,14 +13,16 @@
 //   dx[c]    = grad_scale * inv_norm * ((1 - e) * w[t] * (p[c] - [c == t])
 //                                       + (e / C) * (W * p[c] - w[c]))
 //   (this is PyTorch's cross_entropy with weight and label_smoothing).
-// bce_with_logits (invocation per row; m = row_mask[r], a 0/1 or fractional row weight):
-//   row_loss = inv_norm * m * sum_c (max(x, 0) - x * t + log1p(exp(-|x|)))
-//   dx[c]    = grad_scale * inv_norm * m * (sigmoid(x) - t)
+// bce_with_logits (invocation per row; m = row_mask[r], a 0/1 or fractional row weight;
+// pw = class_weights[c], the positive weight of output c, 1 without weights; lw = 1 + (pw - 1) t):
+//   row_loss = inv_norm * m * sum_c ((1 - t) x + lw * (log1p(exp(-|x|)) + max(-x, 0)))
+//   dx[c]    = grad_scale * inv_norm * m * ((1 - t) - lw * sigmoid(-x))
+//   (PyTorch's binary_cross_entropy_with_logits with pos_weight; pw = 1 is the plain loss)
 // mse (invocation per row):
 //   row_loss = inv_norm * m * sum_c (x - t)^2;   dx[c] = grad_scale * inv_norm * m * 2 (x - t)
 // Bindings: 0 params, 1 logits, 2 targets (i32), 3 class_weights, 4 row_loss, 5 dlogits,
 // 6 ftargets (f32, shape of logits), 7 row_mask (f32 per row), 8 task_weights.
-// cross_entropy uses 1-5 and 8; bce_with_logits and mse use 1, 4, 5, 6, 7, 8.
+// cross_entropy uses 1-5 and 8; bce_with_logits and mse use 1 and 3-8 (mse ignores 3).
 // Dispatch: cross_entropy one workgroup of WG (a power of two) per row, rows folded into
 // x * y; the others ceil(rows / WG) workgroups folded likewise. The indexing comes from
 // lib/index.wgsl, the workgroup reduction from lib/workgroup_reduce.wgsl (both prepended).
@@ -133,8 +135,10 @@ fn masked_row_loss(row: u32, bce: bool) {
         var loss = 0.0;
         var grad = 0.0;
         if (bce) {
-            loss = max(v, 0.0) - v * t + softplus_neg_abs(v);
-            grad = 1.0 / (1.0 + exp(-v)) - t;
+            // log(1 + exp(-v)) = softplus_neg_abs(v) + max(-v, 0), stable for any v.
+            let lw = 1.0 + (weight(c) - 1.0) * t;
+            loss = (1.0 - t) * v + lw * (softplus_neg_abs(v) + max(-v, 0.0));
+            grad = (1.0 - t) - lw / (1.0 + exp(v));
         } else {
             loss = (v - t) * (v - t);
             grad = 2.0 * (v - t);

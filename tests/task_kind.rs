@@ -79,8 +79,14 @@ impl Kind for Binary {
     }
 
     /// Binary cross-entropy on the one logit, as `multilabel` computes it per label.
-    fn loss(&self, logits: &Tensor, targets: &TaskTargets, scale: GradScale) -> Result<LossOutput> {
-        Multilabel.loss(logits, targets, scale)
+    fn loss(
+        &self,
+        task: &TaskSpec,
+        logits: &Tensor,
+        targets: &TaskTargets,
+        scale: GradScale,
+    ) -> Result<LossOutput> {
+        Multilabel.loss(task, logits, targets, scale)
     }
 
     fn decode(&self, row: RowOutputs<'_>) -> Prediction {

@@ -19,7 +19,7 @@ pub mod weighting;
 
 pub use data::{Column, DataFormat, DataSource};
 pub use enums::Activation;
-pub use task::{KindName, TaskConfig};
+pub use task::{KindName, LossWeights, TaskConfig};
 pub use train::{Mixing, SamplerKind, TrainConfig};
 pub use weighting::Weighting;
 

@@ -44,6 +44,14 @@ pub struct TaskConfig {
     pub head: HeadConfig,
     #[serde(default = "default_lambda")]
     pub lambda: f32,
+    /// Classification and token classification: per-class weights of the cross-entropy
+    /// (`"balanced"`: n_samples / (n_classes * n_c), as scikit-learn; or a list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_weights: Option<LossWeights>,
+    /// Multilabel: the positive terms' weights of the BCE (`"balanced"`: n_negative /
+    /// n_positive per label; a list; or one number).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pos_weight: Option<LossWeights>,
     /// Training examples (`taskgate train`); format from the extension unless `format`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train: Option<PathBuf>,
@@ -99,6 +107,8 @@ impl TaskConfig {
             pooling: None,
             head: HeadConfig::default(),
             lambda: 1.0,
+            class_weights: None,
+            pos_weight: None,
             train: None,
             dev: None,
             test: None,
@@ -129,5 +139,65 @@ impl TaskConfig {
             tag_column: self.tag_column,
             label_separator: self.label_separator.clone(),
         }
+    }
+}
+
+/// `class_weights` (classification, token classification) or `pos_weight` (multilabel) of a
+/// task: `"balanced"` (computed from the training file's label counts when a run starts, then
+/// stored as a list in the model's `taskgate.toml`), one weight per label, or (pos_weight) one
+/// number for every label.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LossWeights {
+    Balanced,
+    Each(f32),
+    PerLabel(Vec<f32>),
+}
+
+impl Serialize for LossWeights {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Balanced => s.serialize_str("balanced"),
+            Self::Each(w) => s.serialize_f32(*w),
+            Self::PerLabel(ws) => ws.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for LossWeights {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = LossWeights;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("\"balanced\", a list of weights (one per label) or a number")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<LossWeights, E> {
+                if v == "balanced" {
+                    Ok(LossWeights::Balanced)
+                } else {
+                    Err(E::invalid_value(serde::de::Unexpected::Str(v), &self))
+                }
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<LossWeights, E> {
+                Ok(LossWeights::Each(v as f32))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<LossWeights, E> {
+                Ok(LossWeights::Each(v as f32))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<LossWeights, E> {
+                Ok(LossWeights::Each(v as f32))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<LossWeights, A::Error> {
+                let mut ws = Vec::new();
+                while let Some(w) = seq.next_element::<f64>()? {
+                    ws.push(w as f32);
+                }
+                Ok(LossWeights::PerLabel(ws))
+            }
+        }
+        d.deserialize_any(Visitor)
     }
 }

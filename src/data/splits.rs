@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::formats::{Record, read_records};
 use super::jsonl::Example;
-use crate::config::DataSource;
+use crate::config::{DataSource, LossWeights};
 use crate::tasks::TaskSpec;
 use crate::tasks::{UnseenLabels, parse_label};
 use crate::tokenize::TextTokenizer;
@@ -210,6 +210,103 @@ pub fn infer_labels_from(task: &mut TaskSpec, source: &DataSource, train: &Path)
         .map_err(|e| anyhow!("{}: {e}", train.display()))
 }
 
+/// Replaces a `"balanced"` `class_weights` or `pos_weight` of `task` (whose labels are known)
+/// by the weights its training file `train` gives:
+/// - class weights: n_samples / (n_classes * n_c), scikit-learn's `compute_class_weight(
+///   "balanced")`, counting examples (classification) or tagged words (token classification);
+/// - positive weights: n_negative / n_positive per label (PyTorch's advice for `pos_weight`).
+///
+/// A label the file never has keeps weight 1 (no target of it is weighted; it only enters
+/// label smoothing). Then checks the weights against the labels.
+pub fn resolve_balanced_weights(
+    task: &mut TaskSpec,
+    source: &DataSource,
+    train: &Path,
+) -> Result<()> {
+    let balanced = |w: &Option<LossWeights>| matches!(w, Some(LossWeights::Balanced));
+    if !balanced(&task.class_weights) && !balanced(&task.pos_weight) {
+        return task.check_loss_weights();
+    }
+    let labels = task.labels.clone().unwrap_or_default();
+    let k = labels.len();
+    let records = read_records(task, source, train)?;
+    // counts[c]: examples or words of class c (class weights), examples having c (positive)
+    let mut counts = vec![0usize; k];
+    let mut samples = 0usize;
+    for r in &records {
+        let value = label_value(task, &r.label);
+        let names = task.kind.label_names(&value).map_err(|expected| {
+            anyhow!(
+                "{}:{}: task '{}': expected {expected}",
+                train.display(),
+                r.line,
+                task.name
+            )
+        })?;
+        let mut seen = BTreeSet::new();
+        for name in names {
+            let name = name
+                .as_str()
+                .map(String::from)
+                .unwrap_or_else(|| name.to_string());
+            if let Some(c) = labels.iter().position(|l| *l == name) {
+                if balanced(&task.pos_weight) {
+                    seen.insert(c);
+                } else {
+                    counts[c] += 1;
+                    samples += 1;
+                }
+            }
+        }
+        for c in seen {
+            counts[c] += 1;
+        }
+    }
+    if balanced(&task.class_weights) {
+        let weights = counts
+            .iter()
+            .map(|&n| if n == 0 { 1.0 } else { samples as f64 / (k as f64 * n as f64) } as f32)
+            .collect();
+        task.class_weights = Some(LossWeights::PerLabel(weights));
+    }
+    if balanced(&task.pos_weight) {
+        let n = records.len();
+        let weights = counts
+            .iter()
+            .map(|&pos| if pos == 0 { 1.0 } else { (n - pos) as f64 / pos as f64 } as f32)
+            .collect();
+        task.pos_weight = Some(LossWeights::PerLabel(weights));
+    }
+    task.check_loss_weights()
+        .map_err(|e| anyhow!("{}: {e}", train.display()))
+}
+
+/// [`resolve_balanced_weights`] for every task; a `"balanced"` task without a training file
+/// is an error.
+pub fn resolve_all_balanced_weights(tasks: &mut [TaskSpec], sources: &[DataSource]) -> Result<()> {
+    for (task, source) in tasks.iter_mut().zip(sources) {
+        match &source.train {
+            Some(train) => resolve_balanced_weights(task, source, train)?,
+            None => {
+                for (key, w) in [
+                    ("class_weights", &task.class_weights),
+                    ("pos_weight", &task.pos_weight),
+                ] {
+                    if matches!(w, Some(LossWeights::Balanced)) {
+                        bail!(
+                            "task '{}': `{key}` = \"balanced\" counts the labels of a `train` file; \
+                             give the task one or list the weights",
+                            task.name
+                        );
+                    }
+                }
+                task.check_loss_weights()?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Fills in every task's missing `labels` from its training file.
 pub fn infer_missing_labels(tasks: &mut [TaskSpec], sources: &[DataSource]) -> Result<()> {
     for (task, source) in tasks
@@ -226,4 +323,82 @@ pub fn infer_missing_labels(tasks: &mut [TaskSpec], sources: &[DataSource]) -> R
         infer_labels_from(task, source, &path)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tasks::TaskKind;
+
+    fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn source(train: &Path) -> DataSource {
+        DataSource {
+            train: Some(train.to_path_buf()),
+            ..Default::default()
+        }
+    }
+
+    fn weights(w: &Option<LossWeights>) -> Vec<f32> {
+        match w {
+            Some(LossWeights::PerLabel(ws)) => ws.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn balanced_weights_follow_scikit_learn_and_pytorch() {
+        let dir = tempfile::tempdir().unwrap();
+        // 6 examples: 1 a, 3 b, 2 c, and a label "d" that never occurs.
+        let csv = write(
+            dir.path(),
+            "c.csv",
+            "text,label\nx,a\nx,b\nx,b\nx,b\nx,c\nx,c\n",
+        );
+        let mut task = TaskSpec::new("t", TaskKind::CLASSIFICATION);
+        task.labels = Some(["a", "b", "c", "d"].map(String::from).to_vec());
+        task.class_weights = Some(LossWeights::Balanced);
+        resolve_balanced_weights(&mut task, &source(&csv), &csv).unwrap();
+        // n / (k * n_c) with k = 4 labels: 6/4, 6/12, 6/8; d keeps 1
+        assert_eq!(weights(&task.class_weights), [1.5, 0.5, 0.75, 1.0]);
+
+        // Token classification counts words: 5 O, 3 B.
+        let tags = write(
+            dir.path(),
+            "t.jsonl",
+            "{\"text\": \"a b c d\", \"label\": [\"O\", \"B\", \"O\", \"O\"]}\n\
+             {\"text\": \"e f g h\", \"label\": [\"B\", \"O\", \"B\", \"O\"]}\n",
+        );
+        let mut task = TaskSpec::new("t", TaskKind::TOKEN_CLASSIFICATION);
+        task.labels = Some(["B", "O"].map(String::from).to_vec());
+        task.class_weights = Some(LossWeights::Balanced);
+        resolve_balanced_weights(&mut task, &source(&tags), &tags).unwrap();
+        assert_eq!(weights(&task.class_weights), [8.0 / 6.0, 8.0 / 10.0]);
+
+        // Multilabel: n_negative / n_positive per label over 4 examples.
+        let multi = write(
+            dir.path(),
+            "m.jsonl",
+            "{\"text\": \"a\", \"label\": [\"x\"]}\n{\"text\": \"b\", \"label\": [\"x\", \"y\"]}\n\
+             {\"text\": \"c\", \"label\": [\"x\", \"x\"]}\n{\"text\": \"d\", \"label\": []}\n",
+        );
+        let mut task = TaskSpec::new("t", TaskKind::MULTILABEL);
+        task.labels = Some(["x", "y", "z"].map(String::from).to_vec());
+        task.pos_weight = Some(LossWeights::Balanced);
+        resolve_balanced_weights(&mut task, &source(&multi), &multi).unwrap();
+        assert_eq!(weights(&task.pos_weight), [1.0 / 3.0, 3.0, 1.0]);
+
+        // Without a training file "balanced" cannot be resolved.
+        let mut tasks = vec![task.clone()];
+        tasks[0].pos_weight = Some(LossWeights::Balanced);
+        let e = resolve_all_balanced_weights(&mut tasks, &[DataSource::default()]).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("counts the labels of a `train` file"),
+            "{e:#}"
+        );
+    }
 }

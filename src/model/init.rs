@@ -11,7 +11,7 @@ use super::size::{available_host_memory, check_model_memory};
 use super::spec::{EncoderDims, ModelSpec, Owner};
 use super::store::ArenaLayout;
 use crate::config::{DataSource, ModelConfig, TaskConfig, resolve_path};
-use crate::data::splits::{infer_labels_from, needs_labels};
+use crate::data::splits::{infer_labels_from, needs_labels, resolve_all_balanced_weights};
 use crate::tasks::TaskSpec;
 use crate::tokenize::TextTokenizer;
 
@@ -87,6 +87,8 @@ pub fn init_from_config(
             inputs.push(path);
         }
     }
+    resolve_all_balanced_weights(&mut tasks, &sources)
+        .map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
     let e = &config.encoder;
     let in_file = |msg: String| anyhow!("{}: {msg}", config_path.display());
     let mut notes = Vec::new();

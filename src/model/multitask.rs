@@ -248,7 +248,9 @@ impl MultiTaskModel {
                     },
                     HiddenGrads::PerTask => GradScale::from(1.0),
                 };
-                task.kind.loss(&tp.logits, &targets[i], scale).map(Some)
+                task.kind
+                    .loss(task, &tp.logits, &targets[i], scale)
+                    .map(Some)
             })
             .collect::<Result<_>>()?;
         Ok(TaskLosses {

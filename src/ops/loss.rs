@@ -199,6 +199,7 @@ fn per_row_loss(
     logits: &Tensor,
     targets: &[f32],
     row_mask: &[f32],
+    pos_weight: Option<&[f32]>,
     scale: GradScale,
 ) -> Result<LossOutput> {
     ensure_f32(entry, logits)?;
@@ -220,6 +221,17 @@ fn per_row_loss(
             row / classes.max(1)
         );
     }
+    if let Some(w) = pos_weight {
+        if w.len() != classes {
+            bail!(
+                "{entry}: {} positive weights for {classes} outputs",
+                w.len()
+            );
+        }
+        if let Some(bad) = w.iter().find(|w| !w.is_finite() || **w < 0.0) {
+            bail!("{entry}: positive weight {bad} is not a finite number >= 0");
+        }
+    }
     let norm = row_mask.iter().map(|&m| m as f64).sum::<f64>() * classes as f64;
     let gpu = logits.gpu();
     let (task_weights, weight_index) = weight_binding(gpu, scale.task_weight.as_ref())?;
@@ -235,10 +247,13 @@ fn per_row_loss(
     };
     let targets_t = Tensor::from_slice(gpu, targets, logits.shape())?;
     let mask_t = Tensor::from_slice(gpu, row_mask, &[rows])?;
+    let ones = vec![1.0f32; classes];
+    let weights_t = Tensor::from_slice(gpu, pos_weight.unwrap_or(&ones), &[classes])?;
     let row_loss = Tensor::empty(gpu, &[rows], DType::F32)?;
     let dlogits = Tensor::empty(gpu, logits.shape(), DType::F32)?;
     let buffers = [
         logits,
+        &weights_t,
         &row_loss,
         &dlogits,
         &targets_t,
@@ -249,7 +264,7 @@ fn per_row_loss(
         &LOSS,
         entry,
         ROW_WG,
-        &[],
+        &[("HAS_WEIGHTS", pos_weight.is_some() as u32 as f64)],
         bytemuck::bytes_of(&params),
         &buffers,
         rows as u64,
@@ -269,11 +284,24 @@ pub fn bce_with_logits(
     row_mask: &[f32],
     grad_scale: impl Into<GradScale>,
 ) -> Result<LossOutput> {
+    bce_with_logits_weighted(logits, targets, row_mask, None, grad_scale)
+}
+
+/// [`bce_with_logits`] with a weight on each output's positive term (`pos_weight` in
+/// PyTorch: above 1 raises recall; `n_negative / n_positive` balances a rare label).
+pub fn bce_with_logits_weighted(
+    logits: &Tensor,
+    targets: &[f32],
+    row_mask: &[f32],
+    pos_weight: Option<&[f32]>,
+    grad_scale: impl Into<GradScale>,
+) -> Result<LossOutput> {
     per_row_loss(
         "bce_with_logits",
         logits,
         targets,
         row_mask,
+        pos_weight,
         grad_scale.into(),
     )
 }
@@ -285,5 +313,12 @@ pub fn mse(
     row_mask: &[f32],
     grad_scale: impl Into<GradScale>,
 ) -> Result<LossOutput> {
-    per_row_loss("mse", predictions, targets, row_mask, grad_scale.into())
+    per_row_loss(
+        "mse",
+        predictions,
+        targets,
+        row_mask,
+        None,
+        grad_scale.into(),
+    )
 }

@@ -54,6 +54,18 @@ pub fn bce_with_logits(
     mask: &[f64],
     classes: usize,
 ) -> (f64, Vec<f64>) {
+    bce_with_logits_weighted(logits, targets, mask, classes, None)
+}
+
+/// [`bce_with_logits`] with PyTorch's `pos_weight` (one per output): each element's loss is
+/// `-(pw t log sigmoid(x) + (1 - t) log(1 - sigmoid(x)))`.
+pub fn bce_with_logits_weighted(
+    logits: &[f64],
+    targets: &[f64],
+    mask: &[f64],
+    classes: usize,
+    pos_weight: Option<&[f64]>,
+) -> (f64, Vec<f64>) {
     let norm = mask.iter().sum::<f64>() * classes as f64;
     let mut loss = 0.0;
     let mut grad = vec![0.0; logits.len()];
@@ -62,8 +74,11 @@ pub fn bce_with_logits(
     }
     for (i, (&x, &t)) in logits.iter().zip(targets).enumerate() {
         let m = mask[i / classes];
-        loss += m * (x.max(0.0) - x * t + (-x.abs()).exp().ln_1p()) / norm;
-        grad[i] = m * (sigmoid(x) - t) / norm;
+        let pw = pos_weight.map_or(1.0, |w| w[i % classes]);
+        // -log sigmoid(x) = log(1 + exp(-x)); -log(1 - sigmoid(x)) = log(1 + exp(x))
+        let softplus = |z: f64| z.max(0.0) + (-z.abs()).exp().ln_1p();
+        loss += m * (pw * t * softplus(-x) + (1.0 - t) * softplus(x)) / norm;
+        grad[i] = m * (-pw * t * sigmoid(-x) + (1.0 - t) * sigmoid(x)) / norm;
     }
     (loss, grad)
 }

@@ -6,8 +6,8 @@ use serde_json::{Value, json};
 
 use super::labels::{Label, LabelNames};
 use super::{
-    IGNORE, Kind, Level, Prediction, RowOutputs, TargetRow, TaskTargets, argmax, scores_json,
-    softmax,
+    IGNORE, Kind, Level, LossWeightKey, Prediction, RowOutputs, TargetRow, TaskTargets, argmax,
+    scores_json, softmax,
 };
 use crate::gpu::Tensor;
 use crate::metrics::{Metrics, TaskEval, classification};
@@ -17,8 +17,10 @@ use crate::tasks::TaskSpec;
 pub struct Classification;
 
 /// Softmax cross-entropy of each row of `logits` against its class in `targets` ([`IGNORE`]:
-/// none), d(logits) times `scale` (classes per example, or per token).
+/// none), weighted by the task's `class_weights`, d(logits) times `scale` (classes per
+/// example, or per token).
 pub fn class_cross_entropy(
+    task: &TaskSpec,
     logits: &Tensor,
     targets: &[i32],
     scale: GradScale,
@@ -27,6 +29,7 @@ pub fn class_cross_entropy(
         logits,
         targets,
         &CrossEntropyOptions {
+            class_weights: task.loss_weight_vector(LossWeightKey::ClassWeights)?,
             grad_scale: scale.factor,
             task_weight: scale.task_weight,
             ..Default::default()
@@ -79,11 +82,21 @@ impl Kind for Classification {
         )
     }
 
-    fn loss(&self, logits: &Tensor, targets: &TaskTargets, scale: GradScale) -> Result<LossOutput> {
+    fn loss_weights(&self) -> Option<LossWeightKey> {
+        Some(LossWeightKey::ClassWeights)
+    }
+
+    fn loss(
+        &self,
+        task: &TaskSpec,
+        logits: &Tensor,
+        targets: &TaskTargets,
+        scale: GradScale,
+    ) -> Result<LossOutput> {
         let TaskTargets::Classes(t) = targets else {
             bail!("classification targets must be one class per row");
         };
-        class_cross_entropy(logits, t, scale)
+        class_cross_entropy(task, logits, t, scale)
     }
 
     fn decode(&self, row: RowOutputs<'_>) -> Prediction {

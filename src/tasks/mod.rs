@@ -88,6 +88,24 @@ pub enum Prediction {
     Tags(Vec<Option<usize>>, Vec<String>),
 }
 
+/// The per-label loss weights a kind takes, by their config key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LossWeightKey {
+    /// `class_weights`: PyTorch's `cross_entropy(weight=...)`.
+    ClassWeights,
+    /// `pos_weight`: PyTorch's `binary_cross_entropy_with_logits(pos_weight=...)`.
+    PosWeight,
+}
+
+impl LossWeightKey {
+    pub fn field(self) -> &'static str {
+        match self {
+            Self::ClassWeights => "class_weights",
+            Self::PosWeight => "pos_weight",
+        }
+    }
+}
+
 /// What a task kind is: one implementation per kind, registered in [`BUILTIN`].
 pub trait Kind: Send + Sync + 'static {
     /// The config's spelling (`kind = "..."`).
@@ -141,9 +159,22 @@ pub trait Kind: Send + Sync + 'static {
     /// The task's targets for a batch padded to `seq` tokens.
     fn targets(&self, task: &TaskSpec, rows: &[TargetRow<'_>], seq: usize) -> TaskTargets;
 
-    /// The task's loss (unweighted, one element) and d(logits) times `scale` (which may read
-    /// the task's weight from the GPU tensor of task weights).
-    fn loss(&self, logits: &Tensor, targets: &TaskTargets, scale: GradScale) -> Result<LossOutput>;
+    /// Which per-label loss weights the kind's loss takes, if any (`class_weights` for a
+    /// cross-entropy over classes, `pos_weight` for a BCE per label).
+    fn loss_weights(&self) -> Option<LossWeightKey> {
+        None
+    }
+
+    /// The task's loss (unweighted by lambda, one element) and d(logits) times `scale` (which
+    /// may read the task's weight from the GPU tensor of task weights); `task` gives the
+    /// kind's loss settings (its class or positive weights).
+    fn loss(
+        &self,
+        task: &TaskSpec,
+        logits: &Tensor,
+        targets: &TaskTargets,
+        scale: GradScale,
+    ) -> Result<LossOutput>;
 
     fn decode(&self, row: RowOutputs<'_>) -> Prediction;
 

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::gpu::Tensor;
 use crate::metrics::{Metrics, TaskEval, classification};
-use crate::ops::loss::{GradScale, LossOutput, bce_with_logits};
+use crate::ops::loss::{GradScale, LossOutput, bce_with_logits_weighted};
 use crate::tasks::TaskSpec;
 
 pub struct Multilabel;
@@ -73,11 +73,22 @@ impl Kind for Multilabel {
         })
     }
 
-    fn loss(&self, logits: &Tensor, targets: &TaskTargets, scale: GradScale) -> Result<LossOutput> {
+    fn loss_weights(&self) -> Option<super::LossWeightKey> {
+        Some(super::LossWeightKey::PosWeight)
+    }
+
+    fn loss(
+        &self,
+        task: &TaskSpec,
+        logits: &Tensor,
+        targets: &TaskTargets,
+        scale: GradScale,
+    ) -> Result<LossOutput> {
         let TaskTargets::Dense { targets, mask } = targets else {
             bail!("multilabel targets must be dense");
         };
-        bce_with_logits(logits, targets, mask, scale)
+        let pos_weight = task.loss_weight_vector(super::LossWeightKey::PosWeight)?;
+        bce_with_logits_weighted(logits, targets, mask, pos_weight.as_deref(), scale)
     }
 
     fn decode(&self, row: RowOutputs<'_>) -> Prediction {

@@ -116,7 +116,13 @@ impl Kind for Regression {
         value_targets(task, rows)
     }
 
-    fn loss(&self, logits: &Tensor, targets: &TaskTargets, scale: GradScale) -> Result<LossOutput> {
+    fn loss(
+        &self,
+        _: &TaskSpec,
+        logits: &Tensor,
+        targets: &TaskTargets,
+        scale: GradScale,
+    ) -> Result<LossOutput> {
         let TaskTargets::Dense { targets, mask } = targets else {
             bail!("regression targets must be dense");
         };

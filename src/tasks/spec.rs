@@ -6,8 +6,10 @@ use std::collections::HashSet;
 
 use anyhow::{Result, anyhow, bail};
 
-use super::TaskKind;
-use crate::config::{DataSource, GateMode, HeadConfig, KindName, ModelConfig, Pooling, TaskConfig};
+use super::{LossWeightKey, TaskKind};
+use crate::config::{
+    DataSource, GateMode, HeadConfig, KindName, LossWeights, ModelConfig, Pooling, TaskConfig,
+};
 use crate::tokenize::WordSplit;
 
 /// A task as the model sees it: kind, outputs, gate, head and loss weight.
@@ -24,6 +26,10 @@ pub struct TaskSpec {
     pub pooling: Option<Pooling>,
     pub head: HeadConfig,
     pub lambda: f32,
+    /// `class_weights` (kinds whose loss is a cross-entropy over classes).
+    pub class_weights: Option<LossWeights>,
+    /// `pos_weight` (kinds whose loss is a BCE per label).
+    pub pos_weight: Option<LossWeights>,
     /// Token-level kinds: how `predict` cuts raw text into words.
     pub word_split: Option<WordSplit>,
 }
@@ -40,6 +46,8 @@ impl TaskSpec {
             pooling: None,
             head: HeadConfig::default(),
             lambda: 1.0,
+            class_weights: None,
+            pos_weight: None,
             word_split: None,
         }
     }
@@ -102,8 +110,11 @@ impl TaskSpec {
             pooling: task.pooling,
             head: task.head.clone(),
             lambda: task.lambda,
+            class_weights: task.class_weights.clone(),
+            pos_weight: task.pos_weight.clone(),
             word_split: task.word_split,
         };
+        spec.check_loss_weights()?;
         kind.check(&spec)?;
         Ok(spec)
     }
@@ -130,6 +141,8 @@ impl TaskSpec {
             pooling: self.pooling,
             head: self.head.clone(),
             lambda: self.lambda,
+            class_weights: self.class_weights.clone(),
+            pos_weight: self.pos_weight.clone(),
             word_split: self.word_split,
             train: s.train,
             dev: s.dev,
@@ -143,6 +156,75 @@ impl TaskSpec {
             tag_column: s.tag_column,
             label_separator: s.label_separator,
         }
+    }
+
+    /// Checks `class_weights` and `pos_weight` against the kind (which of them its loss
+    /// takes) and, once the labels are known, their length; run again after inference.
+    pub fn check_loss_weights(&self) -> Result<()> {
+        let name = &self.name;
+        let accepted = self.kind.loss_weights();
+        for (key, weights) in [
+            (LossWeightKey::ClassWeights, &self.class_weights),
+            (LossWeightKey::PosWeight, &self.pos_weight),
+        ] {
+            let Some(weights) = weights else { continue };
+            let field = key.field();
+            if accepted != Some(key) {
+                let other = accepted
+                    .map(|k| format!(" (it has `{}`)", k.field()))
+                    .unwrap_or_default();
+                bail!(
+                    "task '{name}': `{field}` is not a setting of a {} task{other}",
+                    self.kind
+                );
+            }
+            let values: &[f32] = match weights {
+                LossWeights::Balanced => continue,
+                LossWeights::Each(w) if key == LossWeightKey::ClassWeights => bail!(
+                    "task '{name}': `{field}` = {w}: give \"balanced\" or one weight per label \
+                     (one number for every class changes nothing)"
+                ),
+                LossWeights::Each(w) => std::slice::from_ref(w),
+                LossWeights::PerLabel(ws) => ws,
+            };
+            if let Some(bad) = values.iter().find(|w| !w.is_finite() || **w < 0.0) {
+                bail!("task '{name}': `{field}`: weight {bad} is not a finite number >= 0");
+            }
+            if values.iter().all(|w| *w == 0.0) {
+                bail!("task '{name}': `{field}`: every weight is 0, so nothing would be learnt");
+            }
+            if let (LossWeights::PerLabel(ws), Some(labels)) = (weights, &self.labels)
+                && ws.len() != labels.len()
+            {
+                bail!(
+                    "task '{name}': `{field}` has {} weights for {} labels ({})",
+                    ws.len(),
+                    labels.len(),
+                    labels.join(", ")
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The weights the loss kernel takes for `key` (one per output), none without them; an
+    /// error while `"balanced"` is not yet resolved from the training file.
+    pub fn loss_weight_vector(&self, key: LossWeightKey) -> Result<Option<Vec<f32>>> {
+        let weights = match key {
+            LossWeightKey::ClassWeights => &self.class_weights,
+            LossWeightKey::PosWeight => &self.pos_weight,
+        };
+        Ok(match weights {
+            None => None,
+            Some(LossWeights::Each(w)) => Some(vec![*w; self.output_width()]),
+            Some(LossWeights::PerLabel(ws)) => Some(ws.clone()),
+            Some(LossWeights::Balanced) => bail!(
+                "task '{}': `{}` = \"balanced\" is computed from the training file when a run \
+                 starts; this model has no resolved weights",
+                self.name,
+                key.field()
+            ),
+        })
     }
 
     /// How `predict` cuts raw text into this (token) task's words.
@@ -251,6 +333,55 @@ labels = ["O", "B-X"]
             let err = check(&text).unwrap_err().to_string();
             assert!(err.contains(expected), "expected '{expected}' in: {err}");
             assert!(err.starts_with("test.toml"), "names the file: {err}");
+        }
+    }
+
+    #[test]
+    fn loss_weights_are_checked_against_the_kind_and_the_labels() {
+        let with = |task: usize, line: &str| {
+            let marker = [
+                "labels = [\"neg\", \"pos\"]",
+                "outputs = 2",
+                "labels = [\"O\", \"B-X\"]",
+            ][task];
+            check(&FRESH.replacen(marker, &format!("{marker}\n{line}"), 1))
+        };
+        let tasks = with(0, "class_weights = [0.5, 2]").unwrap();
+        assert_eq!(
+            tasks[0]
+                .loss_weight_vector(LossWeightKey::ClassWeights)
+                .unwrap(),
+            Some(vec![0.5, 2.0])
+        );
+        assert_eq!(
+            tasks[0].to_config(&DataSource::default()).class_weights,
+            Some(LossWeights::PerLabel(vec![0.5, 2.0]))
+        );
+        let tasks = with(2, "class_weights = \"balanced\"").unwrap();
+        assert_eq!(tasks[2].class_weights, Some(LossWeights::Balanced));
+        let unresolved = tasks[2].loss_weight_vector(LossWeightKey::ClassWeights);
+        assert!(format!("{:#}", unresolved.unwrap_err()).contains("balanced"));
+        for (task, line, expected) in [
+            (0, "class_weights = [1.0]", "has 1 weights for 2 labels"),
+            (0, "class_weights = [1.0, -2.0]", "not a finite number >= 0"),
+            (0, "class_weights = [0, 0]", "every weight is 0"),
+            (0, "class_weights = 2.0", "one weight per label"),
+            (0, "class_weights = \"even\"", "`class_weights`"),
+            (
+                0,
+                "pos_weight = 2.0",
+                "`pos_weight` is not a setting of a classification task (it has `class_weights`)",
+            ),
+            (
+                1,
+                "class_weights = [1.0, 1.0]",
+                "`class_weights` is not a setting of a regression task",
+            ),
+        ] {
+            let e = format!("{:#}", with(task, line).unwrap_err());
+            assert!(e.contains(expected), "{line}: {e}");
+            assert!(e.contains("test.toml"), "{line}: {e}");
+            assert_eq!(e.lines().count(), 1, "{e}");
         }
     }
 }

@@ -75,11 +75,21 @@ impl Kind for TokenClassification {
         TaskTargets::Tokens(tags)
     }
 
-    fn loss(&self, logits: &Tensor, targets: &TaskTargets, scale: GradScale) -> Result<LossOutput> {
+    fn loss_weights(&self) -> Option<super::LossWeightKey> {
+        Some(super::LossWeightKey::ClassWeights)
+    }
+
+    fn loss(
+        &self,
+        task: &TaskSpec,
+        logits: &Tensor,
+        targets: &TaskTargets,
+        scale: GradScale,
+    ) -> Result<LossOutput> {
         let TaskTargets::Tokens(t) = targets else {
             bail!("token_classification targets must be one tag per token");
         };
-        class_cross_entropy(logits, t, scale)
+        class_cross_entropy(task, logits, t, scale)
     }
 
     fn decode(&self, row: RowOutputs<'_>) -> Prediction {

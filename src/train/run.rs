@@ -19,7 +19,9 @@ use crate::config::{
 };
 use crate::data::Example;
 use crate::data::sampler::Sampler;
-use crate::data::splits::{EvalSet, Split, infer_missing_labels, load_eval_split, load_split};
+use crate::data::splits::{
+    EvalSet, Split, infer_missing_labels, load_eval_split, load_split, resolve_all_balanced_weights,
+};
 use crate::eval::evaluate_task;
 use crate::fault;
 use crate::gpu::{AdapterRequest, Gpu};
@@ -107,6 +109,8 @@ pub fn resolve_fresh(config_path: &Path, only: Option<&str>) -> Result<ModelConf
     let mut tasks = TaskSpec::all_in(&config, config_path)?;
     let sources: Vec<DataSource> = config.tasks.iter().map(TaskConfig::source).collect();
     infer_missing_labels(&mut tasks, &sources)?;
+    resolve_all_balanced_weights(&mut tasks, &sources)
+        .map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
     config.tasks = tasks
         .iter()
         .zip(&sources)

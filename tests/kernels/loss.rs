@@ -3,11 +3,13 @@
 //! against the references. Tolerance GPU vs reference: 1e-6 absolute + 1e-5 relative.
 
 use taskgate::ops::loss::{
-    CrossEntropyOptions, GradScale, TaskWeight, bce_with_logits, cross_entropy, mse,
+    CrossEntropyOptions, GradScale, TaskWeight, bce_with_logits, bce_with_logits_weighted,
+    cross_entropy, mse,
 };
 use taskgate::reference::finite_difference;
 use taskgate::reference::loss::{
-    bce_with_logits as ref_bce, cross_entropy as ref_ce, mse as ref_mse,
+    bce_with_logits as ref_bce, bce_with_logits_weighted as ref_bce_weighted,
+    cross_entropy as ref_ce, mse as ref_mse,
 };
 
 use crate::common::*;
@@ -72,6 +74,114 @@ fn references_match_pytorch() {
     }
 }
 
+fn targets_of(case: &serde_json::Value) -> Vec<i32> {
+    case["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_i64().unwrap() as i32)
+        .collect()
+}
+
+/// The class-weighted cross-entropy and the pos_weight BCE, reference and GPU kernel, against
+/// PyTorch (`cross_entropy(weight=...)` with ignored rows; `binary_cross_entropy_with_logits(
+/// pos_weight=...)` over the rows with labels): the reference to 1e-12, the kernel to 1e-5.
+#[test]
+fn weighted_losses_match_pytorch() {
+    let fx = torch_fixture();
+    for (i, case) in fx["class_weights"].as_array().unwrap().iter().enumerate() {
+        let (rows, classes) = (
+            case["rows"].as_u64().unwrap() as usize,
+            case["classes"].as_u64().unwrap() as usize,
+        );
+        let targets = targets_of(case);
+        let weights = floats(&case["weights"]);
+        let smoothing = case["smoothing"].as_f64().unwrap();
+        let (torch_loss, torch_grad) = (case["loss"].as_f64().unwrap(), floats(&case["grad"]));
+        let (loss, grad) = ref_ce(
+            &floats(&case["logits"]),
+            &targets,
+            classes,
+            Some(&weights),
+            -100,
+            smoothing,
+        );
+        assert!(
+            (loss - torch_loss).abs() < 1e-12,
+            "case {i}: {loss} vs {torch_loss}"
+        );
+        assert_grad_close("weighted cross-entropy vs torch", &grad, &torch_grad, 1e-12);
+        let logits = upload(&to_f32(&floats(&case["logits"])), &[rows, classes]);
+        let out = cross_entropy(
+            &logits,
+            &targets,
+            &CrossEntropyOptions {
+                class_weights: Some(to_f32(&weights)),
+                label_smoothing: smoothing as f32,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let tag = format!("class_weights case {i}");
+        assert_close(
+            &format!("{tag} loss"),
+            &download(&out.loss),
+            &[torch_loss],
+            1e-5,
+            1e-5,
+        );
+        assert_close(
+            &format!("{tag} grad"),
+            &download(&out.dlogits),
+            &torch_grad,
+            1e-5,
+            1e-5,
+        );
+    }
+    for (i, case) in fx["pos_weight"].as_array().unwrap().iter().enumerate() {
+        let (rows, outputs) = (
+            case["rows"].as_u64().unwrap() as usize,
+            case["outputs"].as_u64().unwrap() as usize,
+        );
+        let (logits, targets, mask) = (
+            floats(&case["logits"]),
+            floats(&case["targets"]),
+            floats(&case["mask"]),
+        );
+        let pos_weight = floats(&case["pos_weight"]);
+        let (torch_loss, torch_grad) = (case["loss"].as_f64().unwrap(), floats(&case["grad"]));
+        let (loss, grad) = ref_bce_weighted(&logits, &targets, &mask, outputs, Some(&pos_weight));
+        assert!(
+            (loss - torch_loss).abs() < 1e-12,
+            "case {i}: {loss} vs {torch_loss}"
+        );
+        assert_grad_close("pos_weight bce vs torch", &grad, &torch_grad, 1e-12);
+        let out = bce_with_logits_weighted(
+            &upload(&to_f32(&logits), &[rows, outputs]),
+            &to_f32(&targets),
+            &to_f32(&mask),
+            Some(&to_f32(&pos_weight)),
+            1.0,
+        )
+        .unwrap();
+        let tag = format!("pos_weight case {i}");
+        assert_close(
+            &format!("{tag} loss"),
+            &download(&out.loss),
+            &[torch_loss],
+            1e-5,
+            1e-5,
+        );
+        assert_close(
+            &format!("{tag} grad"),
+            &download(&out.dlogits),
+            &torch_grad,
+            1e-5,
+            1e-5,
+        );
+    }
+}
+
 #[test]
 fn reference_gradients_match_finite_differences() {
     let mut r = rng(4);
@@ -89,6 +199,10 @@ fn reference_gradients_match_finite_differences() {
     let (_, grad) = ref_bce(&logits, &t, &mask, classes);
     let fd = finite_difference(&logits, 1e-6, |x| ref_bce(x, &t, &mask, classes).0);
     assert_grad_close("bce dlogits", &grad, &fd, 1e-7);
+    let pos_weight = to_f64(&uniform(&mut r, classes, 0.2, 5.0));
+    let weighted = |x: &[f64]| ref_bce_weighted(x, &t, &mask, classes, Some(&pos_weight));
+    let fd = finite_difference(&logits, 1e-6, |x| weighted(x).0);
+    assert_grad_close("bce pos_weight dlogits", &weighted(&logits).1, &fd, 1e-7);
     let (_, grad) = ref_mse(&logits, &t, &mask, classes);
     let fd = finite_difference(&logits, 1e-6, |x| ref_mse(x, &t, &mask, classes).0);
     assert_grad_close("mse dlogits", &grad, &fd, 1e-7);
@@ -229,6 +343,29 @@ fn bce_and_mse_kernels_match_reference() {
             &format!("bce dlogits {tag}"),
             &download(&out.dlogits),
             &wg2,
+            1e-6,
+            1e-5,
+        );
+        let pos_weight = uniform(&mut r, outputs, 0.1, 6.0);
+        let (wl, wg) = ref_bce_weighted(
+            &to_f64(&logits),
+            &to_f64(&soft),
+            &to_f64(&mask),
+            outputs,
+            Some(&to_f64(&pos_weight)),
+        );
+        let out = bce_with_logits_weighted(&lt, &soft, &mask, Some(&pos_weight), 1.0).unwrap();
+        assert_close(
+            &format!("bce pos_weight loss {tag}"),
+            &download(&out.loss),
+            &[wl],
+            1e-6 * (1.0 + wl),
+            1e-5,
+        );
+        assert_close(
+            &format!("bce pos_weight dlogits {tag}"),
+            &download(&out.dlogits),
+            &wg,
             1e-6,
             1e-5,
         );

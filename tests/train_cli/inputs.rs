@@ -187,3 +187,98 @@ fn labels_training_never_saw_are_evaluated_as_errors() {
         "the unseen class counts as an error: {m}"
     );
 }
+
+/// `class_weights = "balanced"` is resolved from the training file into the run's config and
+/// checkpoints (and changes the loss); bad weights are one-line errors naming the field.
+#[test]
+fn balanced_class_weights_are_resolved_and_trained_with() {
+    let dir = tempfile::tempdir().unwrap();
+    // (round robin: step 3 is the first of the tags task)
+    let config = write_data(dir.path(), 3, 3);
+    let marker = "word_split = \"punctuation\"";
+    let weighted = edited(
+        &config,
+        "weighted.toml",
+        marker,
+        &format!("{marker}\nclass_weights = \"balanced\""),
+    );
+    let plain_run = dir.path().join("plain");
+    let weighted_run = dir.path().join("weighted");
+    ok(&taskgate(
+        &["train", p(&config), "--out", p(&plain_run)],
+        &[],
+    ));
+    ok(&taskgate(
+        &["train", p(&weighted), "--out", p(&weighted_run)],
+        &[],
+    ));
+    // train.conll: 80 words tagged O and 40 tagged J; labels inferred as [J, O]:
+    // n / (k n_c) = 120 / (2 * 40) and 120 / (2 * 80).
+    for file in ["run.toml", "last/taskgate.toml"] {
+        let text = std::fs::read_to_string(weighted_run.join(file)).unwrap();
+        let parsed: toml::Table = toml::from_str(&text).unwrap();
+        let tags = parsed["task"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"].as_str() == Some("tags"))
+            .unwrap();
+        let weights: Vec<f64> = tags["class_weights"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{file}: {text}"))
+            .iter()
+            .map(|w| w.as_float().unwrap())
+            .collect();
+        assert_eq!(weights, [1.5, 0.75], "{file}");
+    }
+    let first_tags_loss = |run: &Path| -> f64 {
+        let log = std::fs::read_to_string(run.join("log.jsonl")).unwrap();
+        log.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find_map(|r| r["loss"]["tags"].as_f64())
+            .unwrap()
+    };
+    let (plain, weighted) = (first_tags_loss(&plain_run), first_tags_loss(&weighted_run));
+    assert!(
+        (plain - weighted).abs() > 1e-4,
+        "the weights reach the loss: {plain} vs {weighted}"
+    );
+    // The resolved model evaluates like any other.
+    ok(&taskgate(&["eval", p(&weighted_run.join("best"))], &[]));
+
+    for (i, (from, to, parts)) in [
+        (
+            "label_column = \"score\"",
+            "label_column = \"score\"\nclass_weights = [1.0]",
+            &[
+                "task 'score'",
+                "`class_weights` is not a setting of a regression task",
+            ][..],
+        ),
+        (
+            marker,
+            "word_split = \"punctuation\"\nclass_weights = [1.0, 2.0, 3.0]",
+            &["bad1.toml", "task 'tags'", "3 weights for 2 labels (J, O)"],
+        ),
+        (
+            marker,
+            "word_split = \"punctuation\"\nclass_weights = \"equal\"",
+            &["class_weights", "\"balanced\", a list of weights"],
+        ),
+        (
+            marker,
+            "word_split = \"punctuation\"\npos_weight = 2.0",
+            &["`pos_weight` is not a setting of a token_classification task"],
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let bad = edited(&config, &format!("bad{i}.toml"), from, to);
+        fails_with(
+            &["train", p(&bad), "--out", p(&dir.path().join("never"))],
+            &[],
+            parts,
+        );
+    }
+}
