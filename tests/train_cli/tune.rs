@@ -164,6 +164,26 @@ fn grid_and_random_studies_cover_their_spaces() {
         ],
         "a grid study runs every point once"
     );
+    // Two trials at once (grid draws need no history): the same trials, run for run.
+    let parallel = dir.path().join("parallel");
+    ok(&taskgate(
+        &[
+            "tune",
+            p(&config),
+            "--out",
+            p(&parallel),
+            "--steps",
+            "2",
+            "--jobs",
+            "2",
+        ],
+        &[],
+    ));
+    assert_eq!(
+        records(&parallel),
+        records(&grid),
+        "--jobs 2 runs the same trials"
+    );
 }
 
 #[test]
