@@ -375,7 +375,13 @@ impl Study {
                     .recv()
                     .map_err(|_| anyhow!("a trial's thread ended without a result"))?;
                 running -= 1;
-                bar.println(describe_trial(&record, &self.params));
+                let line = describe_trial(&record, &self.params);
+                if bar.is_hidden() {
+                    // No terminal (a log file, CI): the bar does not print; plain lines do.
+                    eprintln!("{line}");
+                } else {
+                    bar.println(line);
+                }
                 done.insert(record.trial, record);
                 let records: Vec<TrialRecord> = done.values().cloned().collect();
                 record::write(&log_path, &records)?;

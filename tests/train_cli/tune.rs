@@ -59,8 +59,11 @@ fn a_study_killed_mid_trial_resumes_to_the_uninterrupted_result() {
     let dir = tempfile::tempdir().unwrap();
     let config = study_config(dir.path(), TUNE);
     let whole = dir.path().join("whole");
-    let out = ok(&taskgate(&["tune", p(&config), "--out", p(&whole)], &[]));
+    let run = taskgate(&["tune", p(&config), "--out", p(&whole)], &[]);
+    let out = ok(&run);
     assert!(out.contains("| trial |"), "the table is printed: {out}");
+    let log = String::from_utf8_lossy(&run.stderr);
+    assert!(log.contains("trial 004: "), "each trial is reported: {log}");
     let expected = records(&whole);
     assert_eq!(expected.len(), 5);
 
