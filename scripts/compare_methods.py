@@ -25,10 +25,8 @@ import subprocess
 import sys
 import tomllib
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-TG = ROOT / "target" / "release" / "taskgate"
-PRIMARY = {"classification": "accuracy", "multilabel": "micro_f1", "regression": "pearson",
-           "token_classification": "token_accuracy"}
+from single_task_baselines import PRIMARY, ROOT, TG, test_metrics
+
 ALL_METHODS = ["static", "equal", "uncertainty", "dwa", "rlw", "famo",
                "gradnorm", "pcgrad", "cagrad", "mgda", "imtl"]
 
@@ -95,12 +93,6 @@ def train(config, run, only=None):
         figures = {"s_per_step": last["elapsed_s"] / last["step"], "peak_rss_mib": rss}
         measured.write_text(json.dumps(figures))
     return json.loads(measured.read_text())
-
-
-def test_metrics(run):
-    out = subprocess.run([TG, "eval", run, "--split", "test", "--json"], check=True,
-                         capture_output=True, text=True)
-    return json.loads(out.stdout)["metrics"]
 
 
 def spread(values):

@@ -21,10 +21,7 @@ import pathlib
 import subprocess
 import tomllib
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-TG = ROOT / "target" / "release" / "taskgate"
-PRIMARY = {"classification": "accuracy", "multilabel": "micro_f1", "regression": "pearson",
-           "token_classification": "token_accuracy"}
+from single_task_baselines import PRIMARY, ROOT, TG, test_metrics
 
 
 def train(args, out):
@@ -36,12 +33,6 @@ def train(args, out):
     if out.exists():
         subprocess.run(["rm", "-rf", out], check=True)
     subprocess.run([TG, "train", *args, "--out", out], check=True)
-
-
-def test_metrics(model):
-    got = subprocess.run([TG, "eval", model, "--split", "test", "--json"], check=True,
-                         capture_output=True, text=True)
-    return json.loads(got.stdout)["metrics"]
 
 
 def row(name, metrics, tasks):

@@ -20,8 +20,8 @@ import subprocess
 import sys
 import tomllib
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-TG = ROOT / "target" / "release" / "taskgate"
+from single_task_baselines import ROOT, TG, test_metrics
+
 SOURCE = ROOT / "data" / "demo" / "hedge"
 DATA = ROOT / "data" / "imbalance" / "hedge-1to9"
 
@@ -108,9 +108,7 @@ def run(runs, steps, seed, weighted):
             toml = model / "taskgate.toml"
             text = toml.read_text()
             toml.write_text(text.replace(str(DATA / "test.csv"), str(DATA / test)))
-        got = subprocess.run([TG, "eval", model, "--split", "test", "--json"], check=True,
-                             capture_output=True, text=True)
-        metrics[test] = json.loads(got.stdout)["metrics"]["hedge"]
+        metrics[test] = test_metrics(model)["hedge"]
     return metrics
 
 

@@ -417,9 +417,13 @@ pub fn with_settings(base: &ModelConfig, settings: &[(String, Choice)]) -> Resul
             .map_err(|e| anyhow!("[tune.space] \"{path}\": {e}"))?;
     }
     let config: ModelConfig = value.try_into().map_err(|e: toml::de::Error| {
-        anyhow!("[tune.space] {}: {}", quoted(settings), e.message().trim())
+        anyhow!(
+            "[tune.space] {}: {}",
+            quoted_paths(settings),
+            e.message().trim()
+        )
     })?;
-    let named = |e: anyhow::Error| anyhow!("[tune.space] {}: {e:#}", quoted(settings));
+    let named = |e: anyhow::Error| anyhow!("[tune.space] {}: {e:#}", quoted_paths(settings));
     config.validate().map_err(named)?;
     if let Some(train) = &config.train {
         train.validate().map_err(named)?;
@@ -428,7 +432,7 @@ pub fn with_settings(base: &ModelConfig, settings: &[(String, Choice)]) -> Resul
 }
 
 /// The settings' paths, quoted as `[tune.space]` writes them.
-fn quoted(settings: &[(String, Choice)]) -> String {
+pub fn quoted_paths(settings: &[(String, Choice)]) -> String {
     settings
         .iter()
         .map(|(p, _)| format!("\"{p}\""))

@@ -610,7 +610,9 @@ impl Training {
         let state = start.restore(&mut steps, total_steps)?;
         let log = RunLog::open(out, state.step)?;
 
-        let bar = progress_bar(options.progress, total_steps, state.step);
+        // (the ETA is in the message: see `Eta`)
+        let template = "{bar:30} step {pos}/{len}  {msg}";
+        let bar = progress_bar(options.progress, total_steps, state.step, template);
         let adapter = &gpu.adapter_info().name;
         if !options.quiet {
             say(
@@ -928,7 +930,7 @@ pub fn describe(metrics: &[(String, Metrics)]) -> String {
 }
 
 /// Prints a line above the progress bar, or plainly when the bar is hidden (not a terminal).
-fn say(bar: &indicatif::ProgressBar, line: String) {
+pub fn say(bar: &indicatif::ProgressBar, line: String) {
     if bar.is_hidden() {
         eprintln!("{line}");
     } else {
@@ -936,17 +938,20 @@ fn say(bar: &indicatif::ProgressBar, line: String) {
     }
 }
 
-fn progress_bar(show: bool, total: u64, start: u64) -> indicatif::ProgressBar {
+/// A bar of `total` items drawn with `template` on stderr (hidden unless `show`, and by
+/// indicatif when stderr is not a terminal), at `start`.
+pub fn progress_bar(
+    show: bool,
+    total: u64,
+    start: u64,
+    template: &'static str,
+) -> indicatif::ProgressBar {
     let bar = if show {
         indicatif::ProgressBar::new(total)
     } else {
         indicatif::ProgressBar::hidden()
     };
-    bar.set_style(
-        // (the ETA is in the message: see `Eta`)
-        indicatif::ProgressStyle::with_template("{bar:30} step {pos}/{len}  {msg}")
-            .expect("a valid template"),
-    );
+    bar.set_style(indicatif::ProgressStyle::with_template(template).expect("a valid template"));
     bar.set_position(start);
     bar
 }

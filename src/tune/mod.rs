@@ -25,14 +25,17 @@ use anyhow::{Context, Result, anyhow, bail};
 
 use crate::config::ModelConfig;
 use crate::config::tune::{
-    Choice, EarlyStop, Objective, Param, SearchMethod, TuneConfig, lower_is_better, with_settings,
+    Choice, EarlyStop, Objective, Param, SearchMethod, TuneConfig, lower_is_better, quoted_paths,
+    with_settings,
 };
 use crate::fault;
 use crate::files::{DirLock, write_atomic};
 use crate::gpu::AdapterRequest;
 use crate::metrics::{Metrics, TaskEval};
 use crate::tasks::TaskSpec;
-use crate::train::run::{RunOptions, StopRule, resolve_fresh, run as run_training};
+use crate::train::run::{
+    RunOptions, StopRule, progress_bar, resolve_fresh, run as run_training, say,
+};
 use record::{Status, TrialRecord};
 use sampler::Observed;
 
@@ -79,6 +82,8 @@ struct Study {
     jobs: usize,
     /// (task, primary metric) of each task with dev data, for the table.
     primary: Vec<(String, String)>,
+    /// The base's tasks, resolved.
+    tasks: Vec<TaskSpec>,
 }
 
 /// Runs (or resumes) the study `options` describes.
@@ -212,6 +217,7 @@ impl Study {
             startup,
             jobs,
             primary,
+            tasks,
         })
     }
 
@@ -225,10 +231,9 @@ impl Study {
             };
             for value in values {
                 // Each value alone: the other settings keep the base's values.
-                self.probe_config(param, value)?;
+                self.trial_config(&[(param.path.clone(), value)])?;
             }
         }
-        let tasks = TaskSpec::all_from(&self.base)?;
         match &self.objective {
             Objective::MeanDev => {
                 if self.primary.is_empty() {
@@ -247,7 +252,7 @@ impl Study {
                 if self.base.tasks[i].dev.is_none() {
                     bail!("[tune] objective: task `{task}` has no `dev` file to measure it on");
                 }
-                let spec = &tasks[i];
+                let spec = &self.tasks[i];
                 let labels = spec.labels.clone().unwrap_or_default();
                 let known = spec
                     .kind
@@ -264,43 +269,23 @@ impl Study {
         Ok(())
     }
 
-    /// The config of a trial with these settings (one per searched parameter, or one value
-    /// of the parameter being probed): the base with the study's steps, then the settings.
-    fn trial_config(&self, values: &[Choice]) -> Result<ModelConfig> {
+    /// The config of a trial with `settings` (every searched path, or the one value being
+    /// probed): the base with the study's steps and the settings written in (`with_settings`
+    /// drops `[tune]`), checked as a run checks its config; errors name the settings' paths.
+    fn trial_config(&self, settings: &[(String, Choice)]) -> Result<ModelConfig> {
         let mut base = self.base.clone();
-        base.tune = None;
         if let Some(steps) = self.tune.steps {
             let train = base.train.get_or_insert_with(Default::default);
             train.steps = Some(steps);
             train.epochs = None;
         }
-        let settings: Vec<(String, Choice)> = self
-            .params
-            .iter()
-            .map(|p| p.path.clone())
-            .zip(values.iter().cloned())
-            .collect();
-        let config = with_settings(&base, &settings)?;
-        let tasks = TaskSpec::all_from(&config)?;
+        let config = with_settings(&base, settings)?;
+        let named = |e: anyhow::Error| anyhow!("[tune.space] {}: {e:#}", quoted_paths(settings));
+        let tasks = TaskSpec::all_from(&config).map_err(named)?;
         if let Some(train) = &config.train {
-            train.validate_for_tasks(tasks.len())?;
+            train.validate_for_tasks(tasks.len()).map_err(named)?;
         }
         Ok(config)
-    }
-
-    /// The base with the study's steps and one searched value: the check of that value.
-    fn probe_config(&self, param: &Param, value: Choice) -> Result<()> {
-        let mut base = self.base.clone();
-        base.tune = None;
-        let config = with_settings(&base, &[(param.path.clone(), value)])?;
-        let tasks = TaskSpec::all_from(&config)
-            .map_err(|e| anyhow!("[tune.space] \"{}\": {e:#}", param.path))?;
-        if let Some(train) = &config.train {
-            train
-                .validate_for_tasks(tasks.len())
-                .map_err(|e| anyhow!("[tune.space] \"{}\": {e:#}", param.path))?;
-        }
-        Ok(())
     }
 
     /// The trials trial `t` may learn from: those numbered at most `t - jobs`.
@@ -318,7 +303,9 @@ impl Study {
             .into_iter()
             .map(|r| (r.trial, r))
             .collect();
-        let bar = progress_bar(progress, self.trials as u64, done.len() as u64);
+        let template = "trials {pos}/{len} {bar:30} {msg} | ETA {eta}";
+        let bar = progress_bar(progress, self.trials as u64, done.len() as u64, template);
+        bar.reset_eta(); // (the trials already done took no time in this process)
         bar.set_message(best_message(&done));
         let (sender, receiver) = mpsc::channel::<TrialRecord>();
         let mut running = 0usize;
@@ -375,13 +362,7 @@ impl Study {
                     .recv()
                     .map_err(|_| anyhow!("a trial's thread ended without a result"))?;
                 running -= 1;
-                let line = describe_trial(&record, &self.params);
-                if bar.is_hidden() {
-                    // No terminal (a log file, CI): the bar does not print; plain lines do.
-                    eprintln!("{line}");
-                } else {
-                    bar.println(line);
-                }
+                say(&bar, describe_trial(&record, &self.params));
                 done.insert(record.trial, record);
                 let records: Vec<TrialRecord> = done.values().cloned().collect();
                 record::write(&log_path, &records)?;
@@ -412,14 +393,15 @@ impl Study {
         finished: Vec<TrialRecord>,
     ) -> TrialRecord {
         let started = Instant::now();
-        let params: BTreeMap<String, Choice> = self
+        let settings: Vec<(String, Choice)> = self
             .params
             .iter()
             .map(|p| p.path.clone())
-            .zip(values.iter().cloned())
+            .zip(values)
             .collect();
+        let params: BTreeMap<String, Choice> = settings.iter().cloned().collect();
         let evals: Arc<Mutex<Vec<(u64, f64)>>> = Arc::default();
-        let outcome = self.train_trial(request, trial, &values, finished, evals.clone());
+        let outcome = self.train_trial(request, trial, &settings, finished, evals.clone());
         let evals = evals.lock().map(|e| e.clone()).unwrap_or_default();
         let time_s = started.elapsed().as_secs_f64();
         match outcome {
@@ -457,7 +439,7 @@ impl Study {
         &self,
         request: &AdapterRequest,
         trial: usize,
-        values: &[Choice],
+        settings: &[(String, Choice)],
         finished: Vec<TrialRecord>,
         evals: Arc<Mutex<Vec<(u64, f64)>>>,
     ) -> Result<(u64, bool, BTreeMap<String, BTreeMap<String, f64>>)> {
@@ -465,17 +447,15 @@ impl Study {
         let name = format!("{trial:03}");
         let config_path = trials.join(format!("{name}.toml"));
         let out = trials.join(&name);
-        let config = self.trial_config(values)?;
-        let settings: Vec<String> = self
-            .params
+        let config = self.trial_config(settings)?;
+        let lines: Vec<String> = settings
             .iter()
-            .zip(values)
-            .map(|(p, v)| format!("# {} = {v}", p.path))
+            .map(|(path, v)| format!("# {path} = {v}"))
             .collect();
         let header = format!(
             "# Trial {name} of the study in {}:\n{}\n\n",
             self.dir.display(),
-            settings.join("\n")
+            lines.join("\n")
         );
         write_atomic(
             &config_path,
@@ -639,21 +619,4 @@ fn describe_trial(record: &TrialRecord, params: &[Param]) -> String {
         record.time_s,
         settings.join(", ")
     )
-}
-
-fn progress_bar(show: bool, total: u64, done: u64) -> indicatif::ProgressBar {
-    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-    let bar = if show {
-        ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template("trials {pos}/{len} [{bar:30}] {msg} | ETA {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.set_position(done);
-    bar.reset_eta();
-    bar
 }

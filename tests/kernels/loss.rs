@@ -3,8 +3,8 @@
 //! against the references. Tolerance GPU vs reference: 1e-6 absolute + 1e-5 relative.
 
 use taskgate::ops::loss::{
-    CrossEntropyOptions, GradScale, TaskWeight, bce_with_logits, bce_with_logits_weighted,
-    cross_entropy, mse,
+    CrossEntropyOptions, GradScale, LossOutput, TaskWeight, bce_with_logits,
+    bce_with_logits_weighted, cross_entropy, mse,
 };
 use taskgate::reference::finite_difference;
 use taskgate::reference::loss::{
@@ -19,12 +19,7 @@ fn references_match_pytorch() {
     let fx = torch_fixture();
     for case in fx["cross_entropy"].as_array().unwrap() {
         let classes = case["classes"].as_u64().unwrap() as usize;
-        let targets: Vec<i32> = case["targets"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t.as_i64().unwrap() as i32)
-            .collect();
+        let targets = targets_of(case);
         let weights = case["weights"].as_array().map(|_| floats(&case["weights"]));
         let (loss, grad) = ref_ce(
             &floats(&case["logits"]),
@@ -83,6 +78,37 @@ fn targets_of(case: &serde_json::Value) -> Vec<i32> {
         .collect()
 }
 
+/// Asserts that the f64 `reference` (loss, d(logits)) matches PyTorch's within 1e-12 and the
+/// kernel's `gpu` output within 1e-5 (absolute and relative).
+fn assert_matches_torch(
+    tag: &str,
+    case: &serde_json::Value,
+    reference: (f64, Vec<f64>),
+    gpu: &LossOutput,
+) {
+    let (torch_loss, torch_grad) = (case["loss"].as_f64().unwrap(), floats(&case["grad"]));
+    let (loss, grad) = reference;
+    assert!(
+        (loss - torch_loss).abs() < 1e-12,
+        "{tag}: {loss} vs {torch_loss}"
+    );
+    assert_grad_close(&format!("{tag} reference grad"), &grad, &torch_grad, 1e-12);
+    assert_close(
+        &format!("{tag} loss"),
+        &download(&gpu.loss),
+        &[torch_loss],
+        1e-5,
+        1e-5,
+    );
+    assert_close(
+        &format!("{tag} grad"),
+        &download(&gpu.dlogits),
+        &torch_grad,
+        1e-5,
+        1e-5,
+    );
+}
+
 /// The class-weighted cross-entropy and the pos_weight BCE, reference and GPU kernel, against
 /// PyTorch (`cross_entropy(weight=...)` with ignored rows; `binary_cross_entropy_with_logits(
 /// pos_weight=...)` over the rows with labels): the reference to 1e-12, the kernel to 1e-5.
@@ -94,26 +120,12 @@ fn weighted_losses_match_pytorch() {
             case["rows"].as_u64().unwrap() as usize,
             case["classes"].as_u64().unwrap() as usize,
         );
-        let targets = targets_of(case);
+        let (logits, targets) = (floats(&case["logits"]), targets_of(case));
         let weights = floats(&case["weights"]);
         let smoothing = case["smoothing"].as_f64().unwrap();
-        let (torch_loss, torch_grad) = (case["loss"].as_f64().unwrap(), floats(&case["grad"]));
-        let (loss, grad) = ref_ce(
-            &floats(&case["logits"]),
-            &targets,
-            classes,
-            Some(&weights),
-            -100,
-            smoothing,
-        );
-        assert!(
-            (loss - torch_loss).abs() < 1e-12,
-            "case {i}: {loss} vs {torch_loss}"
-        );
-        assert_grad_close("weighted cross-entropy vs torch", &grad, &torch_grad, 1e-12);
-        let logits = upload(&to_f32(&floats(&case["logits"])), &[rows, classes]);
+        let reference = ref_ce(&logits, &targets, classes, Some(&weights), -100, smoothing);
         let out = cross_entropy(
-            &logits,
+            &upload(&to_f32(&logits), &[rows, classes]),
             &targets,
             &CrossEntropyOptions {
                 class_weights: Some(to_f32(&weights)),
@@ -122,21 +134,7 @@ fn weighted_losses_match_pytorch() {
             },
         )
         .unwrap();
-        let tag = format!("class_weights case {i}");
-        assert_close(
-            &format!("{tag} loss"),
-            &download(&out.loss),
-            &[torch_loss],
-            1e-5,
-            1e-5,
-        );
-        assert_close(
-            &format!("{tag} grad"),
-            &download(&out.dlogits),
-            &torch_grad,
-            1e-5,
-            1e-5,
-        );
+        assert_matches_torch(&format!("class_weights case {i}"), case, reference, &out);
     }
     for (i, case) in fx["pos_weight"].as_array().unwrap().iter().enumerate() {
         let (rows, outputs) = (
@@ -149,13 +147,7 @@ fn weighted_losses_match_pytorch() {
             floats(&case["mask"]),
         );
         let pos_weight = floats(&case["pos_weight"]);
-        let (torch_loss, torch_grad) = (case["loss"].as_f64().unwrap(), floats(&case["grad"]));
-        let (loss, grad) = ref_bce_weighted(&logits, &targets, &mask, outputs, Some(&pos_weight));
-        assert!(
-            (loss - torch_loss).abs() < 1e-12,
-            "case {i}: {loss} vs {torch_loss}"
-        );
-        assert_grad_close("pos_weight bce vs torch", &grad, &torch_grad, 1e-12);
+        let reference = ref_bce_weighted(&logits, &targets, &mask, outputs, Some(&pos_weight));
         let out = bce_with_logits_weighted(
             &upload(&to_f32(&logits), &[rows, outputs]),
             &to_f32(&targets),
@@ -164,21 +156,7 @@ fn weighted_losses_match_pytorch() {
             1.0,
         )
         .unwrap();
-        let tag = format!("pos_weight case {i}");
-        assert_close(
-            &format!("{tag} loss"),
-            &download(&out.loss),
-            &[torch_loss],
-            1e-5,
-            1e-5,
-        );
-        assert_close(
-            &format!("{tag} grad"),
-            &download(&out.dlogits),
-            &torch_grad,
-            1e-5,
-            1e-5,
-        );
+        assert_matches_torch(&format!("pos_weight case {i}"), case, reference, &out);
     }
 }
 
