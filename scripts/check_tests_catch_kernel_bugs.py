@@ -1,4 +1,4 @@
-"""Breaks each kernel on purpose, one small edit at a time, and checks that the kernel tests
+"""Breaks each kernel (and the few layouts host code hands them) on purpose, one small edit at a time, and checks that the kernel tests
 fail for every edit (a test suite that cannot fail proves nothing). Both the kernel tests
 and the model tests (PyTorch parity, training) run, so the output also shows which model-level
 tests each kernel bug breaks.
@@ -43,6 +43,10 @@ muts = [
   {"LP_NATIVE_VECTOR_WIDTH": "512"}),  # the 16-wide path (lavapipe with 512-bit vectors)
  ("shaders/attention.wgsl", "acc[c] = acc[c] * rescale + weight", "acc[c] = acc[c] + weight"),
  ("shaders/attention.wgsl", "select(0.0, 1.0 / running_sum, running_sum > 0.0)", "1.0 / running_sum"),
+ # decoder attention: a causal mask off by one, a cross-attention key layout read with the
+ # query length (the same for self-attention; wrong only when tq != tk)
+ ("shaders/softmax.wgsl", "return row % p.queries + 1u + p.cols - p.queries;", "return row % p.queries + 2u + p.cols - p.queries;"),
+ ("src/nn/attention.rs", "b: operand(g.kv_ld, tk, g.k_offset),", "b: operand(g.kv_ld, tq, g.k_offset),"),
 ]
 args = sys.argv[1:]
 rev = None

@@ -10,6 +10,10 @@
 // -inf (or below -3e38) yields zeros instead of NaN. For attention scores laid out
 // [batch, heads, queries, keys] with a key-padding mask [batch, keys], rows_per_mask is
 // heads * queries; with HAS_MASK = false the mask binding is not read.
+//   CAUSAL: row r holds query i = r % queries of a [queries, cols] block, and key c is
+//   masked (as -inf) when c > i + cols - queries: the last query sees every key, earlier
+//   ones one fewer each (decoder self-attention: queries == cols, query i sees keys 0..=i;
+//   the same rule serves a block of new queries after cols - queries cached keys).
 //   *_rows variants: the same with one invocation per row and vec4 loads (cols % 4 == 0), no
 //   workgroup memory and no barriers (the fast form on CPU adapters); the forward takes the
 //   maximum and the sum in one pass (online softmax).
@@ -28,7 +32,7 @@ struct Params {
     seed: u32,
     threshold: u32,
     drop_scale: f32,
-    _pad: u32,
+    queries: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -48,8 +52,11 @@ struct Params {
 override WG: u32 = 128;
 override HAS_MASK: bool = false;
 override HAS_DROPOUT: bool = false;
+override CAUSAL: bool = false;
 
 const NEG_HUGE: f32 = -3.0e38;
+/// A causally masked logit: below NEG_HUGE, so it counts as -inf.
+const MASKED: f32 = -3.4e38;
 
 /// The dropout factor of element `i`: 0 or 1 / (1 - p).
 fn keep(i: u32) -> f32 {
@@ -60,10 +67,18 @@ fn keep4(i: u32) -> vec4<f32> {
     return vec4(keep(i), keep(i + 1u), keep(i + 2u), keep(i + 3u));
 }
 
+/// The last key query row `row` may see under CAUSAL (plus one, to stay unsigned).
+fn visible_keys(row: u32) -> u32 {
+    return row % p.queries + 1u + p.cols - p.queries;
+}
+
 fn logit(row: u32, c: u32) -> f32 {
     var v = p.scale * x[row * p.cols + c];
     if (HAS_MASK) {
         v += mask[(row / p.rows_per_mask) * p.cols + c];
+    }
+    if (CAUSAL && c >= visible_keys(row)) {
+        v = MASKED;
     }
     return v;
 }
@@ -131,6 +146,10 @@ fn logit4(row: u32, j: u32, c4: u32) -> vec4<f32> {
     var v = p.scale * x4[row * c4 + j];
     if (HAS_MASK) {
         v += mask4[(row / p.rows_per_mask) * c4 + j];
+    }
+    if (CAUSAL) {
+        let c = vec4(4u * j) + vec4(0u, 1u, 2u, 3u);
+        v = select(v, vec4(MASKED), c >= vec4(visible_keys(row)));
     }
     return v;
 }

@@ -18,7 +18,9 @@ use crate::ops::RowStrategy;
 use crate::ops::attention::{attention_forward_fused, fused_preferred, fused_unsupported};
 use crate::ops::dropout::site_seed;
 use crate::ops::matmul::{Kernel, Layout, Matmul, matmul_backward_into, matmul_into};
-use crate::ops::softmax::{FusedDropout, RowMask, softmax_backward_with, softmax_forward_with};
+use crate::ops::softmax::{
+    Causal, FusedDropout, RowMask, softmax_backward_with, softmax_forward_with,
+};
 
 pub struct SelfAttention {
     /// Q, K and V projections as one `[3d, d]` layer.
@@ -49,6 +51,53 @@ pub struct AttentionSaved {
     context: Tensor,
 }
 
+/// Where an attention's operands sit: queries from column block 0 of a row-major
+/// `[B*tq, q_ld]` tensor, keys and values from the column blocks at `k_offset` and
+/// `v_offset` of a `[B*tk, kv_ld]` tensor (each `d` wide, head `h` at columns `h*dh`).
+/// Self-attention reads all three from one fused `[B*T, 3d]` Q|K|V buffer; cross-attention
+/// reads queries `[B*tq, d]` from the decoder and keys|values `[B*tk, 2d]` from the memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    pub batch: usize,
+    pub tq: usize,
+    pub tk: usize,
+    pub d: usize,
+    pub q_ld: usize,
+    pub kv_ld: usize,
+    pub k_offset: usize,
+    pub v_offset: usize,
+}
+
+impl Geometry {
+    /// Self-attention over a fused `[B*T, 3d]` Q|K|V buffer.
+    pub fn packed(batch: usize, t: usize, d: usize) -> Self {
+        Self {
+            batch,
+            tq: t,
+            tk: t,
+            d,
+            q_ld: 3 * d,
+            kv_ld: 3 * d,
+            k_offset: d,
+            v_offset: 2 * d,
+        }
+    }
+
+    /// Queries `[B*tq, d]` over a fused keys|values buffer `[B*tk, 2d]`.
+    pub fn cross(batch: usize, tq: usize, tk: usize, d: usize) -> Self {
+        Self {
+            batch,
+            tq,
+            tk,
+            d,
+            q_ld: d,
+            kv_ld: 2 * d,
+            k_offset: 0,
+            v_offset: d,
+        }
+    }
+}
+
 struct Shapes {
     scores: Matmul,
     context: Matmul,
@@ -56,50 +105,46 @@ struct Shapes {
 }
 
 impl AttentionCore {
-    fn shapes(&self, b: usize, t: usize, d: usize) -> Shapes {
+    fn shapes(&self, g: &Geometry) -> Shapes {
         let h = self.heads;
+        let (tq, tk, d) = (g.tq, g.tk, g.d);
         let dh = d / h;
-        let qkv_layout = |offset| Layout {
-            ld: 3 * d,
-            outer_stride: t * 3 * d,
+        let operand = |ld: usize, rows: usize, offset| Layout {
+            ld,
+            outer_stride: rows * ld,
             inner_stride: dh,
             offset,
         };
         let probs_layout = Layout {
-            ld: t,
-            outer_stride: h * t * t,
-            inner_stride: t * t,
+            ld: tk,
+            outer_stride: h * tq * tk,
+            inner_stride: tq * tk,
             offset: 0,
         };
         Shapes {
             scores: Matmul {
-                m: t,
-                n: t,
+                m: tq,
+                n: tk,
                 k: dh,
-                batch: b,
+                batch: g.batch,
                 batch_inner: h,
                 trans_a: false,
                 trans_b: true,
-                a: qkv_layout(0),
-                b: qkv_layout(d),
+                a: operand(g.q_ld, tq, 0),
+                b: operand(g.kv_ld, tk, g.k_offset),
                 c: probs_layout,
             },
             context: Matmul {
-                m: t,
+                m: tq,
                 n: dh,
-                k: t,
-                batch: b,
+                k: tk,
+                batch: g.batch,
                 batch_inner: h,
                 trans_a: false,
                 trans_b: false,
                 a: probs_layout,
-                b: qkv_layout(2 * d),
-                c: Layout {
-                    ld: d,
-                    outer_stride: t * d,
-                    inner_stride: dh,
-                    offset: 0,
-                },
+                b: operand(g.kv_ld, tk, g.v_offset),
+                c: operand(d, tq, 0),
             },
             scale: 1.0 / (dh as f32).sqrt(),
         }
@@ -130,32 +175,61 @@ impl AttentionCore {
     ) -> Result<(Tensor, Option<Probabilities>)> {
         let d = qkv.numel() / (b * t * 3);
         let h = self.heads;
-        let s = self.shapes(b, t, d);
         if mode == Mode::Infer && fused_unsupported(d, h).is_none() && fused_preferred(qkv.gpu()) {
-            let context = attention_forward_fused(qkv, Some(mask), b, t, h, s.scale)?;
+            let scale = self.shapes(&Geometry::packed(b, t, d)).scale;
+            let context = attention_forward_fused(qkv, Some(mask), b, t, h, scale)?;
             return Ok((context, None));
         }
-        let gpu = qkv.gpu();
-        let scores = Tensor::empty(gpu, &[b, h, t, t], DType::F32)?;
-        matmul_into(qkv, qkv, None, &scores, &s.scores, 1.0, 0.0, Kernel::Auto)?;
-        let row_mask = RowMask {
+        self.attend(
+            qkv,
+            qkv,
+            &Geometry::packed(b, t, d),
+            Some(mask),
+            false,
+            mode,
+        )
+    }
+
+    /// `(context [B*tq, d], probabilities [B, H, tq, tk])`: softmax attention of the queries
+    /// in `q` over the keys and values in `kv` (laid out as `g` says), with the additive key
+    /// mask `[B, tk]` and, when `causal`, query `i` seeing keys `0..=i + tk - tq` only.
+    pub fn attend(
+        &self,
+        q: &Tensor,
+        kv: &Tensor,
+        g: &Geometry,
+        mask: Option<&Tensor>,
+        causal: bool,
+        mode: Mode,
+    ) -> Result<(Tensor, Option<Probabilities>)> {
+        let (b, h, tq, tk) = (g.batch, self.heads, g.tq, g.tk);
+        if h == 0 || !g.d.is_multiple_of(h) {
+            anyhow::bail!("attention: width {} does not split into {h} heads", g.d);
+        }
+        let s = self.shapes(g);
+        let gpu = q.gpu();
+        let scores = Tensor::empty(gpu, &[b, h, tq, tk], DType::F32)?;
+        matmul_into(q, kv, None, &scores, &s.scores, 1.0, 0.0, Kernel::Auto)?;
+        let row_mask = mask.map(|mask| RowMask {
             mask,
-            rows_per_mask: h * t,
-        };
-        let strategy = RowStrategy::choose(gpu, t);
+            rows_per_mask: h * tq,
+        });
+        let causal = causal.then_some(Causal { queries: tq });
+        let strategy = RowStrategy::choose(gpu, tk);
         let (probs, dropped) = softmax_forward_with(
             &scores,
             s.scale,
-            Some(row_mask),
+            row_mask,
+            causal,
             self.fused_dropout(mode),
             strategy,
         )?;
         drop(scores);
-        let context = Tensor::empty(gpu, &[b * t, d], DType::F32)?;
+        let context = Tensor::empty(gpu, &[b * tq, g.d], DType::F32)?;
         let weights = dropped.as_ref().unwrap_or(&probs);
         matmul_into(
             weights,
-            qkv,
+            kv,
             None,
             &context,
             &s.context,
@@ -177,44 +251,65 @@ impl AttentionCore {
         mode: Mode,
     ) -> Result<Tensor> {
         let d = qkv.numel() / (b * t * 3);
-        let h = self.heads;
-        let s = self.shapes(b, t, d);
-        let gpu = qkv.gpu();
-        let dqkv = Tensor::empty(gpu, &[b * t, 3 * d], DType::F32)?;
+        let dqkv = Tensor::empty(qkv.gpu(), &[b * t, 3 * d], DType::F32)?;
+        let g = Geometry::packed(b, t, d);
+        self.attend_backward(qkv, qkv, &g, probs, dcontext, mode, &dqkv, &dqkv)?;
+        Ok(dqkv)
+    }
+
+    /// Writes the gradients of the query block of `q` into `dq` and of the key and value
+    /// blocks of `kv` into `dkv` (same layouts as `q` and `kv`; one tensor for both when
+    /// `q` and `kv` are one fused buffer), from the gradient of the context.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attend_backward(
+        &self,
+        q: &Tensor,
+        kv: &Tensor,
+        g: &Geometry,
+        probs: &Probabilities,
+        dcontext: &Tensor,
+        mode: Mode,
+        dq: &Tensor,
+        dkv: &Tensor,
+    ) -> Result<()> {
+        let (b, h, tq, tk) = (g.batch, self.heads, g.tq, g.tk);
+        let s = self.shapes(g);
+        let gpu = q.gpu();
         let weights = probs.dropped.as_ref().unwrap_or(&probs.probs);
-        let dweights = Tensor::empty(gpu, &[b, h, t, t], DType::F32)?;
-        // context = weights * V: d(weights) and dV (into the V columns of dqkv).
+        let dweights = Tensor::empty(gpu, &[b, h, tq, tk], DType::F32)?;
+        // context = weights * V: d(weights) and dV (into the V columns of dkv).
         matmul_backward_into(
             weights,
-            qkv,
+            kv,
             dcontext,
             &s.context,
             1.0,
             Some((&dweights, false)),
-            Some((&dqkv, false)),
+            Some((dkv, false)),
             None,
         )?;
-        // Dropout's backward and softmax's in one pass.
+        // Dropout's backward and softmax's in one pass (masked probabilities are 0, so
+        // their gradients are too: the backward needs neither mask).
         let fused = probs.dropped.as_ref().and(self.fused_dropout(mode));
         let dscores = softmax_backward_with(
             &probs.probs,
             &dweights,
             s.scale,
             fused,
-            RowStrategy::choose(gpu, t),
+            RowStrategy::choose(gpu, tk),
         )?;
-        // scores = Q K^T: dQ and dK into their columns of dqkv.
+        // scores = Q K^T: dQ into the query columns of dq, dK into the key columns of dkv.
         matmul_backward_into(
-            qkv,
-            qkv,
+            q,
+            kv,
             &dscores,
             &s.scores,
             1.0,
-            Some((&dqkv, false)),
-            Some((&dqkv, false)),
+            Some((dq, false)),
+            Some((dkv, false)),
             None,
         )?;
-        Ok(dqkv)
+        Ok(())
     }
 }
 

@@ -22,7 +22,7 @@ pub(super) struct Params {
     seed: u32,
     threshold: u32,
     drop_scale: f32,
-    _pad: u32,
+    queries: u32,
 }
 
 /// An additive mask of shape `[rows / rows_per_mask, cols]`: row `r` of the input uses mask
@@ -32,6 +32,13 @@ pub(super) struct Params {
 pub struct RowMask<'a> {
     pub mask: &'a Tensor,
     pub rows_per_mask: usize,
+}
+
+/// A causal mask over blocks of `queries` rows: row `r` is query `i = r % queries`, and it
+/// sees keys `0..=i + cols - queries` (decoder self-attention: `queries == cols`).
+#[derive(Clone, Copy, Debug)]
+pub struct Causal {
+    pub queries: usize,
 }
 
 /// Dropout fused into the softmax: probability and seed (the mask is `ops::dropout`'s).
@@ -58,11 +65,20 @@ fn params(
     rows_per_mask: usize,
     scale: f32,
     dropout: Option<FusedDropout>,
+    causal: Option<Causal>,
 ) -> Result<Params> {
     if let Some(d) = dropout
         && !(0.0..1.0).contains(&d.p)
     {
         bail!("dropout probability must be in [0, 1), got {}", d.p);
+    }
+    if let Some(c) = causal
+        && (c.queries == 0 || c.queries > cols || !rows.is_multiple_of(c.queries))
+    {
+        bail!(
+            "softmax: a causal mask over blocks of {} queries does not fit {rows} rows of {cols} keys",
+            c.queries
+        );
     }
     Ok(Params {
         rows: to_u32("softmax rows", rows)?,
@@ -72,21 +88,24 @@ fn params(
         seed: dropout.map_or(0, |d| d.seed),
         threshold: dropout.map_or(0, |d| drop_threshold(d.p)),
         drop_scale: dropout.map_or(1.0, |d| keep_scale(d.p)),
-        _pad: 0,
+        queries: to_u32("softmax causal queries", causal.map_or(1, |c| c.queries))?,
     })
 }
 
 /// `softmax(scale * x + mask)` over the last dimension of `x`.
 pub fn softmax_forward(x: &Tensor, scale: f32, mask: Option<RowMask<'_>>) -> Result<Tensor> {
     let cols = x.shape().last().copied().unwrap_or(0);
-    Ok(softmax_forward_with(x, scale, mask, None, RowStrategy::choose(x.gpu(), cols))?.0)
+    let strategy = RowStrategy::choose(x.gpu(), cols);
+    Ok(softmax_forward_with(x, scale, mask, None, None, strategy)?.0)
 }
 
-/// The probabilities and, with `dropout`, the dropped probabilities in the same pass.
+/// The probabilities and, with `dropout`, the dropped probabilities in the same pass; with
+/// `causal`, keys after each query are masked too.
 pub fn softmax_forward_with(
     x: &Tensor,
     scale: f32,
     mask: Option<RowMask<'_>>,
+    causal: Option<Causal>,
     dropout: Option<FusedDropout>,
     strategy: RowStrategy,
 ) -> Result<(Tensor, Option<Tensor>)> {
@@ -111,7 +130,7 @@ pub fn softmax_forward_with(
         None => 1,
     };
     let gpu = x.gpu();
-    let p = params(rows, cols, rows_per_mask, scale, dropout)?;
+    let p = params(rows, cols, rows_per_mask, scale, dropout, causal)?;
     let y = Tensor::empty(gpu, x.shape(), x.dtype())?;
     // Without dropout the dropped-output binding is not written; bind a scratch float.
     let dropped = match dropout {
@@ -123,6 +142,7 @@ pub fn softmax_forward_with(
     let switches = [
         ("HAS_MASK", mask.is_some() as u32 as f64),
         ("HAS_DROPOUT", dropout.is_some() as u32 as f64),
+        ("CAUSAL", causal.is_some() as u32 as f64),
     ];
     let buffers = [x, mask_buffer, &y, &dropped];
     match strategy {
@@ -130,7 +150,12 @@ pub fn softmax_forward_with(
             shader: &SOFTMAX,
             entry: "softmax_forward",
             defines: &[],
-            overrides: &[("WG", workgroup(cols) as f64), switches[0], switches[1]],
+            overrides: &[
+                ("WG", workgroup(cols) as f64),
+                switches[0],
+                switches[1],
+                switches[2],
+            ],
             params: bytemuck::bytes_of(&p),
             buffers: &buffers,
             textures: &[],
@@ -172,7 +197,7 @@ pub fn softmax_backward_with(
     let (rows, cols) = rows_cols("softmax output", y)?;
     let gpu = y.gpu();
     let dx = Tensor::empty(gpu, y.shape(), y.dtype())?;
-    let p = params(rows, cols, 1, scale, dropout)?;
+    let p = params(rows, cols, 1, scale, dropout, None)?;
     let has_dropout = ("HAS_DROPOUT", dropout.is_some() as u32 as f64);
     match strategy {
         RowStrategy::Workgroup => gpu.dispatch(&Dispatch {

@@ -2,12 +2,30 @@
 
 /// `y[r] = softmax(scale * x[r] + mask[r / rows_per_mask])` over rows of `cols`.
 pub fn softmax(x: &[f64], cols: usize, scale: f64, mask: Option<(&[f64], usize)>) -> Vec<f64> {
+    softmax_causal(x, cols, scale, mask, None)
+}
+
+/// As `softmax`, and with `causal = Some(queries)` row `r` (query `i = r % queries`) sees
+/// only keys `c <= i + cols - queries`; the others count as -inf.
+pub fn softmax_causal(
+    x: &[f64],
+    cols: usize,
+    scale: f64,
+    mask: Option<(&[f64], usize)>,
+    causal: Option<usize>,
+) -> Vec<f64> {
     let mut y = vec![0.0; x.len()];
     for (r, (row, out)) in x.chunks(cols).zip(y.chunks_mut(cols)).enumerate() {
+        let visible = causal.map_or(cols, |q| r % q + 1 + cols - q);
         let logits: Vec<f64> = row
             .iter()
             .enumerate()
-            .map(|(c, v)| scale * v + mask.map_or(0.0, |(m, per)| m[(r / per) * cols + c]))
+            .map(|(c, v)| {
+                if c >= visible {
+                    return f64::NEG_INFINITY;
+                }
+                scale * v + mask.map_or(0.0, |(m, per)| m[(r / per) * cols + c])
+            })
             .collect();
         let max = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
         if max == f64::NEG_INFINITY {
