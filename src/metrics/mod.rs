@@ -5,9 +5,12 @@
 //! - multilabel: micro-F1 and macro-F1 over labels (decision at probability 0.5);
 //! - regression: Pearson, Spearman (average ranks for ties) and MSE, over all outputs;
 //! - token classification: token accuracy and, when the tags are BIO, entity-level span F1
-//!   (conlleval's rule: a span is correct when type, start and end all match).
+//!   (conlleval's rule: a span is correct when type, start and end all match);
+//! - generated text (`generation`): exact match, and corpus BLEU and chrF exactly as
+//!   sacrebleu computes them.
 
 pub mod classification;
+pub mod generation;
 pub mod regression;
 pub mod spans;
 
