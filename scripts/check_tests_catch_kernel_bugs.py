@@ -47,6 +47,8 @@ muts = [
  # query length (the same for self-attention; wrong only when tq != tk)
  ("shaders/softmax.wgsl", "return row % p.queries + 1u + p.cols - p.queries;", "return row % p.queries + 2u + p.cols - p.queries;"),
  ("src/nn/attention.rs", "b: operand(g.kv_ld, tk, g.k_offset),", "b: operand(g.kv_ld, tq, g.k_offset),"),
+ # the tied output projection's gradient: each chunk overwrites d(word embeddings)
+ ("src/nn/tied_output.rs", "Some((de, true)),", "Some((de, false)),"),
 ]
 args = sys.argv[1:]
 rev = None

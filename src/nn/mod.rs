@@ -14,6 +14,7 @@ pub mod head;
 pub mod layernorm;
 pub mod linear;
 pub mod params;
+pub mod tied_output;
 
 pub use device_batch::DeviceBatch;
 pub use encoder::{Encoder, EncoderDims};

@@ -89,6 +89,9 @@ pub struct CrossEntropyOptions {
     pub grad_scale: f32,
     /// The task's weight in a GPU tensor of task weights, also applied to d(logits).
     pub task_weight: Option<TaskWeight>,
+    /// The mean's denominator when these rows are one chunk of a larger set (the sum of the
+    /// class weights of every labelled row of the set); by default that of these rows.
+    pub normalizer: Option<f64>,
 }
 
 impl Default for CrossEntropyOptions {
@@ -99,6 +102,7 @@ impl Default for CrossEntropyOptions {
             label_smoothing: 0.0,
             grad_scale: 1.0,
             task_weight: None,
+            normalizer: None,
         }
     }
 }
@@ -158,7 +162,7 @@ pub fn cross_entropy(
         classes: to_u32("cross-entropy classes", classes)?,
         ignore_index: opts.ignore_index,
         smoothing: opts.label_smoothing,
-        inv_norm: inverse(norm),
+        inv_norm: inverse(opts.normalizer.unwrap_or(norm)),
         grad_scale: opts.grad_scale,
         weight_total: weights.iter().map(|&w| w as f64).sum::<f64>() as f32,
         weight_index,

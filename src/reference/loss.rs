@@ -98,3 +98,35 @@ pub fn mse(pred: &[f64], targets: &[f64], mask: &[f64], outputs: usize) -> (f64,
     }
     (loss, grad)
 }
+
+/// The cross-entropy of `logits = x e^T` (`x [rows, d]`, `e [vocab, d]`, the tied output
+/// projection) against `targets`, as `cross_entropy` without class weights: `(loss, dx, de)`.
+pub fn tied_cross_entropy(
+    x: &[f64],
+    e: &[f64],
+    targets: &[i32],
+    d: usize,
+    smoothing: f64,
+) -> (f64, Vec<f64>, Vec<f64>) {
+    let vocab = e.len() / d;
+    let rows = targets.len();
+    let logits: Vec<f64> = (0..rows * vocab)
+        .map(|i| {
+            let (r, v) = (i / vocab, i % vocab);
+            (0..d).map(|c| x[r * d + c] * e[v * d + c]).sum()
+        })
+        .collect();
+    let (loss, dlogits) = cross_entropy(&logits, targets, vocab, None, -100, smoothing);
+    let mut dx = vec![0.0; x.len()];
+    let mut de = vec![0.0; e.len()];
+    for r in 0..rows {
+        for v in 0..vocab {
+            let g = dlogits[r * vocab + v];
+            for c in 0..d {
+                dx[r * d + c] += g * e[v * d + c];
+                de[v * d + c] += g * x[r * d + c];
+            }
+        }
+    }
+    (loss, dx, de)
+}

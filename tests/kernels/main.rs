@@ -18,3 +18,4 @@ mod matmul;
 mod reduce;
 mod runtime;
 mod softmax;
+mod tied_output;
