@@ -46,7 +46,7 @@ muts = [
  # decoder attention: a causal mask off by one, a cross-attention key layout read with the
  # query length (the same for self-attention; wrong only when tq != tk)
  ("shaders/softmax.wgsl", "return row % p.queries + 1u + p.cols - p.queries;", "return row % p.queries + 2u + p.cols - p.queries;"),
- ("src/nn/attention.rs", "b: operand(g.kv_ld, tk, g.k_offset),", "b: operand(g.kv_ld, tq, g.k_offset),"),
+ ("src/nn/attention.rs", "let (tq, tk, d) = (g.tq, g.tk, g.d);", "let (tq, tk, d) = (g.tq, g.tk, g.d);\n        let g = &Geometry { kv_rows: tq, ..*g };"),
  # the tied output projection's gradient: each chunk overwrites d(word embeddings)
  ("src/nn/tied_output.rs", "Some((de, true)),", "Some((de, false)),"),
 ]

@@ -140,6 +140,7 @@ shaders! {
     ACTIVATION => "activation.wgsl" ["gelu.wgsl", "index.wgsl"],
     ADAMW => "adamw.wgsl" ["index.wgsl"],
     ATTENTION => "attention.wgsl",
+    COPY => "copy.wgsl" ["index.wgsl"],
     DROPOUT => "dropout.wgsl" ["dropout_hash.wgsl", "index.wgsl"],
     ELEMENTWISE => "elementwise.wgsl" ["index.wgsl"],
     EMBEDDING => "embedding.wgsl" ["index.wgsl"],

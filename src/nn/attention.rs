@@ -56,6 +56,8 @@ pub struct AttentionSaved {
 /// `v_offset` of a `[B*tk, kv_ld]` tensor (each `d` wide, head `h` at columns `h*dh`).
 /// Self-attention reads all three from one fused `[B*T, 3d]` Q|K|V buffer; cross-attention
 /// reads queries `[B*tq, d]` from the decoder and keys|values `[B*tk, 2d]` from the memory.
+/// A key/value cache holds `kv_rows >= tk` rows per sequence, of which the first `tk` are
+/// filled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Geometry {
     pub batch: usize,
@@ -66,6 +68,7 @@ pub struct Geometry {
     pub kv_ld: usize,
     pub k_offset: usize,
     pub v_offset: usize,
+    pub kv_rows: usize,
 }
 
 impl Geometry {
@@ -80,6 +83,7 @@ impl Geometry {
             kv_ld: 3 * d,
             k_offset: d,
             v_offset: 2 * d,
+            kv_rows: t,
         }
     }
 
@@ -94,6 +98,7 @@ impl Geometry {
             kv_ld: 2 * d,
             k_offset: 0,
             v_offset: d,
+            kv_rows: tk,
         }
     }
 }
@@ -131,7 +136,7 @@ impl AttentionCore {
                 trans_a: false,
                 trans_b: true,
                 a: operand(g.q_ld, tq, 0),
-                b: operand(g.kv_ld, tk, g.k_offset),
+                b: operand(g.kv_ld, g.kv_rows, g.k_offset),
                 c: probs_layout,
             },
             context: Matmul {
@@ -143,7 +148,7 @@ impl AttentionCore {
                 trans_a: false,
                 trans_b: false,
                 a: probs_layout,
-                b: operand(g.kv_ld, tk, g.v_offset),
+                b: operand(g.kv_ld, g.kv_rows, g.v_offset),
                 c: operand(d, tq, 0),
             },
             scale: 1.0 / (dh as f32).sqrt(),

@@ -5,6 +5,8 @@
 //! layers read it.
 
 pub mod attention;
+pub mod decoder;
+pub mod decoder_layer;
 pub mod device_batch;
 pub mod embeddings;
 pub mod encoder;

@@ -8,6 +8,7 @@ pub mod activation;
 pub mod adamw;
 pub mod attention;
 pub mod autotune;
+pub mod copy;
 pub mod dropout;
 pub mod elementwise;
 pub mod embedding;
@@ -137,6 +138,7 @@ mod tests {
             ACTIVATION => activation,
             ADAMW => adamw,
             ATTENTION => attention,
+            COPY => copy,
             DROPOUT => dropout,
             ELEMENTWISE => elementwise,
             EMBEDDING => embedding,

@@ -7,6 +7,7 @@ mod activation;
 mod adamw;
 mod attention;
 mod common;
+mod copy;
 mod decoder_attention;
 mod dropout;
 mod elementwise;

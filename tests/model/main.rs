@@ -5,6 +5,7 @@
 #[path = "../kernels/common.rs"]
 #[allow(dead_code)]
 mod common;
+mod decoder;
 mod minilm;
 mod parity;
 mod staged;
