@@ -4,6 +4,7 @@
 pub mod dir;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod dump;
+pub mod generate;
 pub mod hf;
 pub mod host;
 pub mod infer;

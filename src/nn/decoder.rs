@@ -231,3 +231,132 @@ impl Decoder {
         Ok(dmemory)
     }
 }
+
+/// The key/value cache of a batched decoding: per layer, the self-attention keys|values of
+/// the positions fed so far (`[rows * capacity, 2d]`) and the cross-attention keys|values
+/// of the memory, projected once (`[rows * tk, 2d]`), with the memory's key mask.
+pub struct DecoderCache {
+    pub rows: usize,
+    pub capacity: usize,
+    pub tk: usize,
+    self_kv: Vec<Tensor>,
+    cross_kv: Vec<Tensor>,
+    mask: Tensor,
+    /// Positions fed so far (the next step's position).
+    pub len: usize,
+}
+
+impl Decoder {
+    /// A cache for decoding `copies` sequences per memory row (beam search: the beam width)
+    /// for up to `capacity` positions: each memory row and its mask repeated `copies` times
+    /// (row `b * copies + k` reads memory row `b`), and every layer's cross-attention
+    /// keys|values projected from it.
+    pub fn start_cache(
+        &self,
+        w: &ArenaSet,
+        memory: &Memory<'_>,
+        copies: usize,
+        capacity: usize,
+    ) -> Result<DecoderCache> {
+        let d = self.dims.layer.hidden;
+        let tk = memory.tk;
+        if tk == 0 || !memory.states.numel().is_multiple_of(tk * d) || copies == 0 {
+            bail!(
+                "decoder memory {:?} is not [B * {tk}, {d}]",
+                memory.states.shape()
+            );
+        }
+        if capacity == 0 || capacity > self.dims.max_length {
+            bail!(
+                "cannot decode {capacity} positions with a decoder of max_length {}",
+                self.dims.max_length
+            );
+        }
+        let batch = memory.states.numel() / (tk * d);
+        let gpu = memory.states.gpu();
+        let repeat: Vec<u32> = (0..batch * copies).map(|r| (r / copies) as u32).collect();
+        let repeat = Tensor::from_slice(gpu, &repeat, &[repeat.len()])?;
+        let rows = batch * copies;
+        let states = embedding_forward(&repeat, &memory.states.reshape(&[batch, tk * d])?)?
+            .reshape(&[rows * tk, d])?;
+        let mask = embedding_forward(&repeat, &memory.mask.reshape(&[batch, tk])?)?;
+        let cross_kv = self
+            .layers
+            .iter()
+            .map(|layer| layer.cross_kv.forward(w, &states))
+            .collect::<Result<_>>()?;
+        let self_kv = (0..self.layers.len())
+            .map(|_| Tensor::zeros(gpu, &[rows * capacity, 2 * d], DType::F32))
+            .collect::<Result<_>>()?;
+        Ok(DecoderCache {
+            rows,
+            capacity,
+            tk,
+            self_kv,
+            cross_kv,
+            mask,
+            len: 0,
+        })
+    }
+
+    /// Feeds one token per row at the cache's next position; returns the logits `[rows, V]`.
+    pub fn step(&self, w: &ArenaSet, cache: &mut DecoderCache, tokens: &[u32]) -> Result<Tensor> {
+        if tokens.len() != cache.rows {
+            bail!(
+                "decoder step: {} tokens for {} rows",
+                tokens.len(),
+                cache.rows
+            );
+        }
+        if cache.len >= cache.capacity {
+            bail!(
+                "decoder step: the cache holds only {} positions",
+                cache.capacity
+            );
+        }
+        if let Some(bad) = tokens.iter().find(|&&t| t as usize >= self.dims.vocab) {
+            bail!(
+                "decoder step: token {bad} is outside the vocabulary of {}",
+                self.dims.vocab
+            );
+        }
+        let gpu = cache.mask.gpu().clone();
+        let ids = Tensor::from_slice(&gpu, tokens, &[tokens.len()])?;
+        let positions = vec![cache.len as u32; tokens.len()];
+        let positions = Tensor::from_slice(&gpu, &positions, &[tokens.len()])?;
+        let (mut x, _, _) = self.embed(w, &ids, &positions, Mode::Infer)?;
+        for (l, layer) in self.layers.iter().enumerate() {
+            x = layer.step(
+                w,
+                &x,
+                &cache.self_kv[l],
+                cache.capacity,
+                cache.len,
+                &cache.cross_kv[l],
+                &cache.mask,
+                cache.tk,
+            )?;
+        }
+        cache.len += 1;
+        self.output.logits(w, &x)
+    }
+}
+
+impl DecoderCache {
+    /// Row `r` takes the self-attention history of row `parents[r]` (beam search: each new
+    /// beam continues one of the old ones). The memory side is shared by a row's copies and
+    /// parents stay within their input, so it is left as is.
+    pub fn reorder(&mut self, parents: &[u32]) -> Result<()> {
+        if parents.len() != self.rows || parents.iter().any(|&p| p as usize >= self.rows) {
+            bail!("decoder cache: parents {parents:?} for {} rows", self.rows);
+        }
+        let gpu = self.mask.gpu().clone();
+        let parents = Tensor::from_slice(&gpu, parents, &[parents.len()])?;
+        for kv in &mut self.self_kv {
+            let width = kv.numel() / self.rows;
+            *kv = embedding_forward(&parents, &kv.reshape(&[self.rows, width])?)?
+                .reshape(kv.shape())?;
+        }
+        Ok(())
+    }
+}

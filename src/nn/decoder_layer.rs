@@ -18,6 +18,7 @@ use super::params::{ArenaSet, ParamBuilder};
 use super::{GradInto, Mode, Site};
 use crate::gpu::{DType, Tensor};
 use crate::ops::activation::gelu_backward;
+use crate::ops::copy::{Block, copy_block};
 use crate::ops::layernorm::LayerNormOutput;
 
 /// Sizes a decoder layer is built with.
@@ -74,6 +75,21 @@ pub struct DecoderLayerSaved {
     cross_context: Tensor,
     residual2: Tensor,
     norm2: LayerNormOutput,
+    pre_gelu: Tensor,
+    post_gelu: Tensor,
+    residual3: Tensor,
+    norm3: LayerNormOutput,
+}
+
+struct CrossSaved {
+    query: Tensor,
+    probs: Option<Probabilities>,
+    context: Tensor,
+    residual2: Tensor,
+    norm2: LayerNormOutput,
+}
+
+struct FeedForwardSaved {
     pre_gelu: Tensor,
     post_gelu: Tensor,
     residual3: Tensor,
@@ -146,42 +162,22 @@ impl DecoderLayer {
         shape: DecoderShape,
         mode: Mode,
     ) -> Result<(Tensor, DecoderLayerSaved)> {
-        let [self_site, cross_site, ffn_site] = self.sites();
         let d = self.self_output.out_features;
-        let DecoderShape { batch, tq, tk } = shape;
         let qkv = self.self_qkv.forward(w, x)?;
         let (self_context, self_probs) = self.self_core.attend(
             &qkv,
             &qkv,
-            &Geometry::packed(batch, tq, d),
+            &Geometry::packed(shape.batch, shape.tq, d),
             None,
             true,
             mode,
         )?;
-        let attn = self.self_output.forward(w, &self_context)?;
-        let attn = mode.dropout(&attn, self.dropout, self_site)?;
-        let (residual1, norm1) = self.self_norm.forward_residual(w, x, &attn)?;
-
-        let query = self.cross_query.forward(w, &norm1.y)?;
-        let (cross_context, cross_probs) = self.cross_core.attend(
-            &query,
-            kv,
-            &Geometry::cross(batch, tq, tk, d),
-            Some(memory_mask),
-            false,
-            mode,
-        )?;
-        let cross = self.cross_output.forward(w, &cross_context)?;
-        let cross = mode.dropout(&cross, self.dropout, cross_site)?;
-        let (residual2, norm2) = self.cross_norm.forward_residual(w, &norm1.y, &cross)?;
-
-        let (pre_gelu, post_gelu) = self.intermediate.forward_gelu(w, &norm2.y)?;
-        let ffn = self.output.forward(w, &post_gelu)?;
-        let ffn = mode.dropout(&ffn, self.dropout, ffn_site)?;
-        let (residual3, norm3) = self.output_norm.forward_residual(w, &norm2.y, &ffn)?;
+        let (residual1, norm1) = self.self_residual(w, x, &self_context, mode)?;
+        let cross = self.cross_block(w, &norm1.y, kv, memory_mask, shape, mode)?;
+        let ffn = self.feed_forward(w, &cross.norm2.y, mode)?;
         let missing = || anyhow::anyhow!("attention kept no probabilities");
         Ok((
-            norm3.y.clone(),
+            ffn.norm3.y.clone(),
             DecoderLayerSaved {
                 input: x.clone(),
                 qkv,
@@ -189,18 +185,143 @@ impl DecoderLayer {
                 self_context,
                 residual1,
                 norm1,
-                query,
+                query: cross.query,
                 kv: kv.clone(),
-                cross_probs: cross_probs.ok_or_else(missing)?,
-                cross_context,
-                residual2,
-                norm2,
-                pre_gelu,
-                post_gelu,
-                residual3,
-                norm3,
+                cross_probs: cross.probs.ok_or_else(missing)?,
+                cross_context: cross.context,
+                residual2: cross.residual2,
+                norm2: cross.norm2,
+                pre_gelu: ffn.pre_gelu,
+                post_gelu: ffn.post_gelu,
+                residual3: ffn.residual3,
+                norm3: ffn.norm3,
             },
         ))
+    }
+
+    /// One decoding step for `rows` sequences, each feeding its token at `position`: the
+    /// fused Q|K|V of `x [rows, d]` is projected, its keys|values are appended to the
+    /// self-attention cache (`[rows * capacity, 2d]`, row `position` of each sequence) and
+    /// the query attends to the `position + 1` cached positions (no mask needed: every one
+    /// is in the past); `cross_kv` holds the memory's keys|values, projected once.
+    #[allow(clippy::too_many_arguments)]
+    pub fn step(
+        &self,
+        w: &ArenaSet,
+        x: &Tensor,
+        cache: &Tensor,
+        capacity: usize,
+        position: usize,
+        cross_kv: &Tensor,
+        memory_mask: &Tensor,
+        tk: usize,
+    ) -> Result<Tensor> {
+        let d = self.self_output.out_features;
+        let rows = x.numel() / d;
+        if position >= capacity || cache.numel() != rows * capacity * 2 * d {
+            anyhow::bail!(
+                "decoder cache {:?} cannot take position {position} of {rows} rows (capacity \
+                 {capacity})",
+                cache.shape()
+            );
+        }
+        let qkv = self.self_qkv.forward(w, x)?;
+        copy_block(
+            &qkv,
+            Block {
+                ld: 3 * d,
+                offset: d,
+            },
+            cache,
+            Block {
+                ld: capacity * 2 * d,
+                offset: position * 2 * d,
+            },
+            rows,
+            2 * d,
+        )?;
+        let cached = Geometry {
+            batch: rows,
+            tq: 1,
+            tk: position + 1,
+            d,
+            q_ld: 3 * d,
+            kv_ld: 2 * d,
+            k_offset: 0,
+            v_offset: d,
+            kv_rows: capacity,
+        };
+        let mode = Mode::Infer;
+        let (context, _) = self
+            .self_core
+            .attend(&qkv, cache, &cached, None, false, mode)?;
+        let (_, norm1) = self.self_residual(w, x, &context, mode)?;
+        let shape = DecoderShape {
+            batch: rows,
+            tq: 1,
+            tk,
+        };
+        let cross = self.cross_block(w, &norm1.y, cross_kv, memory_mask, shape, mode)?;
+        Ok(self.feed_forward(w, &cross.norm2.y, mode)?.norm3.y)
+    }
+
+    /// `LN(x + dropout(W_o context))`: the self-attention's output and residual.
+    fn self_residual(
+        &self,
+        w: &ArenaSet,
+        x: &Tensor,
+        context: &Tensor,
+        mode: Mode,
+    ) -> Result<(Tensor, LayerNormOutput)> {
+        let attn = self.self_output.forward(w, context)?;
+        let attn = mode.dropout(&attn, self.dropout, self.sites()[0])?;
+        self.self_norm.forward_residual(w, x, &attn)
+    }
+
+    /// `LN(a + dropout(W_o CrossAttn(a W_q, kv, mask)))`.
+    fn cross_block(
+        &self,
+        w: &ArenaSet,
+        a: &Tensor,
+        kv: &Tensor,
+        memory_mask: &Tensor,
+        shape: DecoderShape,
+        mode: Mode,
+    ) -> Result<CrossSaved> {
+        let d = self.self_output.out_features;
+        let query = self.cross_query.forward(w, a)?;
+        let (context, probs) = self.cross_core.attend(
+            &query,
+            kv,
+            &Geometry::cross(shape.batch, shape.tq, shape.tk, d),
+            Some(memory_mask),
+            false,
+            mode,
+        )?;
+        let cross = self.cross_output.forward(w, &context)?;
+        let cross = mode.dropout(&cross, self.dropout, self.sites()[1])?;
+        let (residual2, norm2) = self.cross_norm.forward_residual(w, a, &cross)?;
+        Ok(CrossSaved {
+            query,
+            probs,
+            context,
+            residual2,
+            norm2,
+        })
+    }
+
+    /// `LN(c + dropout(W2 gelu(W1 c)))`.
+    fn feed_forward(&self, w: &ArenaSet, c: &Tensor, mode: Mode) -> Result<FeedForwardSaved> {
+        let (pre_gelu, post_gelu) = self.intermediate.forward_gelu(w, c)?;
+        let ffn = self.output.forward(w, &post_gelu)?;
+        let ffn = mode.dropout(&ffn, self.dropout, self.sites()[2])?;
+        let (residual3, norm3) = self.output_norm.forward_residual(w, c, &ffn)?;
+        Ok(FeedForwardSaved {
+            pre_gelu,
+            post_gelu,
+            residual3,
+            norm3,
+        })
     }
 
     /// Adds the parameter gradients into `g` and the memory's gradient into `dmemory`;

@@ -6,6 +6,7 @@
 #[allow(dead_code)]
 mod common;
 mod decoder;
+mod decoding;
 mod minilm;
 mod parity;
 mod staged;

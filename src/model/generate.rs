@@ -1,0 +1,240 @@
+//! Greedy and beam-search decoding of a [`Decoder`] over a memory, batched, with its
+//! key/value cache (`nn::decoder::DecoderCache`): each step feeds one token per row, so
+//! generating n tokens costs n decoder steps. The steps run on the GPU; each step's logits
+//! `[rows, V]` are read back (asynchronously: this is the await point in the browser) and the
+//! choice of the next tokens is made on the host, in f64.
+//!
+//! The rules, token for token those of `tests/reference/decoder.py`:
+//! - greedy: every row starts from BOS; each step appends the argmax (ties: lowest id); a row
+//!   that appended EOS is finished; at most `max_new_tokens` steps.
+//! - beam (per input; `k` beams, length penalty `alpha`): candidates `score + log p(t)` of
+//!   every live beam and token, sorted by score (ties: lower beam, then lower token); walking
+//!   them, an EOS among the first `k` finishes a hypothesis scored `score / s^alpha` (s
+//!   generated tokens, EOS included) and any other token extends a new live beam, until `k`
+//!   are live. An input is done once `k` hypotheses finished, or after `max_new_tokens`
+//!   steps, when its live beams count as hypotheses too. The `k` best hypotheses are kept
+//!   (ties: fewer tokens, then smaller ids).
+//!
+//! Generated token lists exclude BOS and include EOS when it was produced.
+
+use std::cmp::Ordering;
+
+use anyhow::{Result, bail};
+
+use crate::nn::decoder::{Decoder, Memory};
+use crate::nn::params::ArenaSet;
+
+/// The special tokens decoding uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Special {
+    pub bos: u32,
+    pub eos: u32,
+    pub pad: u32,
+}
+
+/// One beam-search result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hypothesis {
+    pub tokens: Vec<u32>,
+    /// Sum of the tokens' log-probabilities divided by `len^alpha`.
+    pub score: f64,
+}
+
+/// Index of the largest value (the lowest on ties).
+fn argmax(v: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// `log_softmax(v)` in f64.
+fn log_softmax(v: &[f32]) -> Vec<f64> {
+    let max = v.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x as f64));
+    let lse = max + v.iter().map(|&x| (x as f64 - max).exp()).sum::<f64>().ln();
+    v.iter().map(|&x| x as f64 - lse).collect()
+}
+
+fn check(decoder: &Decoder, max_new_tokens: usize) -> Result<()> {
+    if max_new_tokens == 0 || max_new_tokens > decoder.dims.max_length {
+        bail!(
+            "max_new_tokens must be in 1..={} (the decoder's max_length), got {max_new_tokens}",
+            decoder.dims.max_length
+        );
+    }
+    Ok(())
+}
+
+/// Greedy decoding of every memory row: the generated tokens of each.
+pub async fn greedy(
+    decoder: &Decoder,
+    w: &ArenaSet,
+    memory: &Memory<'_>,
+    special: Special,
+    max_new_tokens: usize,
+) -> Result<Vec<Vec<u32>>> {
+    check(decoder, max_new_tokens)?;
+    let vocab = decoder.dims.vocab;
+    let mut cache = decoder.start_cache(w, memory, 1, max_new_tokens)?;
+    let rows = cache.rows;
+    let mut out = vec![Vec::new(); rows];
+    let mut done = vec![false; rows];
+    let mut feed = vec![special.bos; rows];
+    for _ in 0..max_new_tokens {
+        let logits = decoder.step(w, &mut cache, &feed)?;
+        let logits = w.gpu().read_f32(&[&logits]).await?.remove(0);
+        for r in 0..rows {
+            if done[r] {
+                feed[r] = special.pad;
+                continue;
+            }
+            let t = argmax(&logits[r * vocab..(r + 1) * vocab]);
+            out[r].push(t);
+            feed[r] = t;
+            done[r] = t == special.eos;
+        }
+        if done.iter().all(|&d| d) {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// A live beam: its generated tokens and summed log-probability.
+#[derive(Clone)]
+struct Beam {
+    tokens: Vec<u32>,
+    score: f64,
+}
+
+/// One input's search.
+struct Search {
+    live: Vec<Beam>,
+    finished: Vec<Hypothesis>,
+    done: bool,
+}
+
+/// `(score, beam, token)`, ordered best first.
+fn candidate_order(a: &(f64, usize, u32), b: &(f64, usize, u32)) -> Ordering {
+    b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2))
+}
+
+fn hypothesis_order(a: &Hypothesis, b: &Hypothesis) -> Ordering {
+    b.score
+        .total_cmp(&a.score)
+        .then(a.tokens.len().cmp(&b.tokens.len()))
+        .then(a.tokens.cmp(&b.tokens))
+}
+
+/// Beam search of every memory row: its `k` best hypotheses, best first.
+pub async fn beam(
+    decoder: &Decoder,
+    w: &ArenaSet,
+    memory: &Memory<'_>,
+    special: Special,
+    k: usize,
+    alpha: f64,
+    max_new_tokens: usize,
+) -> Result<Vec<Vec<Hypothesis>>> {
+    check(decoder, max_new_tokens)?;
+    if k == 0 {
+        bail!("beam width must be at least 1");
+    }
+    let vocab = decoder.dims.vocab;
+    let mut cache = decoder.start_cache(w, memory, k, max_new_tokens)?;
+    let inputs = cache.rows / k;
+    let mut searches: Vec<Search> = (0..inputs)
+        .map(|_| Search {
+            live: vec![Beam {
+                tokens: Vec::new(),
+                score: 0.0,
+            }],
+            finished: Vec::new(),
+            done: false,
+        })
+        .collect();
+    let mut feed: Vec<u32> = (0..cache.rows)
+        .map(|r| if r % k == 0 { special.bos } else { special.pad })
+        .collect();
+    for s in 1..=max_new_tokens {
+        let logits = decoder.step(w, &mut cache, &feed)?;
+        let logits = w.gpu().read_f32(&[&logits]).await?.remove(0);
+        let mut parents: Vec<u32> = (0..cache.rows as u32).collect();
+        let length = (s as f64).powf(alpha);
+        for (b, search) in searches.iter_mut().enumerate() {
+            if search.done {
+                continue;
+            }
+            let mut candidates = Vec::with_capacity(search.live.len() * vocab);
+            for (j, beam) in search.live.iter().enumerate() {
+                let row = b * k + j;
+                let lp = log_softmax(&logits[row * vocab..(row + 1) * vocab]);
+                candidates.extend(
+                    lp.iter()
+                        .enumerate()
+                        .map(|(t, l)| (beam.score + l, j, t as u32)),
+                );
+            }
+            // At most one EOS per live beam precedes the k-th live candidate: 2k suffice.
+            let keep = (2 * k).min(candidates.len());
+            if keep < candidates.len() {
+                candidates.select_nth_unstable_by(keep, candidate_order);
+                candidates.truncate(keep);
+            }
+            candidates.sort_by(candidate_order);
+            let mut live = Vec::with_capacity(k);
+            for (rank, &(score, j, t)) in candidates.iter().enumerate() {
+                let mut tokens = search.live[j].tokens.clone();
+                tokens.push(t);
+                if t == special.eos {
+                    if rank < k {
+                        search.finished.push(Hypothesis {
+                            tokens,
+                            score: score / length,
+                        });
+                    }
+                    continue;
+                }
+                parents[b * k + live.len()] = (b * k + j) as u32;
+                live.push(Beam { tokens, score });
+                if live.len() == k {
+                    break;
+                }
+            }
+            search.live = live;
+            if search.finished.len() >= k {
+                search.done = true;
+            } else if s == max_new_tokens {
+                for beam in search.live.drain(..) {
+                    search.finished.push(Hypothesis {
+                        tokens: beam.tokens,
+                        score: beam.score / length,
+                    });
+                }
+                search.done = true;
+            }
+            for j in 0..k {
+                let row = b * k + j;
+                feed[row] = match search.live.get(j).filter(|_| !search.done) {
+                    Some(beam) => *beam.tokens.last().expect("a live beam has a token"),
+                    None => special.pad,
+                };
+            }
+        }
+        if searches.iter().all(|s| s.done) {
+            break;
+        }
+        cache.reorder(&parents)?;
+    }
+    Ok(searches
+        .into_iter()
+        .map(|mut s| {
+            s.finished.sort_by(hypothesis_order);
+            s.finished.truncate(k);
+            s.finished
+        })
+        .collect())
+}
