@@ -7,7 +7,8 @@ use crate::data::splits::EvalSet;
 use crate::data::{Example, collate};
 use crate::metrics::{Metrics, TaskEval};
 use crate::model::MultiTaskModel;
-use crate::model::infer::{decode, infer};
+use crate::model::infer::{InferOptions, decode, infer};
+use crate::tokenize::TextTokenizer;
 
 /// Examples per inference batch.
 pub const EVAL_BATCH: usize = 32;
@@ -18,8 +19,9 @@ pub fn evaluate_task(
     model: &MultiTaskModel,
     task_index: usize,
     set: &EvalSet,
-    pad_id: u32,
+    tokenizer: &TextTokenizer,
 ) -> Result<Metrics> {
+    let pad_id = tokenizer.pad_id();
     let examples = &set.examples;
     let task = &model.spec.tasks[task_index];
     let labels = set.label_names(task);
@@ -32,7 +34,13 @@ pub fn evaluate_task(
     for chunk in order.chunks(EVAL_BATCH) {
         let batch_examples: Vec<Example> = chunk.iter().map(|&i| examples[i].clone()).collect();
         let batch = collate(&batch_examples, &model.spec.tasks, pad_id);
-        let outputs = infer(model, &batch, Some(&run), false)?;
+        let outputs = infer(
+            model,
+            tokenizer,
+            &batch,
+            Some(&run),
+            InferOptions::default(),
+        )?;
         let out = outputs[task_index].as_ref().expect("the task was run");
         for (row, example) in batch_examples.iter().enumerate() {
             let prediction = decode(task, out, batch.seq, row, example, None);

@@ -15,7 +15,7 @@ use crate::data::jsonl::parse_examples;
 use crate::data::{Example, collate};
 use crate::gpu::Gpu;
 use crate::model::host::serialize_params;
-use crate::model::infer::infer_async;
+use crate::model::infer::{InferOptions, infer_async};
 use crate::model::prediction_json::{Extras, prediction_json};
 use crate::model::{ModelDir, ModelSpec, MultiTaskModel};
 use crate::tokenize::TextTokenizer;
@@ -200,10 +200,21 @@ impl Session {
             &self.spec.tasks,
             self.tokenizer.pad_id(),
         );
-        let outputs = infer_async(self.model(), &batch, None, true).await?;
+        let outputs = infer_async(
+            self.model(),
+            &self.tokenizer,
+            &batch,
+            None,
+            InferOptions {
+                with_gates: true,
+                beam: None,
+            },
+        )
+        .await?;
         let extras = Extras {
             gates: true,
             logits: true,
+            beam: None,
         };
         let mut line = prediction_json(
             &self.spec,

@@ -130,6 +130,38 @@ impl TextTokenizer {
         self.inner.get_vocab_size(true)
     }
 
+    /// The tokens the tokenizer puts around a text (BERT: `[CLS]` and `[SEP]`), which
+    /// generation uses as its start and end tokens.
+    pub fn start_end_ids(&self) -> Result<(u32, u32)> {
+        let empty = self
+            .inner
+            .encode("", true)
+            .map_err(|e| anyhow!("tokenization failed: {e}"))?;
+        match empty.get_ids() {
+            [start, .., end] => Ok((*start, *end)),
+            _ => bail!(
+                "the tokenizer adds no start and end tokens around a text; generation tasks \
+                 need them (BERT's [CLS] and [SEP])"
+            ),
+        }
+    }
+
+    /// A target text's tokens with the start and end tokens (`[CLS] t1 .. tn [SEP]`).
+    pub fn encode_target(&self, text: &str) -> Result<Vec<u32>> {
+        let encoding = self
+            .inner
+            .encode(text, true)
+            .map_err(|e| anyhow!("tokenization failed: {e}"))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// The text of generated tokens, special tokens left out.
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.inner
+            .decode(ids, true)
+            .map_err(|e| anyhow!("cannot decode tokens: {e}"))
+    }
+
     /// Tokenizes `text` (and `pair`), with the tokenizer's special tokens.
     pub fn encode(&self, text: &str, pair: Option<&str>) -> Result<Encoded> {
         let encoding = match pair {

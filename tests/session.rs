@@ -7,7 +7,7 @@ use std::path::Path;
 use taskgate::data::{Example, collate};
 use taskgate::gpu::Gpu;
 use taskgate::model::host::parse_params;
-use taskgate::model::infer::infer;
+use taskgate::model::infer::{InferOptions, infer};
 use taskgate::model::{ModelDir, MultiTaskModel};
 use taskgate::session::{Session, TrainSettings};
 
@@ -50,7 +50,11 @@ fn predictions_match_native_inference() {
     };
     let n = example.encoded.ids.len();
     let batch = collate(&[example], &dir.spec.tasks, dir.tokenizer.pad_id());
-    let outputs = infer(&model, &batch, None, true).unwrap();
+    let options = InferOptions {
+        with_gates: true,
+        beam: None,
+    };
+    let outputs = infer(&model, &dir.tokenizer, &batch, None, options).unwrap();
 
     assert_eq!(got["tokens"].as_array().unwrap().len(), n);
     assert_eq!(got["words"].as_array().unwrap().len(), 5);

@@ -162,6 +162,7 @@ pub fn one_task_batch(batch: usize, seq: usize, task: usize) -> Batch {
             match targets {
                 TaskTargets::Classes(v) | TaskTargets::Tokens(v) => v.fill(crate::tasks::IGNORE),
                 TaskTargets::Dense { mask, .. } => mask.fill(0.0),
+                TaskTargets::Sequences { labels, .. } => labels.fill(crate::tasks::IGNORE),
             }
         }
     }

@@ -65,7 +65,7 @@ pub fn run(
     let mut results = Vec::new();
     for (i, examples) in data.iter().enumerate() {
         if let Some(examples) = examples {
-            let m = evaluate_task(&gpu_model, i, examples, model.tokenizer.pad_id())?;
+            let m = evaluate_task(&gpu_model, i, examples, &model.tokenizer)?;
             results.push((tasks[i].name.clone(), m));
         }
     }

@@ -143,6 +143,10 @@ pub enum Command {
         /// Add each task's raw logits (sequence tasks: one row; token tasks: one row per token).
         #[arg(long)]
         logits: bool,
+        /// Generation tasks: beam search with N beams, writing the N best texts with their
+        /// scores (default: each task's `generate` settings, greedy unless set).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+        beam: Option<u32>,
         /// Predict even if the weights hold NaN or Inf values (refused by default).
         #[arg(long)]
         allow_non_finite: bool,
@@ -315,13 +319,18 @@ pub fn run(cli: Cli) -> Result<()> {
             output,
             gates,
             logits,
+            beam,
             allow_non_finite,
         } => predict::run(
             &request,
             &dir,
             &input,
             output.as_deref(),
-            crate::model::prediction_json::Extras { gates, logits },
+            crate::model::prediction_json::Extras {
+                gates,
+                logits,
+                beam: beam.map(|b| b as usize),
+            },
             allow_non_finite,
         ),
         Command::ExportData {

@@ -14,7 +14,7 @@ use crate::data::jsonl::text_fields;
 use crate::data::{Example, collate};
 use crate::files::Output;
 use crate::gpu::{AdapterRequest, Gpu};
-use crate::model::infer::infer;
+use crate::model::infer::{InferOptions, infer};
 use crate::model::prediction_json::{Extras, prediction_json};
 use crate::model::{ModelDir, MultiTaskModel};
 
@@ -96,7 +96,11 @@ fn flush(
     }
     let examples: Vec<Example> = pending.iter().map(|(e, _)| e.clone()).collect();
     let batch = collate(&examples, &model.spec.tasks, model.tokenizer.pad_id());
-    let outputs = infer(gpu_model, &batch, None, extras.gates)?;
+    let options = InferOptions {
+        with_gates: extras.gates,
+        beam: extras.beam,
+    };
+    let outputs = infer(gpu_model, &model.tokenizer, &batch, None, options)?;
     for (row, (example, id)) in pending.iter().enumerate() {
         let mut line = Map::new();
         if let Some(id) = id {

@@ -74,6 +74,7 @@ pub struct DataSource {
     pub text_column: Option<Column>,
     pub pair_column: Option<Column>,
     pub label_column: Option<Column>,
+    pub target_column: Option<Column>,
     pub delimiter: Option<String>,
     pub header: Option<bool>,
     pub tag_column: Option<usize>,

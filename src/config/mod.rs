@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod data;
 mod enums;
+pub mod generation;
 pub mod task;
 pub mod train;
 pub mod tune;
@@ -19,6 +20,7 @@ pub mod weighting;
 
 pub use data::{Column, DataFormat, DataSource};
 pub use enums::Activation;
+pub use generation::{DecoderConfig, DecoderInit, GenerateConfig};
 pub use task::{KindName, LossWeights, TaskConfig};
 pub use train::{Mixing, SamplerKind, TrainConfig};
 pub use weighting::Weighting;

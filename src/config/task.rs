@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::data::{Column, DataFormat, DataSource};
+use super::generation::{DecoderConfig, GenerateConfig};
 use super::{GateMode, HeadConfig, Pooling};
 use crate::tokenize::WordSplit;
 
@@ -52,6 +53,15 @@ pub struct TaskConfig {
     /// n_positive per label; a list; or one number).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pos_weight: Option<LossWeights>,
+    /// Generation tasks: the decoder's sizes and initialisation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decoder: Option<DecoderConfig>,
+    /// Generation tasks: how `predict` and `eval` decode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generate: Option<GenerateConfig>,
+    /// Generation tasks: label smoothing of the token cross-entropy (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_smoothing: Option<f32>,
     /// Training examples (`taskgate train`); format from the extension unless `format`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train: Option<PathBuf>,
@@ -73,6 +83,8 @@ pub struct TaskConfig {
     /// CSV/TSV: the label column (default "label").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label_column: Option<Column>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_column: Option<Column>,
     /// CSV/TSV: the field delimiter (default "," for csv, tab for tsv).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delimiter: Option<String>,
@@ -109,6 +121,9 @@ impl TaskConfig {
             lambda: 1.0,
             class_weights: None,
             pos_weight: None,
+            decoder: None,
+            generate: None,
+            label_smoothing: None,
             train: None,
             dev: None,
             test: None,
@@ -116,6 +131,7 @@ impl TaskConfig {
             text_column: None,
             pair_column: None,
             label_column: None,
+            target_column: None,
             delimiter: None,
             header: None,
             tag_column: None,
@@ -134,6 +150,7 @@ impl TaskConfig {
             text_column: self.text_column.clone(),
             pair_column: self.pair_column.clone(),
             label_column: self.label_column.clone(),
+            target_column: self.target_column.clone(),
             delimiter: self.delimiter.clone(),
             header: self.header,
             tag_column: self.tag_column,

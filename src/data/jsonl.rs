@@ -60,7 +60,9 @@ pub fn parse_example(line: &str, tasks: &[TaskSpec], tokenizer: &TextTokenizer) 
                     );
                 };
                 if !v.is_null() {
-                    labels[index] = Some(parse_label(&tasks[index], v, encoded.n_words, None)?);
+                    let mut label = parse_label(&tasks[index], v, encoded.n_words, None)?;
+                    super::targets::encode_target(&tasks[index], &mut label, tokenizer)?;
+                    labels[index] = Some(label);
                 }
             }
         }

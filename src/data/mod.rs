@@ -7,6 +7,7 @@ pub mod formats;
 pub mod jsonl;
 pub mod sampler;
 pub mod splits;
+pub mod targets;
 
 pub use crate::tasks::Label;
 pub use batch::{Batch, TaskTargets, collate};

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::formats::{Record, read_records};
 use super::jsonl::Example;
+use super::targets::{cut_warning, encode_target};
 use crate::config::{DataSource, LossWeights};
 use crate::tasks::TaskSpec;
 use crate::tasks::{UnseenLabels, parse_label};
@@ -100,7 +101,8 @@ pub fn to_examples(
     mut unseen: Option<&mut UnseenLabels>,
 ) -> Result<Vec<Example>> {
     let task = &tasks[task_index];
-    records
+    let mut cut = 0;
+    let examples = records
         .into_iter()
         .map(|r| {
             let in_file = |e: anyhow::Error| anyhow!("{}:{}: {e}", path.display(), r.line);
@@ -108,8 +110,9 @@ pub fn to_examples(
                 .encode(&r.text, r.text_pair.as_deref())
                 .map_err(in_file)?;
             let value = label_value(task, &r.label);
-            let label = parse_label(task, &value, encoded.n_words, unseen.as_deref_mut())
+            let mut label = parse_label(task, &value, encoded.n_words, unseen.as_deref_mut())
                 .map_err(in_file)?;
+            cut += encode_target(task, &mut label, tokenizer).map_err(in_file)? as usize;
             let mut labels = vec![None; tasks.len()];
             labels[task_index] = Some(label);
             Ok(Example {
@@ -119,7 +122,11 @@ pub fn to_examples(
                 labels,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    if let Some(warning) = cut_warning(task, path, cut) {
+        eprintln!("{warning}");
+    }
+    Ok(examples)
 }
 
 /// Reads one split of one task (`None` when the task has no file for it).

@@ -31,6 +31,10 @@ struct StagedPart {
 #[cfg(not(target_arch = "wasm32"))]
 pub const IDLE_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// The idle polls [`Gpu::block_on`] makes, beside waiting [`IDLE_GRACE`], before it gives up.
+#[cfg(not(target_arch = "wasm32"))]
+const IDLE_POLLS: u32 = 200;
+
 impl Drop for StagedPart {
     fn drop(&mut self) {
         if self.mapped {
@@ -127,6 +131,7 @@ impl Gpu {
         let mut future = std::pin::pin!(future);
         let mut context = std::task::Context::from_waker(std::task::Waker::noop());
         let mut idle_since: Option<std::time::Instant> = None;
+        let mut idle_polls = 0u32;
         loop {
             if let std::task::Poll::Ready(value) = future.as_mut().poll(&mut context) {
                 return Ok(value);
@@ -137,11 +142,15 @@ impl Gpu {
                 .map_err(|e| anyhow!("waiting for the GPU failed: {e}"))?;
             if !status.is_queue_empty() {
                 idle_since = None;
+                idle_polls = 0;
                 continue;
             }
-            // An idle poll may still deliver map callbacks, here or on another thread.
+            // An idle poll may still deliver map callbacks, here or on another thread. Both a
+            // time and a count of idle polls must pass: on a loaded machine this thread can
+            // sleep through the whole grace period between two polls.
             let since = *idle_since.get_or_insert_with(std::time::Instant::now);
-            if since.elapsed() > IDLE_GRACE {
+            idle_polls += 1;
+            if since.elapsed() > IDLE_GRACE && idle_polls > IDLE_POLLS {
                 return Err(anyhow!(
                     "Gpu::block_on: the future waits on something other than this GPU"
                 ));

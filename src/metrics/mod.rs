@@ -43,12 +43,18 @@ pub struct TaskEval {
     pub values: Vec<(f64, f64)>,
     /// token classification: per sentence, (predicted, gold) tag per word.
     pub sentences: Vec<(Vec<usize>, Vec<usize>)>,
+    /// generation: (generated, reference) text per example.
+    pub texts: Vec<(String, String)>,
 }
 
 impl TaskEval {
     /// Examples gathered.
     pub fn len(&self) -> usize {
-        self.classes.len() + self.sets.len() + self.sentences.len() + self.values.len()
+        self.classes.len()
+            + self.sets.len()
+            + self.sentences.len()
+            + self.values.len()
+            + self.texts.len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -46,6 +46,19 @@ pub fn dump(gpu: &Gpu, dir: &ModelDir, examples: &[Example]) -> Result<Dump> {
     want("hidden".into(), vec![b, t, d], pass.hidden.clone());
     for (i, task) in spec.tasks.iter().enumerate() {
         let tp = pass.tasks[i].as_ref().expect("every task runs in a dump");
+        if task.kind.generates_text() {
+            // The decoder's last states (its logits are never stored whole).
+            let n = tp.logits.numel();
+            want(
+                format!("decoder.{}", task.name),
+                vec![n / d, d],
+                tp.logits.clone(),
+            );
+            if let Some(loss) = &losses.per_task[i] {
+                want(format!("loss.{}", task.name), vec![], loss.clone());
+            }
+            continue;
+        }
         let width = task.output_width();
         let shape = if task.kind.is_sequence_level() {
             vec![b, width]

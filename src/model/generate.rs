@@ -68,19 +68,26 @@ fn check(decoder: &Decoder, max_new_tokens: usize) -> Result<()> {
     Ok(())
 }
 
-/// Greedy decoding of every memory row: the generated tokens of each.
+/// Greedy decoding of every memory row: the generated tokens of each, scored by the sum of
+/// their log-probabilities.
 pub async fn greedy(
     decoder: &Decoder,
     w: &ArenaSet,
     memory: &Memory<'_>,
     special: Special,
     max_new_tokens: usize,
-) -> Result<Vec<Vec<u32>>> {
+) -> Result<Vec<Hypothesis>> {
     check(decoder, max_new_tokens)?;
     let vocab = decoder.dims.vocab;
     let mut cache = decoder.start_cache(w, memory, 1, max_new_tokens)?;
     let rows = cache.rows;
-    let mut out = vec![Vec::new(); rows];
+    let mut out = vec![
+        Hypothesis {
+            tokens: Vec::new(),
+            score: 0.0,
+        };
+        rows
+    ];
     let mut done = vec![false; rows];
     let mut feed = vec![special.bos; rows];
     for _ in 0..max_new_tokens {
@@ -91,8 +98,10 @@ pub async fn greedy(
                 feed[r] = special.pad;
                 continue;
             }
-            let t = argmax(&logits[r * vocab..(r + 1) * vocab]);
-            out[r].push(t);
+            let row = &logits[r * vocab..(r + 1) * vocab];
+            let t = argmax(row);
+            out[r].tokens.push(t);
+            out[r].score += log_softmax(row)[t as usize];
             feed[r] = t;
             done[r] = t == special.eos;
         }

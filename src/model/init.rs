@@ -8,7 +8,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use super::hf::load_pretrained;
 use super::host::{HostParams, check_params, init_param};
 use super::size::{available_host_memory, check_model_memory};
-use super::spec::{EncoderDims, ModelSpec, Owner};
+use super::spec::{EncoderDims, ModelSpec, Owner, layer_prefix};
 use super::store::ArenaLayout;
 use crate::config::{DataSource, ModelConfig, TaskConfig, resolve_path};
 use crate::data::splits::{infer_labels_from, needs_labels, resolve_all_balanced_weights};
@@ -198,10 +198,11 @@ pub fn init_from_config(
             dims.max_positions
         );
     }
-    let spec = ModelSpec {
+    let mut spec = ModelSpec {
         encoder: dims,
         tasks,
     };
+    spec.resolve_decoders();
     // Sizes are checked before the fresh parameters are allocated: the host holds them about
     // twice (the values, then the file or the GPU upload).
     check_model_memory(
@@ -214,7 +215,10 @@ pub fn init_from_config(
         ArenaLayout::plan(&spec.param_specs(), cap)
             .map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
     }
+    spec.check_decoders()
+        .map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
     init_missing(&spec, &mut params)?;
+    notes.extend(warm_start_decoders(&spec, &mut params)?);
     check_params(&params, &spec.param_specs(), "the initialized model")?;
     let count: usize = params.values().map(|t| t.data.len()).sum();
     notes.push(format!("{count} parameters, {} task(s)", spec.tasks.len()));
@@ -226,6 +230,77 @@ pub fn init_from_config(
         notes,
         inputs,
     })
+}
+
+/// Copies the encoder into every decoder with `init = "encoder"` (Rothe et al. 2020, as
+/// Hugging Face's EncoderDecoderModel warm-starts BERT2BERT): decoder layer `n`'s
+/// self-attention, feed-forward and their LayerNorms from encoder layer `n`; the embedding
+/// LayerNorm from the encoder's; positions from the encoder's first `max_length` position
+/// embeddings plus its first token-type embedding (which the encoder adds to every input).
+/// Cross-attention stays as initialized. Returns a note per decoder.
+pub fn warm_start_decoders(spec: &ModelSpec, params: &mut HostParams) -> Result<Vec<String>> {
+    let mut notes = Vec::new();
+    for task in &spec.tasks {
+        let (Some(config), Some(dims)) = (&task.decoder, spec.decoder_dims(task)) else {
+            continue;
+        };
+        if config.init != crate::config::DecoderInit::Encoder {
+            continue;
+        }
+        let prefix = format!("tasks.{}.decoder.", task.name);
+        let get = |params: &HostParams, name: &str| {
+            params
+                .get(name)
+                .cloned()
+                .ok_or_else(|| anyhow!("warm start of task '{}': no {name}", task.name))
+        };
+        let names: Vec<String> = params
+            .keys()
+            .filter(|n| n.starts_with(&prefix))
+            .cloned()
+            .collect();
+        for name in names {
+            let rest = &name[prefix.len()..];
+            let source = if let Some(layer) = rest.strip_prefix("layer.") {
+                let (n, suffix) = layer.split_once('.').unwrap_or((layer, ""));
+                if suffix.starts_with("crossattention.") {
+                    continue;
+                }
+                format!("{}.{suffix}", layer_prefix(n.parse()?))
+            } else if let Some(norm) = rest.strip_prefix("embeddings.LayerNorm.") {
+                format!("embeddings.LayerNorm.{norm}")
+            } else if rest == "embeddings.position_embeddings.weight" {
+                let d = spec.encoder.hidden;
+                let positions = get(params, "embeddings.position_embeddings.weight")?;
+                let types = get(params, "embeddings.token_type_embeddings.weight")?;
+                let mut data = positions.data[..dims.max_length * d].to_vec();
+                for (i, v) in data.iter_mut().enumerate() {
+                    *v += types.data[i % d];
+                }
+                let target = params.get_mut(&name).expect("listed");
+                target.data = data;
+                continue;
+            } else {
+                continue;
+            };
+            let value = get(params, &source)?;
+            let target = params.get_mut(&name).expect("listed");
+            if target.shape != value.shape {
+                bail!(
+                    "warm start of task '{}': {name} {:?} cannot take {source} {:?}",
+                    task.name,
+                    target.shape,
+                    value.shape
+                );
+            }
+            target.data = value.data;
+        }
+        notes.push(format!(
+            "task '{}': decoder of {} layer(s) warm-started from the encoder (cross-attention fresh)",
+            task.name, dims.layers
+        ));
+    }
+    Ok(notes)
 }
 
 /// Lists unused checkpoint tensors, folding the layers beyond those kept into one entry.
@@ -252,4 +327,71 @@ fn summarize_unused(names: &[String]) -> String {
         );
     }
     parts.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `init = "encoder"` copies encoder layer n's self-attention, feed-forward and
+    /// LayerNorms into decoder layer n, the embedding LayerNorm, and positions plus the first
+    /// token type; cross-attention keeps its fresh values.
+    #[test]
+    fn decoders_warm_start_from_the_encoder() {
+        let dir = tempfile::tempdir().unwrap();
+        let tokenizer = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/parity/tokenizer.json"
+        );
+        let config_path = dir.path().join("model.toml");
+        let text = format!(
+            "[encoder]\nlayers = 2\nhidden = 8\nheads = 2\nintermediate = 16\nmax_positions = 12\n\
+             tokenizer = \"{tokenizer}\"\n\n[[task]]\nname = \"g\"\nkind = \"generation\"\n\
+             decoder = {{ layers = 2, max_length = 5 }}\n"
+        );
+        std::fs::write(&config_path, text).unwrap();
+        let config = ModelConfig::load(&config_path).unwrap();
+        let model = init_from_config(&config, &config_path, None).unwrap();
+        let p = |name: &str| model.params[name].data.clone();
+        for n in 0..2 {
+            for part in [
+                "attention.self.query.weight",
+                "attention.self.value.bias",
+                "attention.output.dense.weight",
+                "attention.output.LayerNorm.weight",
+                "intermediate.dense.weight",
+                "output.dense.bias",
+                "output.LayerNorm.bias",
+            ] {
+                assert_eq!(
+                    p(&format!("tasks.g.decoder.layer.{n}.{part}")),
+                    p(&format!("encoder.layer.{n}.{part}")),
+                    "layer {n} {part}"
+                );
+            }
+            assert_ne!(
+                p(&format!(
+                    "tasks.g.decoder.layer.{n}.crossattention.self.query.weight"
+                )),
+                p(&format!("encoder.layer.{n}.attention.self.query.weight")),
+            );
+        }
+        assert_eq!(
+            p("tasks.g.decoder.embeddings.LayerNorm.weight"),
+            p("embeddings.LayerNorm.weight")
+        );
+        let (positions, types) = (
+            p("embeddings.position_embeddings.weight"),
+            p("embeddings.token_type_embeddings.weight"),
+        );
+        let want: Vec<f32> = (0..5 * 8).map(|i| positions[i] + types[i % 8]).collect();
+        assert_eq!(
+            p("tasks.g.decoder.embeddings.position_embeddings.weight"),
+            want
+        );
+        assert!(model.notes.iter().any(|n| n.contains("warm-started")));
+        // The resolved sizes are written into the task (and so into taskgate.toml).
+        let decoder = model.spec.tasks[0].decoder.as_ref().unwrap();
+        assert_eq!((decoder.heads, decoder.intermediate), (Some(2), Some(16)));
+    }
 }

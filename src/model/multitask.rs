@@ -10,26 +10,62 @@
 //!
 //! Every backward adds parameter gradients into the gradient set it is given.
 //! [`MultiTaskModel::backward`] is the joint loss `sum_i w_i L_i` through all four.
+//!
+//! A generation task's head is a decoder (`nn::decoder`) reading the gated encoder output:
+//! its forward runs teacher-forced when the batch has targets for it; its loss is the tied
+//! output projection's fused cross-entropy, whose word-embedding gradient is kept with the
+//! loss (`TaskLosses`) and added into the gradient set by the task's backward, beside the
+//! decoder's own; [`MultiTaskModel::generate`] decodes it.
 
 use anyhow::Result;
 
+use super::generate::{Hypothesis, Special, beam, greedy};
 use super::host::HostParams;
 use super::spec::{ModelSpec, ParamSpec};
 use super::store::ParamStore;
 use crate::data::TaskTargets;
 use crate::gpu::{DType, Gpu, Tensor};
+use crate::nn::decoder::{Decoder, DecoderSaved, Memory};
 use crate::nn::encoder::{Encoder, EncoderSaved};
 use crate::nn::gate::{Gate, GateSaved};
 use crate::nn::head::{Head, HeadSaved};
 use crate::nn::params::{ArenaSet, ParamBuilder};
 use crate::nn::{DeviceBatch, GradInto, Mode};
-use crate::ops::elementwise::accumulate_weighted;
-use crate::ops::loss::{GradScale, LossOutput, TaskWeight};
+use crate::ops::elementwise::{accumulate, accumulate_weighted};
+use crate::ops::loss::{CrossEntropyOptions, GradScale, LossOutput, TaskWeight};
+use crate::tasks::TaskSpec;
+
+/// How [`MultiTaskModel::generate`] decodes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GenerateSettings {
+    /// 1: greedy; more: beam search with this many beams.
+    pub beam: usize,
+    pub length_penalty: f64,
+    /// At most the decoder's max_length.
+    pub max_new_tokens: usize,
+    pub special: Special,
+}
 
 /// One task's gate and head.
 pub struct TaskModule {
     pub gate: Gate,
-    pub head: Head,
+    pub head: TaskHead,
+}
+
+/// What reads a task's gated encoder output.
+pub enum TaskHead {
+    /// Pooling (sequence tasks) and an MLP.
+    Mlp(Head),
+    /// A generation task's decoder.
+    Decoder(Box<Decoder>),
+}
+
+/// What a task head's backward needs.
+pub enum HeadPass {
+    Mlp(HeadSaved),
+    /// A decoder run teacher-forced; `None` when the batch had no targets for the task (the
+    /// gated output is then all there is: generation starts from it).
+    Decoder(Option<DecoderSaved>),
 }
 
 /// The layers of a model of `spec`, and the parameter list they declared.
@@ -54,22 +90,35 @@ impl Layers {
                     .pp("tasks")
                     .pp(&t.name)
                     .owned_by(super::spec::Owner::Task(i));
-                TaskModule {
-                    gate: Gate::new(&task.pp("gate"), t.gate, d),
-                    head: Head::new(
+                let head = match spec.decoder_dims(t) {
+                    Some(dims) => TaskHead::Decoder(Box::new(Decoder::new(
+                        &task.pp("decoder"),
+                        &dims,
+                        encoder.embeddings.word.clone(),
+                        DECODER_SITES * (i as u64 + 1),
+                    ))),
+                    None => TaskHead::Mlp(Head::new(
                         &task.pp("head"),
                         d,
                         &t.head.hidden,
                         t.output_width(),
                         t.head.activation,
                         t.kind.is_sequence_level().then(|| t.pooling()),
-                    ),
+                    )),
+                };
+                TaskModule {
+                    gate: Gate::new(&task.pp("gate"), t.gate, d),
+                    head,
                 }
             })
             .collect();
         (Self { encoder, tasks }, pb.specs())
     }
 }
+
+/// Dropout sites of task `i`'s decoder start at `DECODER_SITES * (i + 1)`, clear of the
+/// encoder's and of each other's.
+const DECODER_SITES: u64 = 1 << 20;
 
 /// The model on the GPU.
 pub struct MultiTaskModel {
@@ -87,8 +136,10 @@ pub struct TaskPass {
     /// The gated encoder output the head read.
     pub gated: Tensor,
     pub gate: GateSaved,
-    pub head: HeadSaved,
-    /// `[B, out]` (sequence tasks) or `[B*T, out]` (token tasks).
+    pub head: HeadPass,
+    /// `[B, out]` (sequence tasks) or `[B*T, out]` (token tasks); a generation task's
+    /// decoder output `[B*Tt, d]` (its logits are never stored whole), or the gated output
+    /// when the decoder did not run.
     pub logits: Tensor,
 }
 
@@ -99,6 +150,8 @@ pub struct ForwardPass {
     encoder: EncoderSaved,
     /// Per task, `None` when the task was not run.
     pub tasks: Vec<Option<TaskPass>>,
+    /// The mode the forward ran in (the decoders' backward replays its dropout).
+    mode: Mode,
 }
 
 /// How the task losses scale d(logits): for the weighted sum of the d(hidden), or for one
@@ -120,6 +173,8 @@ pub struct TaskLosses {
     pub per_task: Vec<Option<LossOutput>>,
     pub how: HiddenGrads,
     weights: Tensor,
+    /// Generation tasks: the word embeddings' gradient from the tied output projection.
+    tied: Vec<Option<Tensor>>,
 }
 
 /// Losses of one backward: the weighted total and each task's (`None`: no labels).
@@ -203,7 +258,20 @@ impl MultiTaskModel {
                     return Ok(None);
                 }
                 let (gated, gate) = task.gate.forward(w, &hidden)?;
-                let (logits, head) = task.head.forward(w, &gated, batch)?;
+                let (logits, head) = match &task.head {
+                    TaskHead::Mlp(head) => {
+                        let (logits, saved) = head.forward(w, &gated, batch)?;
+                        (logits, HeadPass::Mlp(saved))
+                    }
+                    TaskHead::Decoder(decoder) => match &batch.decoders[i] {
+                        Some(inputs) => {
+                            let memory = Self::memory(&gated, batch);
+                            let (x, saved) = decoder.forward(w, inputs, &memory, mode)?;
+                            (x, HeadPass::Decoder(Some(saved)))
+                        }
+                        None => (gated.clone(), HeadPass::Decoder(None)),
+                    },
+                };
                 Ok(Some(TaskPass {
                     gated,
                     gate,
@@ -216,7 +284,53 @@ impl MultiTaskModel {
             hidden,
             encoder,
             tasks,
+            mode,
         })
+    }
+
+    /// The memory a decoder reads: the gated encoder output and the batch's padding mask.
+    fn memory<'a>(gated: &'a Tensor, batch: &'a DeviceBatch) -> Memory<'a> {
+        Memory {
+            states: gated,
+            mask: &batch.mask,
+            tk: batch.seq,
+        }
+    }
+
+    /// Generates text for every row of `batch` with task `i`'s decoder (greedy when
+    /// `beam` is 1), reading the gated output of a forward that ran the task: each row's
+    /// hypotheses, best first.
+    pub async fn generate(
+        &self,
+        i: usize,
+        pass: &ForwardPass,
+        batch: &DeviceBatch,
+        settings: &GenerateSettings,
+    ) -> Result<Vec<Vec<Hypothesis>>> {
+        let TaskHead::Decoder(decoder) = &self.tasks[i].head else {
+            anyhow::bail!("task '{}' does not generate text", self.spec.tasks[i].name);
+        };
+        let tp = pass.tasks[i]
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("task {i} was not run"))?;
+        let memory = Self::memory(&tp.gated, batch);
+        let w = self.params();
+        let max_new = settings.max_new_tokens.min(decoder.dims.max_length);
+        if settings.beam <= 1 {
+            let found = greedy(decoder, w, &memory, settings.special, max_new).await?;
+            Ok(found.into_iter().map(|h| vec![h]).collect())
+        } else {
+            beam(
+                decoder,
+                w,
+                &memory,
+                settings.special,
+                settings.beam,
+                settings.length_penalty,
+                max_new,
+            )
+            .await
+        }
     }
 
     /// Each task's loss on `targets` with its d(logits) (`None`: the task was not run or
@@ -228,6 +342,7 @@ impl MultiTaskModel {
         targets: &[TaskTargets],
         how: HiddenGrads,
     ) -> Result<TaskLosses> {
+        let mut tied = vec![None; self.spec.tasks.len()];
         let per_task = self
             .spec
             .tasks
@@ -248,6 +363,11 @@ impl MultiTaskModel {
                     },
                     HiddenGrads::PerTask => GradScale::from(1.0),
                 };
+                if let TaskHead::Decoder(decoder) = &self.tasks[i].head {
+                    let (out, dword) = self.decoder_loss(task, decoder, tp, &targets[i], scale)?;
+                    tied[i] = Some(dword);
+                    return Ok(Some(out));
+                }
                 task.kind
                     .loss(task, &tp.logits, &targets[i], scale)
                     .map(Some)
@@ -257,7 +377,49 @@ impl MultiTaskModel {
             per_task,
             how,
             weights: self.task_weights.clone(),
+            tied,
         })
+    }
+
+    /// A generation task's token cross-entropy through the tied output projection, its
+    /// d(decoder output) in `dlogits`, and the word embeddings' gradient from it.
+    fn decoder_loss(
+        &self,
+        task: &TaskSpec,
+        decoder: &Decoder,
+        tp: &TaskPass,
+        targets: &TaskTargets,
+        scale: GradScale,
+    ) -> Result<(LossOutput, Tensor)> {
+        let TaskTargets::Sequences { labels, .. } = targets else {
+            anyhow::bail!(
+                "task '{}': generation targets must be token sequences",
+                task.name
+            );
+        };
+        if !matches!(tp.head, HeadPass::Decoder(Some(_))) {
+            anyhow::bail!(
+                "task '{}': the decoder did not run on this batch",
+                task.name
+            );
+        }
+        let out = &decoder.output;
+        let dword = Tensor::zeros(tp.logits.gpu(), &[out.vocab, out.hidden], DType::F32)?;
+        let opts = CrossEntropyOptions {
+            label_smoothing: task.label_smoothing.unwrap_or(0.0),
+            grad_scale: scale.factor,
+            task_weight: scale.task_weight,
+            ..Default::default()
+        };
+        let loss = out.loss_and_backward(self.params(), Some(&dword), &tp.logits, labels, &opts)?;
+        Ok((
+            LossOutput {
+                row_loss: loss.loss.clone(),
+                loss: loss.loss,
+                dlogits: loss.dx,
+            },
+            dword,
+        ))
     }
 
     /// The weighted total `sum_i w_i L_i` of `losses` (on the GPU), with the weights the
@@ -285,12 +447,14 @@ impl MultiTaskModel {
 
     /// Back-propagates task `i`'s d(logits) through its head and gate, adding their parameter
     /// gradients into `g` and the task's gradient of the encoder output into `dhidden`.
+    #[allow(clippy::too_many_arguments)]
     fn backward_task(
         &self,
         i: usize,
         pass: &ForwardPass,
         batch: &DeviceBatch,
         loss: &LossOutput,
+        tied: Option<&Tensor>,
         g: &ArenaSet,
         dhidden: &Tensor,
     ) -> Result<()> {
@@ -298,24 +462,53 @@ impl MultiTaskModel {
         let tp = pass.tasks[i]
             .as_ref()
             .ok_or_else(|| anyhow::anyhow!("task {i} has a loss but was not run"))?;
+        let head = match (&task.head, &tp.head) {
+            (TaskHead::Mlp(head), HeadPass::Mlp(saved)) => (head, saved),
+            (TaskHead::Decoder(decoder), HeadPass::Decoder(Some(saved))) => {
+                let inputs = batch.decoders[i]
+                    .as_ref()
+                    .ok_or_else(|| anyhow::anyhow!("task {i}: the batch has no decoder inputs"))?;
+                let memory = Self::memory(&tp.gated, batch);
+                let dmemory = decoder.backward(
+                    w,
+                    g,
+                    loss.dlogits.clone(),
+                    saved,
+                    inputs,
+                    &memory,
+                    pass.mode,
+                )?;
+                if let Some(dword) = tied {
+                    accumulate(&g.get(&decoder.output.word)?, dword, 1.0)?;
+                }
+                if matches!(task.gate, Gate::None) {
+                    return accumulate(dhidden, &dmemory, 1.0);
+                }
+                return task
+                    .gate
+                    .backward(w, g, &pass.hidden, &dmemory, &tp.gate, dhidden);
+            }
+            _ => anyhow::bail!("task {i}: its head did not run in this forward"),
+        };
+        let (head, saved) = head;
         if matches!(task.gate, Gate::None) {
-            return task.head.backward(
+            return head.backward(
                 w,
                 g,
                 &tp.gated,
                 &loss.dlogits,
-                &tp.head,
+                saved,
                 batch,
                 GradInto::Add(dhidden),
             );
         }
         let dgated = Tensor::empty(dhidden.gpu(), dhidden.shape(), DType::F32)?;
-        task.head.backward(
+        head.backward(
             w,
             g,
             &tp.gated,
             &loss.dlogits,
-            &tp.head,
+            saved,
             batch,
             GradInto::Write(&dgated),
         )?;
@@ -337,7 +530,8 @@ impl MultiTaskModel {
         let dhidden = Tensor::zeros(pass.hidden.gpu(), pass.hidden.shape(), DType::F32)?;
         for (i, loss) in losses.per_task.iter().enumerate() {
             if let Some(loss) = loss {
-                self.backward_task(i, pass, batch, loss, g, &dhidden)?;
+                let tied = losses.tied[i].as_ref();
+                self.backward_task(i, pass, batch, loss, tied, g, &dhidden)?;
             }
         }
         Ok(dhidden)
@@ -363,7 +557,8 @@ impl MultiTaskModel {
                     return Ok(None);
                 };
                 let dhidden = Tensor::zeros(pass.hidden.gpu(), pass.hidden.shape(), DType::F32)?;
-                self.backward_task(i, pass, batch, loss, g, &dhidden)?;
+                let tied = losses.tied[i].as_ref();
+                self.backward_task(i, pass, batch, loss, tied, g, &dhidden)?;
                 Ok(Some(dhidden))
             })
             .collect()

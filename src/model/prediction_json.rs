@@ -16,6 +16,8 @@ pub struct Extras {
     pub gates: bool,
     /// `"logits": {task: [w values]}` (sequence tasks) or `[[w values] per token]` (token tasks).
     pub logits: bool,
+    /// Generation tasks: decode with this many beams and write them all (`"beams"`).
+    pub beam: Option<usize>,
 }
 
 /// The JSON object of row `row` of a batch (padded to `seq` tokens) whose outputs are
@@ -53,7 +55,7 @@ pub fn prediction_json(
                 .collect();
             gates.insert(task.name.clone(), Value::Array(per_token));
         }
-        if extras.logits {
+        if extras.logits && !task.kind.generates_text() {
             let w = o.width;
             let value = if task.kind.is_sequence_level() {
                 json!(o.logits[row * w..(row + 1) * w])

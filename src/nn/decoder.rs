@@ -49,19 +49,18 @@ pub struct DecoderInputs {
     pub ids: Tensor,
     /// `[B * T]` u32 positions `0..T` per row.
     pub positions: Tensor,
-    /// For the backward: the embedding gradient indices of the ids (padding skipped) and of
-    /// the positions.
-    pub grad_index: Option<(EmbeddingGradIndex, EmbeddingGradIndex)>,
+    /// For the backward: the embedding gradient index of the ids (padding skipped).
+    pub grad_index: Option<EmbeddingGradIndex>,
 }
 
 impl DecoderInputs {
     /// Uploads `ids` (`batch` rows of `ids.len() / batch`), checking them against the
-    /// vocabulary and the decoder's `max_length`.
+    /// vocabulary (the decoder checks their length against its `max_length`).
     pub fn new(
         gpu: &Gpu,
         ids: &[u32],
         batch: usize,
-        dims: &DecoderDims,
+        vocab: usize,
         pad_id: u32,
         for_backward: bool,
     ) -> Result<Self> {
@@ -72,24 +71,12 @@ impl DecoderInputs {
             );
         }
         let seq = ids.len() / batch;
-        if seq > dims.max_length {
-            bail!(
-                "decoder inputs of {seq} positions exceed the decoder's max_length ({})",
-                dims.max_length
-            );
-        }
-        if let Some(bad) = ids.iter().find(|&&id| id as usize >= dims.vocab) {
-            bail!(
-                "decoder input id {bad} is outside the vocabulary of {}",
-                dims.vocab
-            );
+        if let Some(bad) = ids.iter().find(|&&id| id as usize >= vocab) {
+            bail!("decoder input id {bad} is outside the vocabulary of {vocab}");
         }
         let positions: Vec<u32> = (0..ids.len()).map(|i| (i % seq) as u32).collect();
         let grad_index = if for_backward {
-            Some((
-                EmbeddingGradIndex::skipping(gpu, ids, dims.vocab, Some(pad_id))?,
-                EmbeddingGradIndex::new(gpu, &positions, dims.max_length)?,
-            ))
+            Some(EmbeddingGradIndex::skipping(gpu, ids, vocab, Some(pad_id))?)
         } else {
             None
         };
@@ -182,6 +169,13 @@ impl Decoder {
         mode: Mode,
     ) -> Result<(Tensor, DecoderSaved)> {
         let d = self.dims.layer.hidden;
+        if inputs.seq > self.dims.max_length {
+            bail!(
+                "decoder inputs of {} positions exceed the decoder's max_length ({})",
+                inputs.seq,
+                self.dims.max_length
+            );
+        }
         if memory.states.numel() != inputs.batch * memory.tk * d {
             bail!(
                 "decoder memory {:?} is not [{} * {}, {d}]",
@@ -215,7 +209,7 @@ impl Decoder {
         memory: &Memory<'_>,
         mode: Mode,
     ) -> Result<Tensor> {
-        let Some((word_index, position_index)) = &inputs.grad_index else {
+        let Some(word_index) = &inputs.grad_index else {
             bail!("the decoder inputs were not prepared for a backward pass");
         };
         let shape = Self::shape(inputs, memory);
@@ -227,7 +221,11 @@ impl Decoder {
         let dnorm = mode.dropout(&dx, self.dims.layer.dropout, Site(self.site))?;
         let dsum = self.norm.backward(w, g, &saved.sum, &dnorm, &saved.norm)?;
         embedding_backward_into(word_index, &dsum, &g.get(&self.output.word)?)?;
-        embedding_backward_into(position_index, &dsum, &g.get(&self.position)?)?;
+        let positions: Vec<u32> = (0..inputs.batch * inputs.seq)
+            .map(|i| (i % inputs.seq) as u32)
+            .collect();
+        let position_index = EmbeddingGradIndex::new(dx.gpu(), &positions, self.dims.max_length)?;
+        embedding_backward_into(&position_index, &dsum, &g.get(&self.position)?)?;
         Ok(dmemory)
     }
 }

@@ -3,8 +3,10 @@
 
 use anyhow::{Result, bail};
 
+use super::decoder::DecoderInputs;
 use super::encoder::EncoderDims;
 use crate::data::Batch;
+use crate::data::TaskTargets;
 use crate::gpu::{Gpu, Tensor};
 use crate::ops::embedding::EmbeddingGradIndex;
 
@@ -34,6 +36,9 @@ pub struct DeviceBatch {
     pub mean_weights: Tensor,
     /// Present when built for training.
     pub indices: Option<EmbeddingIndices>,
+    /// Per task: the teacher-forced decoder inputs of a generation task whose targets have a
+    /// labelled row (`None` otherwise).
+    pub decoders: Vec<Option<DecoderInputs>>,
 }
 
 impl DeviceBatch {
@@ -97,9 +102,27 @@ impl DeviceBatch {
         } else {
             None
         };
+        let decoders = batch
+            .targets
+            .iter()
+            .map(|targets| match targets {
+                TaskTargets::Sequences { inputs, .. } if targets.any_labelled() => {
+                    Ok(Some(DecoderInputs::new(
+                        gpu,
+                        inputs,
+                        b,
+                        dims.vocab_size,
+                        batch.pad_id,
+                        for_backward,
+                    )?))
+                }
+                _ => Ok(None),
+            })
+            .collect::<Result<_>>()?;
         Ok(Self {
             batch: b,
             seq: t,
+            decoders,
             ids: Tensor::from_slice(gpu, &batch.ids, &[b * t])?,
             type_ids: Tensor::from_slice(gpu, &batch.type_ids, &[b * t])?,
             positions: Tensor::from_slice(gpu, &positions, &[b * t])?,

@@ -92,12 +92,13 @@ impl TiedOutput {
     }
 
     /// The mean cross-entropy of `x E^T` against `targets` (one per row; `ignore_index`
-    /// rows count for nothing), and, when `g` is given, its backward: dx returned and dE
-    /// added into `g`'s word embeddings. Without `g`, `dx` is left zero.
+    /// rows count for nothing), and, when `dword` (`[V, d]`, the word embeddings' gradient or
+    /// a buffer for it) is given, its backward: dx returned and dE added into `dword`.
+    /// Without `dword`, `dx` is left zero.
     pub fn loss_and_backward(
         &self,
         w: &ArenaSet,
-        g: Option<&ArenaSet>,
+        dword: Option<&Tensor>,
         x: &Tensor,
         targets: &[i32],
         opts: &CrossEntropyOptions,
@@ -133,7 +134,17 @@ impl TiedOutput {
             .map(|&t| weight(t))
             .sum();
         let embeddings = w.get(&self.word)?;
-        let dembeddings = g.map(|g| g.get(&self.word)).transpose()?;
+        if let Some(de) = dword
+            && de.numel() != self.vocab * self.hidden
+        {
+            bail!(
+                "output projection: a gradient {:?} for embeddings [{}, {}]",
+                de.shape(),
+                self.vocab,
+                self.hidden
+            );
+        }
+        let dembeddings = dword;
         let loss = Tensor::zeros(gpu, &[1], DType::F32)?;
         let dx = Tensor::zeros(gpu, &[rows, self.hidden], DType::F32)?;
         let chunk = self.chunk_rows();
@@ -153,7 +164,7 @@ impl TiedOutput {
             let out = cross_entropy(&logits, part, &chunk_opts)?;
             drop(logits);
             accumulate(&loss, &out.loss, 1.0)?;
-            if let Some(de) = &dembeddings {
+            if let Some(de) = dembeddings {
                 let mut grad_spec = spec;
                 grad_spec.c.offset = 0;
                 matmul_backward_into(

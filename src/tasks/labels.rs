@@ -16,6 +16,9 @@ pub enum Label {
     Values(Vec<f32>),
     /// One tag index per whitespace-separated word of `text` (token classification).
     Tags(Vec<usize>),
+    /// A target text and its tokens as the decoder reads them: `[BOS] t1 .. tn [EOS]`
+    /// (generation; filled by `data` with the shared tokenizer, empty until then).
+    Text { text: String, tokens: Vec<u32> },
 }
 
 /// Labels of an evaluation file that the task's label set lacks (a rare tag only the test

@@ -8,6 +8,7 @@
 //! a kind defined outside this crate, one call to [`register`] before configs are read).
 
 pub mod classification;
+pub mod generation;
 pub mod labels;
 pub mod multilabel;
 pub mod regression;
@@ -46,6 +47,13 @@ pub enum TaskTargets {
     Tokens(Vec<i32>),
     /// `[B, outputs]` targets and a per-row mask, 1 where labelled.
     Dense { targets: Vec<f32>, mask: Vec<f32> },
+    /// Generation, teacher-forced: decoder inputs `[B * seq]` (`[BOS] t1 .. tn`, then
+    /// padding) and labels `[B * seq]` (`t1 .. tn [EOS]`, then [`IGNORE`]).
+    Sequences {
+        inputs: Vec<u32>,
+        labels: Vec<i32>,
+        seq: usize,
+    },
 }
 
 impl TaskTargets {
@@ -53,6 +61,7 @@ impl TaskTargets {
     pub fn any_labelled(&self) -> bool {
         match self {
             TaskTargets::Classes(t) | TaskTargets::Tokens(t) => t.iter().any(|&v| v != IGNORE),
+            TaskTargets::Sequences { labels, .. } => labels.iter().any(|&v| v != IGNORE),
             TaskTargets::Dense { mask, .. } => mask.iter().any(|&m| m != 0.0),
         }
     }
@@ -86,6 +95,9 @@ pub enum Prediction {
     Values(Vec<f32>),
     /// One tag index per word (`None` for words cut by `max_length`), and the words.
     Tags(Vec<Option<usize>>, Vec<String>),
+    /// Generated texts, best first, each with its score (beam search: the length-normalised
+    /// log-probability; greedy: the sum of the tokens' log-probabilities).
+    Texts(Vec<(String, f64)>),
 }
 
 /// The per-label loss weights a kind takes, by their config key.
@@ -110,6 +122,12 @@ impl LossWeightKey {
 pub trait Kind: Send + Sync + 'static {
     /// The config's spelling (`kind = "..."`).
     fn name(&self) -> &'static str;
+
+    /// True for kinds whose head is a decoder producing text (`generation`): their targets
+    /// are token sequences, their loss the decoder's, their predictions generated text.
+    fn generates_text(&self) -> bool {
+        false
+    }
 
     fn level(&self) -> Level;
 
@@ -202,6 +220,7 @@ impl TaskKind {
     pub const MULTILABEL: TaskKind = TaskKind(&multilabel::Multilabel);
     pub const REGRESSION: TaskKind = TaskKind(&regression::Regression);
     pub const TOKEN_CLASSIFICATION: TaskKind = TaskKind(&token_classification::TokenClassification);
+    pub const GENERATION: TaskKind = TaskKind(&generation::Generation);
 
     /// The registered kind spelled `name`.
     pub fn named(name: &str) -> Option<TaskKind> {
@@ -246,6 +265,7 @@ pub const BUILTIN: &[TaskKind] = &[
     TaskKind::MULTILABEL,
     TaskKind::REGRESSION,
     TaskKind::TOKEN_CLASSIFICATION,
+    TaskKind::GENERATION,
 ];
 
 static REGISTERED: RwLock<Vec<TaskKind>> = RwLock::new(Vec::new());

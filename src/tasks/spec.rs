@@ -8,7 +8,8 @@ use anyhow::{Result, anyhow, bail};
 
 use super::{LossWeightKey, TaskKind};
 use crate::config::{
-    DataSource, GateMode, HeadConfig, KindName, LossWeights, ModelConfig, Pooling, TaskConfig,
+    DataSource, DecoderConfig, GateMode, GenerateConfig, HeadConfig, KindName, LossWeights,
+    ModelConfig, Pooling, TaskConfig,
 };
 use crate::tokenize::WordSplit;
 
@@ -32,6 +33,12 @@ pub struct TaskSpec {
     pub pos_weight: Option<LossWeights>,
     /// Token-level kinds: how `predict` cuts raw text into words.
     pub word_split: Option<WordSplit>,
+    /// Generation: the decoder (sizes resolved against the encoder when the model is built).
+    pub decoder: Option<DecoderConfig>,
+    /// Generation: how `predict` and `eval` decode.
+    pub generate: Option<GenerateConfig>,
+    /// Generation: label smoothing of the token cross-entropy.
+    pub label_smoothing: Option<f32>,
 }
 
 impl TaskSpec {
@@ -49,6 +56,9 @@ impl TaskSpec {
             class_weights: None,
             pos_weight: None,
             word_split: None,
+            decoder: None,
+            generate: None,
+            label_smoothing: None,
         }
     }
 
@@ -73,7 +83,27 @@ impl TaskSpec {
                 "task '{name}': `word_split` is for token-level tasks (token_classification) only"
             );
         }
-        if !kind.named_outputs() {
+        if !kind.generates_text() {
+            for (field, set) in [
+                ("decoder", task.decoder.is_some()),
+                ("generate", task.generate.is_some()),
+                ("label_smoothing", task.label_smoothing.is_some()),
+                ("target_column", task.target_column.is_some()),
+            ] {
+                if set {
+                    bail!("task '{name}': `{field}` is for generation tasks only");
+                }
+            }
+        } else if task.label_column.is_some() {
+            bail!(
+                "task '{name}': a generation task reads its `target_column` (default \"target\"), not a `label_column`"
+            );
+        }
+        if kind.generates_text() {
+            if task.labels.is_some() {
+                bail!("task '{name}': a generation task has targets, not `labels`");
+            }
+        } else if !kind.named_outputs() {
             if task.labels.is_some() {
                 bail!("task '{name}': a {kind} task has `outputs`, not `labels`");
             }
@@ -113,6 +143,12 @@ impl TaskSpec {
             class_weights: task.class_weights.clone(),
             pos_weight: task.pos_weight.clone(),
             word_split: task.word_split,
+            decoder: match kind.generates_text() {
+                true => Some(task.decoder.clone().unwrap_or_default()),
+                false => None,
+            },
+            generate: task.generate.clone(),
+            label_smoothing: task.label_smoothing,
         };
         spec.check_loss_weights()?;
         kind.check(&spec)?;
@@ -144,6 +180,9 @@ impl TaskSpec {
             class_weights: self.class_weights.clone(),
             pos_weight: self.pos_weight.clone(),
             word_split: self.word_split,
+            decoder: self.decoder.clone(),
+            generate: self.generate.clone(),
+            label_smoothing: self.label_smoothing,
             train: s.train,
             dev: s.dev,
             test: s.test,
@@ -151,6 +190,7 @@ impl TaskSpec {
             text_column: s.text_column,
             pair_column: s.pair_column,
             label_column: s.label_column,
+            target_column: s.target_column,
             delimiter: s.delimiter,
             header: s.header,
             tag_column: s.tag_column,

@@ -536,7 +536,7 @@ struct Training {
     /// Each task's data files, written into every checkpoint's `taskgate.toml`.
     sources: Vec<DataSource>,
     tokenizer_json: Vec<u8>,
-    pad_id: u32,
+    tokenizer: TextTokenizer,
     dev_data: Vec<Option<EvalSet>>,
     gpu: Gpu,
     steps: Steps,
@@ -625,7 +625,7 @@ impl Training {
             tasks: spec.tasks,
             sources,
             tokenizer_json,
-            pad_id: tokenizer.pad_id(),
+            tokenizer,
             dev_data,
             steps,
             run_dir,
@@ -793,7 +793,7 @@ impl Training {
         let mut scores = Vec::new();
         for (i, task) in self.tasks.iter().enumerate() {
             if let Some(dev) = &self.dev_data[i] {
-                let m = evaluate_task(&self.steps.trainer.model, i, dev, self.pad_id)?;
+                let m = evaluate_task(&self.steps.trainer.model, i, dev, &self.tokenizer)?;
                 if let Some(v) = m.get(task.kind.primary_metric()) {
                     scores.push(v);
                 }

@@ -58,7 +58,7 @@ fn check(rows: usize, d: usize, vocab: usize, chunk_rows: usize, smoothing: f32,
     let got = output
         .loss_and_backward(
             &store.params,
-            Some(&store.grads),
+            Some(&store.grads.get(&output.word).unwrap()),
             &upload(&x, &[rows, d]),
             &t,
             &opts,

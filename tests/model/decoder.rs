@@ -131,7 +131,8 @@ fn run(
     let labels: Vec<i32> = want["labels"].1.iter().map(|&v| v as i32).collect();
     let (memory, mask, tk) = fixture_memory(&want);
     let d = decoder.dims.layer.hidden;
-    let inputs = DecoderInputs::new(gpu(), &ids, batch, &decoder.dims, 0, g.is_some()).unwrap();
+    let inputs =
+        DecoderInputs::new(gpu(), &ids, batch, decoder.dims.vocab, 0, g.is_some()).unwrap();
     let states = upload(&memory, &[batch * tk, d]);
     let mask = upload(&mask, &[batch, tk]);
     let memory = Memory {
@@ -146,9 +147,10 @@ fn run(
         label_smoothing: smoothing,
         ..Default::default()
     };
+    let dword = g.map(|g| g.get(&decoder.output.word).unwrap());
     let out = decoder
         .output
-        .loss_and_backward(w, g, &x, &labels, &opts)
+        .loss_and_backward(w, dword.as_ref(), &x, &labels, &opts)
         .unwrap();
     let loss = download(&out.loss)[0];
     let dmemory = g.map(|g| {

@@ -49,7 +49,10 @@ fn greedy_and_beam_outputs_match_pytorch() {
     let got = gpu()
         .block_on(greedy(&decoder, w, &memory, SPECIAL, max_new))
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .into_iter()
+        .map(|h| h.tokens)
+        .collect::<Vec<_>>();
     let expected: Vec<Vec<u32>> = fixture["greedy"]["tokens"]
         .as_array()
         .unwrap()
@@ -123,7 +126,8 @@ fn cached_steps_match_full_forward() {
         let step: Vec<u32> = fed.iter().map(|row| row[t]).collect();
         let logits = download(&decoder.step(w, &mut cache, &step).unwrap());
         let prefix: Vec<u32> = fed.iter().flat_map(|row| row[..=t].to_vec()).collect();
-        let inputs = DecoderInputs::new(gpu(), &prefix, batch, &decoder.dims, 0, false).unwrap();
+        let inputs =
+            DecoderInputs::new(gpu(), &prefix, batch, decoder.dims.vocab, 0, false).unwrap();
         let (x, _) = decoder.forward(w, &inputs, &memory, Mode::Infer).unwrap();
         let full = download(&decoder.output.logits(w, &x).unwrap());
         for b in 0..batch {

@@ -5,6 +5,7 @@
 mod checkpoints;
 mod common;
 mod fault_injection;
+mod generation;
 mod inputs;
 mod outputs;
 mod runs;

@@ -68,12 +68,15 @@ pub fn read(
             .unwrap_or(&Column::Name("text".into())),
         "text",
     )?;
+    // Generation tasks read a `target` column (`target_column`), the others a `label`.
+    let label_role = super::label_key(task);
+    let label_column = match label_role {
+        "target" => source.target_column.as_ref(),
+        _ => source.label_column.as_ref(),
+    };
     let label_col = find(
-        source
-            .label_column
-            .as_ref()
-            .unwrap_or(&Column::Name("label".into())),
-        "label",
+        label_column.unwrap_or(&Column::Name(label_role.into())),
+        label_role,
     )?;
     let pair_col = source
         .pair_column
@@ -102,7 +105,7 @@ pub fn read(
                 )
             })
         };
-        let label_text = cell(label_col, "label")?.trim().to_string();
+        let label_text = cell(label_col, label_role)?.trim().to_string();
         let label = task
             .kind
             .label_from_cell(task, &label_text, separator)

@@ -1,4 +1,5 @@
-//! Task JSONL: `{"text": ..., "text_pair"?: ..., "label": ...}` per line.
+//! Task JSONL: `{"text": ..., "text_pair"?: ..., "label": ...}` per line (generation
+//! tasks: `"target"` in place of `"label"`).
 
 use anyhow::Result;
 use serde_json::Value;
@@ -6,7 +7,8 @@ use serde_json::Value;
 use super::{Record, at};
 use crate::data::jsonl::text_fields;
 
-pub fn read(text: &str) -> Result<Vec<Record>> {
+/// Records of `text`, whose label is under `label_key` (`label`, or `target`).
+pub fn read(text: &str, label_key: &str) -> Result<Vec<Record>> {
     let mut records = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line_no = i + 1;
@@ -18,20 +20,20 @@ pub fn read(text: &str) -> Result<Vec<Record>> {
         let Value::Object(object) = value else {
             return Err(at(
                 line_no,
-                "expected a JSON object with \"text\" and \"label\"",
+                format!("expected a JSON object with \"text\" and \"{label_key}\""),
             ));
         };
         for key in object.keys() {
-            if !["text", "text_pair", "label"].contains(&key.as_str()) {
+            if !["text", "text_pair", label_key].contains(&key.as_str()) {
                 return Err(at(
                     line_no,
-                    format!("unknown key \"{key}\" (expected text, text_pair, label)"),
+                    format!("unknown key \"{key}\" (expected text, text_pair, {label_key})"),
                 ));
             }
         }
         let (text, text_pair) = text_fields(&object).map_err(|e| at(line_no, e))?;
-        let Some(label) = object.get("label").cloned() else {
-            return Err(at(line_no, "missing \"label\""));
+        let Some(label) = object.get(label_key).cloned() else {
+            return Err(at(line_no, format!("missing \"{label_key}\"")));
         };
         records.push(Record {
             line: line_no,

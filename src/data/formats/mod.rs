@@ -75,7 +75,7 @@ pub fn read_records(task: &TaskSpec, source: &DataSource, path: &Path) -> Result
         );
     }
     let records = match format {
-        DataFormat::Jsonl => jsonl::read(&text),
+        DataFormat::Jsonl => jsonl::read(&text, label_key(task)),
         DataFormat::Csv | DataFormat::Tsv => delimited::read(&text, format, task, source),
         DataFormat::Conll => conll::read(&text, source.tag_column),
         DataFormat::WordTag => word_tag::read(&text),
@@ -89,6 +89,15 @@ pub fn read_records(task: &TaskSpec, source: &DataSource, path: &Path) -> Result
         );
     }
     Ok(records)
+}
+
+/// The JSONL key and CSV/TSV column role of `task`'s labels.
+pub fn label_key(task: &TaskSpec) -> &'static str {
+    if task.kind.generates_text() {
+        "target"
+    } else {
+        "label"
+    }
 }
 
 /// Error text `line: message` (the reader's caller prefixes the path).

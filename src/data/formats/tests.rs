@@ -173,3 +173,47 @@ fn bad_files_name_the_file_the_line_and_the_fix() {
         .to_string();
     assert!(err.contains("w.txt:1: 'b' is not word/TAG"), "{err}");
 }
+
+/// Generation tasks read a `target` (JSONL key, CSV/TSV column or `target_column`); a
+/// missing target or a `label` key instead is an error naming the line.
+#[test]
+fn generation_targets_come_from_target_fields_and_columns() {
+    let generation = task(TaskKind::GENERATION);
+    let (_d, p) = file(
+        "g.jsonl",
+        b"{\"text\": \"goose (noun)\", \"target\": \"geese\"}\n{\"text\": \"a\", \"target\": \"b c\"}\n",
+    );
+    let r = read_records(&spec(&generation), &generation.source(), &p).unwrap();
+    assert_eq!(
+        (r[0].text.as_str(), &r[0].label),
+        ("goose (noun)", &json!("geese"))
+    );
+    let (_d, p) = file("g.jsonl", b"{\"text\": \"a\", \"label\": \"b\"}\n");
+    let err = read_records(&spec(&generation), &generation.source(), &p)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(":1: unknown key \"label\""), "{err}");
+    let (_d, p) = file("g.jsonl", b"{\"text\": \"a\"}\n");
+    let err = read_records(&spec(&generation), &generation.source(), &p)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(":1: missing \"target\""), "{err}");
+
+    let (_d, p) = file("g.csv", b"text,target\ngoose,geese\n");
+    let r = read_records(&spec(&generation), &generation.source(), &p).unwrap();
+    assert_eq!(&r[0].label, &json!("geese"));
+    let mut named = task(TaskKind::GENERATION);
+    named.target_column = Some(Column::Name("plural".into()));
+    let (_d, p) = file("g.tsv", b"word\tplural\ngoose\tgeese\n");
+    named.text_column = Some(Column::Name("word".into()));
+    let r = read_records(&spec(&named), &named.source(), &p).unwrap();
+    assert_eq!(
+        (r[0].text.as_str(), &r[0].label),
+        ("goose", &json!("geese"))
+    );
+    let (_d, p) = file("g.csv", b"text,label\ngoose,geese\n");
+    let err = read_records(&spec(&generation), &generation.source(), &p)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no target column 'target'"), "{err}");
+}
