@@ -1,7 +1,8 @@
 // taskgate page: the prediction cards, one per task of a predict() result, drawn from the
 // shape of each prediction (so any task kind shows): coloured tags per word (`tags`), values
 // (`values`), the labels and probability bars (`labels` + `scores`), the label and its bars
-// (`label`, `scores` when given), else the prediction's JSON.
+// (`label`, `scores` when given), generated text (`text`, and its `beams` with their scores
+// when beam search ran), else the prediction's JSON.
 
 import { el, inModelOrder } from './dom.js';
 
@@ -9,6 +10,7 @@ import { el, inModelOrder } from './dom.js';
 function taskKind(name, p, tasks) {
   const t = tasks?.find((x) => x.name === name);
   if (t) return t.kind;
+  if ('text' in p) return 'generation';
   return 'tags' in p ? 'token_classification' : 'values' in p ? 'regression' : 'labels' in p ? 'multilabel' : 'classification';
 }
 
@@ -45,6 +47,11 @@ export function showPrediction(box, r, tasks) {
         el('div', { class: 'answer' }, p.labels.length ? p.labels.join(', ') : '(no label ≥ 0.5)'),
         ...bars(p.scores ?? {}, (n) => p.labels.includes(n), true),
       );
+    } else if (typeof p.text === 'string') {
+      card.append(el('div', { class: 'answer generated' }, p.text || '(empty)'));
+      for (const b of (p.beams ?? []).slice(1)) {
+        card.append(el('div', { class: 'beam' }, el('span', { class: 'num' }, b.score.toFixed(3)), ` ${b.text}`));
+      }
     } else if (typeof p.label === 'string') {
       card.append(el('div', { class: 'answer' }, p.label), ...bars(p.scores ?? {}, (n) => n === p.label));
     } else if (!Array.isArray(p.tags)) {
