@@ -21,8 +21,11 @@ use std::cmp::Ordering;
 
 use anyhow::{Result, bail};
 
-use crate::nn::decoder::{Decoder, Memory};
+use crate::gpu::Tensor;
+use crate::nn::Mode;
+use crate::nn::decoder::{Decoder, DecoderCache, DecoderInputs, Memory};
 use crate::nn::params::ArenaSet;
+use crate::ops::embedding::embedding_forward;
 
 /// The special tokens decoding uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,6 +71,126 @@ fn check(decoder: &Decoder, max_new_tokens: usize) -> Result<()> {
     Ok(())
 }
 
+/// How decoding runs the decoder: one token per row per step, giving that step's logits
+/// `[rows, V]`; beam search also reorders the rows' histories between steps.
+pub trait Stepper {
+    fn rows(&self) -> usize;
+    fn step(&mut self, tokens: &[u32]) -> Result<Tensor>;
+    fn reorder(&mut self, parents: &[u32]) -> Result<()>;
+}
+
+/// Steps over the decoder's key/value cache: one position per step.
+pub struct Cached<'a> {
+    decoder: &'a Decoder,
+    w: &'a ArenaSet,
+    cache: DecoderCache,
+}
+
+impl<'a> Cached<'a> {
+    /// `copies` rows per memory row, for up to `capacity` steps.
+    pub fn new(
+        decoder: &'a Decoder,
+        w: &'a ArenaSet,
+        memory: &Memory<'_>,
+        copies: usize,
+        capacity: usize,
+    ) -> Result<Self> {
+        let cache = decoder.start_cache(w, memory, copies, capacity)?;
+        Ok(Self { decoder, w, cache })
+    }
+}
+
+impl Stepper for Cached<'_> {
+    fn rows(&self) -> usize {
+        self.cache.rows
+    }
+
+    fn step(&mut self, tokens: &[u32]) -> Result<Tensor> {
+        self.decoder.step(self.w, &mut self.cache, tokens)
+    }
+
+    fn reorder(&mut self, parents: &[u32]) -> Result<()> {
+        self.cache.reorder(parents)
+    }
+}
+
+/// Steps without a cache: every step re-runs the decoder over each row's whole prefix and
+/// keeps the last position's logits (n tokens cost n(n+1)/2 positions). The baseline the
+/// cache is measured and checked against.
+pub struct Uncached<'a> {
+    decoder: &'a Decoder,
+    w: &'a ArenaSet,
+    states: Tensor,
+    mask: Tensor,
+    tk: usize,
+    history: Vec<Vec<u32>>,
+}
+
+impl<'a> Uncached<'a> {
+    /// `copies` rows per memory row.
+    pub fn new(
+        decoder: &'a Decoder,
+        w: &'a ArenaSet,
+        memory: &Memory<'_>,
+        copies: usize,
+    ) -> Result<Self> {
+        let (states, mask) = decoder.repeat_memory(memory, copies)?;
+        let rows = mask.numel() / memory.tk;
+        Ok(Self {
+            decoder,
+            w,
+            states,
+            mask,
+            tk: memory.tk,
+            history: vec![Vec::new(); rows],
+        })
+    }
+}
+
+impl Stepper for Uncached<'_> {
+    fn rows(&self) -> usize {
+        self.history.len()
+    }
+
+    fn step(&mut self, tokens: &[u32]) -> Result<Tensor> {
+        if tokens.len() != self.history.len() {
+            bail!(
+                "decoder step: {} tokens for {} rows",
+                tokens.len(),
+                self.history.len()
+            );
+        }
+        for (h, &t) in self.history.iter_mut().zip(tokens) {
+            h.push(t);
+        }
+        let (rows, len) = (self.history.len(), self.history[0].len());
+        let ids: Vec<u32> = self.history.concat();
+        let gpu = self.states.gpu();
+        let inputs = DecoderInputs::new(gpu, &ids, rows, self.decoder.dims.vocab, 0, false)?;
+        let memory = Memory {
+            states: &self.states,
+            mask: &self.mask,
+            tk: self.tk,
+        };
+        let (x, _) = self
+            .decoder
+            .forward(self.w, &inputs, &memory, Mode::Infer)?;
+        let last: Vec<u32> = (0..rows).map(|r| (r * len + len - 1) as u32).collect();
+        let last = Tensor::from_slice(gpu, &last, &[rows])?;
+        let d = self.decoder.dims.layer.hidden;
+        let x_last = embedding_forward(&last, &x.reshape(&[rows * len, d])?)?;
+        self.decoder.output.logits(self.w, &x_last)
+    }
+
+    fn reorder(&mut self, parents: &[u32]) -> Result<()> {
+        self.history = parents
+            .iter()
+            .map(|&p| self.history[p as usize].clone())
+            .collect();
+        Ok(())
+    }
+}
+
 /// Greedy decoding of every memory row: the generated tokens of each, scored by the sum of
 /// their log-probabilities.
 pub async fn greedy(
@@ -78,9 +201,19 @@ pub async fn greedy(
     max_new_tokens: usize,
 ) -> Result<Vec<Hypothesis>> {
     check(decoder, max_new_tokens)?;
-    let vocab = decoder.dims.vocab;
-    let mut cache = decoder.start_cache(w, memory, 1, max_new_tokens)?;
-    let rows = cache.rows;
+    let mut stepper = Cached::new(decoder, w, memory, 1, max_new_tokens)?;
+    greedy_with(&mut stepper, w, decoder.dims.vocab, special, max_new_tokens).await
+}
+
+/// [`greedy`] over any [`Stepper`] (one row per input).
+pub async fn greedy_with(
+    stepper: &mut dyn Stepper,
+    w: &ArenaSet,
+    vocab: usize,
+    special: Special,
+    max_new_tokens: usize,
+) -> Result<Vec<Hypothesis>> {
+    let rows = stepper.rows();
     let mut out = vec![
         Hypothesis {
             tokens: Vec::new(),
@@ -91,7 +224,7 @@ pub async fn greedy(
     let mut done = vec![false; rows];
     let mut feed = vec![special.bos; rows];
     for _ in 0..max_new_tokens {
-        let logits = decoder.step(w, &mut cache, &feed)?;
+        let logits = stepper.step(&feed)?;
         let logits = w.gpu().read_f32(&[&logits]).await?.remove(0);
         for r in 0..rows {
             if done[r] {
@@ -152,9 +285,23 @@ pub async fn beam(
     if k == 0 {
         bail!("beam width must be at least 1");
     }
+    let mut stepper = Cached::new(decoder, w, memory, k, max_new_tokens)?;
     let vocab = decoder.dims.vocab;
-    let mut cache = decoder.start_cache(w, memory, k, max_new_tokens)?;
-    let inputs = cache.rows / k;
+    beam_with(&mut stepper, w, vocab, special, k, alpha, max_new_tokens).await
+}
+
+/// [`beam`] over any [`Stepper`] (`k` rows per input).
+pub async fn beam_with(
+    stepper: &mut dyn Stepper,
+    w: &ArenaSet,
+    vocab: usize,
+    special: Special,
+    k: usize,
+    alpha: f64,
+    max_new_tokens: usize,
+) -> Result<Vec<Vec<Hypothesis>>> {
+    let rows = stepper.rows();
+    let inputs = rows / k;
     let mut searches: Vec<Search> = (0..inputs)
         .map(|_| Search {
             live: vec![Beam {
@@ -165,13 +312,13 @@ pub async fn beam(
             done: false,
         })
         .collect();
-    let mut feed: Vec<u32> = (0..cache.rows)
+    let mut feed: Vec<u32> = (0..rows)
         .map(|r| if r % k == 0 { special.bos } else { special.pad })
         .collect();
     for s in 1..=max_new_tokens {
-        let logits = decoder.step(w, &mut cache, &feed)?;
+        let logits = stepper.step(&feed)?;
         let logits = w.gpu().read_f32(&[&logits]).await?.remove(0);
-        let mut parents: Vec<u32> = (0..cache.rows as u32).collect();
+        let mut parents: Vec<u32> = (0..rows as u32).collect();
         let length = (s as f64).powf(alpha);
         for (b, search) in searches.iter_mut().enumerate() {
             if search.done {
@@ -236,7 +383,7 @@ pub async fn beam(
         if searches.iter().all(|s| s.done) {
             break;
         }
-        cache.reorder(&parents)?;
+        stepper.reorder(&parents)?;
     }
     Ok(searches
         .into_iter()

@@ -245,6 +245,27 @@ pub struct DecoderCache {
 }
 
 impl Decoder {
+    /// The memory's states `[B * copies * tk, d]` and mask `[B * copies, tk]`, each memory
+    /// row repeated `copies` times (row `b * copies + k` reads memory row `b`).
+    pub fn repeat_memory(&self, memory: &Memory<'_>, copies: usize) -> Result<(Tensor, Tensor)> {
+        let d = self.dims.layer.hidden;
+        let tk = memory.tk;
+        if tk == 0 || !memory.states.numel().is_multiple_of(tk * d) || copies == 0 {
+            bail!(
+                "decoder memory {:?} is not [B * {tk}, {d}]",
+                memory.states.shape()
+            );
+        }
+        let batch = memory.states.numel() / (tk * d);
+        let gpu = memory.states.gpu();
+        let repeat: Vec<u32> = (0..batch * copies).map(|r| (r / copies) as u32).collect();
+        let repeat = Tensor::from_slice(gpu, &repeat, &[repeat.len()])?;
+        let states = embedding_forward(&repeat, &memory.states.reshape(&[batch, tk * d])?)?
+            .reshape(&[batch * copies * tk, d])?;
+        let mask = embedding_forward(&repeat, &memory.mask.reshape(&[batch, tk])?)?;
+        Ok((states, mask))
+    }
+
     /// A cache for decoding `copies` sequences per memory row (beam search: the beam width)
     /// for up to `capacity` positions: each memory row and its mask repeated `copies` times
     /// (row `b * copies + k` reads memory row `b`), and every layer's cross-attention
@@ -256,28 +277,16 @@ impl Decoder {
         copies: usize,
         capacity: usize,
     ) -> Result<DecoderCache> {
-        let d = self.dims.layer.hidden;
-        let tk = memory.tk;
-        if tk == 0 || !memory.states.numel().is_multiple_of(tk * d) || copies == 0 {
-            bail!(
-                "decoder memory {:?} is not [B * {tk}, {d}]",
-                memory.states.shape()
-            );
-        }
+        let (d, tk) = (self.dims.layer.hidden, memory.tk);
         if capacity == 0 || capacity > self.dims.max_length {
             bail!(
                 "cannot decode {capacity} positions with a decoder of max_length {}",
                 self.dims.max_length
             );
         }
-        let batch = memory.states.numel() / (tk * d);
+        let (states, mask) = self.repeat_memory(memory, copies)?;
+        let rows = mask.numel() / tk;
         let gpu = memory.states.gpu();
-        let repeat: Vec<u32> = (0..batch * copies).map(|r| (r / copies) as u32).collect();
-        let repeat = Tensor::from_slice(gpu, &repeat, &[repeat.len()])?;
-        let rows = batch * copies;
-        let states = embedding_forward(&repeat, &memory.states.reshape(&[batch, tk * d])?)?
-            .reshape(&[rows * tk, d])?;
-        let mask = embedding_forward(&repeat, &memory.mask.reshape(&[batch, tk])?)?;
         let cross_kv = self
             .layers
             .iter()

@@ -7,6 +7,7 @@
 mod common;
 mod decoder;
 mod decoding;
+mod generation_gradients;
 mod minilm;
 mod parity;
 mod staged;
