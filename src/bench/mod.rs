@@ -2,6 +2,7 @@
 //! runs) and whole training steps, reported in one JSON schema that `bench compare` joins.
 
 pub mod compare;
+pub mod decode;
 pub mod kernels;
 pub mod report;
 pub mod train;

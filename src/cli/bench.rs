@@ -7,7 +7,7 @@ use clap::Subcommand;
 
 use crate::bench::kernels::Runs;
 use crate::bench::train::TrainBench;
-use crate::bench::{compare, kernels, train};
+use crate::bench::{compare, decode, kernels, train};
 use crate::config::Weighting;
 use crate::gpu::{AdapterRequest, Gpu};
 
@@ -56,6 +56,22 @@ pub enum BenchCommand {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Time text generation: greedy and beam 4, with and without the key/value cache
+    /// (tokens/s), on an encoder of `bench train`'s with a 2-layer decoder.
+    Decode {
+        /// Encoder size: tiny, minilm-l2, minilm-l6 or bert-base.
+        #[arg(long, default_value = "minilm-l2")]
+        model: String,
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        #[arg(long, default_value_t = 32)]
+        seq: usize,
+        /// Tokens generated per input.
+        #[arg(long, default_value_t = 16)]
+        new_tokens: usize,
+        #[arg(long, default_value_t = 3)]
+        samples: usize,
+    },
     /// Print two reports side by side with ratios (A / B).
     Compare { a: PathBuf, b: PathBuf },
 }
@@ -66,6 +82,23 @@ pub fn run(request: &AdapterRequest, what: BenchCommand) -> Result<()> {
     }
     let gpu = pollster::block_on(Gpu::new(request))?;
     println!("adapter: {}", kernels::device_name(&gpu));
+    if let BenchCommand::Decode {
+        model,
+        batch,
+        seq,
+        new_tokens,
+        samples,
+    } = what
+    {
+        let opts = decode::DecodeBench {
+            model,
+            batch,
+            seq,
+            new_tokens,
+            samples,
+        };
+        return decode::run(&gpu, &opts);
+    }
     let (report, json) = match what {
         BenchCommand::Kernels {
             json,
@@ -113,7 +146,9 @@ pub fn run(request: &AdapterRequest, what: BenchCommand) -> Result<()> {
             };
             (train::run(&gpu, &opts)?, json)
         }
-        BenchCommand::Compare { .. } => unreachable!("handled above"),
+        BenchCommand::Compare { .. } | BenchCommand::Decode { .. } => {
+            unreachable!("handled above")
+        }
     };
     if let Some(path) = json {
         report.save(&path)?;
