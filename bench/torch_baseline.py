@@ -143,6 +143,22 @@ def kernels(args, device, timer):
     for rows, classes in SUITE["cross_entropy"]:
         t = torch.randint(0, classes, (rows,), generator=g).to(device)
         loss_case("cross_entropy", rows, classes, lambda x, t=t: F.cross_entropy(x, t))
+    for rows, vocab, hidden in SUITE["tied_output"]:
+        if not wanted("tied_output", f"{rows}x{vocab}x{hidden}"):
+            continue
+        x = rand(rows, hidden).requires_grad_()
+        emb = (rand(vocab, hidden) * 0.05).requires_grad_()
+        t = torch.arange(rows, device=device) * 7919 % vocab
+
+        def tied(x=x, emb=emb, t=t):
+            x.grad = None
+            emb.grad = None
+            F.cross_entropy(x @ emb.t(), t).backward()
+
+        med, mn = timer.measure(tied, args.warmup, args.samples)
+        out.append(result("kernels", "tied_output", f"{rows}x{vocab}x{hidden}", med, mn, args.samples,
+                          flops=6.0 * rows * vocab * hidden))
+        print(f"tied_output {rows}x{vocab}x{hidden}: {out[-1]['median_ms']:.1f} ms", flush=True)
     for rows, outs in SUITE["bce"]:
         t = torch.randint(0, 2, (rows, outs), generator=g).float().to(device)
         loss_case("bce", rows, outs, lambda x, t=t: F.binary_cross_entropy_with_logits(x, t))

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use super::report::{BenchResult, Report};
 use crate::gpu::{DType, Gpu, ProfileMode, Tensor};
 use crate::nn::attention::AttentionCore;
+use crate::nn::tied_output::{DEFAULT_CHUNK_BYTES, tied_cross_entropy};
 use crate::nn::{Mode, Site};
 use crate::ops::activation::gelu;
 use crate::ops::adamw::{AdamW, adamw_step, grad_norm_clip};
@@ -27,6 +28,7 @@ pub struct Suite {
     pub layernorm: Vec<(usize, usize)>,
     pub gelu: Vec<usize>,
     pub cross_entropy: Vec<(usize, usize)>,
+    pub tied_output: Vec<(usize, usize, usize)>,
     pub bce: Vec<(usize, usize)>,
     pub mse: Vec<(usize, usize)>,
     pub adamw: Vec<usize>,
@@ -252,6 +254,37 @@ pub fn run(gpu: &Gpu, runs: Runs, filter: Option<&str>) -> Result<Report> {
             &samples,
             None,
             Some(12.0 * (rows * classes) as f64),
+        ));
+    }
+    for &(rows, vocab, hidden) in &suite.tied_output {
+        let shape = format!("{rows}x{vocab}x{hidden}");
+        if !wanted("tied_output", &shape) {
+            continue;
+        }
+        let x = random(gpu, &mut rng, &[rows, hidden], 1.0)?;
+        let embeddings = random(gpu, &mut rng, &[vocab, hidden], 0.05)?;
+        let dembeddings = Tensor::zeros(gpu, &[vocab, hidden], DType::F32)?;
+        let targets: Vec<i32> = (0..rows).map(|r| ((r * 7919) % vocab) as i32).collect();
+        let opts = CrossEntropyOptions::default();
+        let samples = measure(gpu, runs, false, || {
+            tied_cross_entropy(
+                &embeddings,
+                Some(&dembeddings),
+                &x,
+                &targets,
+                &opts,
+                DEFAULT_CHUNK_BYTES,
+            )
+            .map(|_| ())
+        })?;
+        // Three products of 2 * rows * vocab * hidden flops each.
+        push(BenchResult::from_samples(
+            "kernels",
+            "tied_output",
+            shape,
+            &samples,
+            Some(6.0 * (rows * vocab * hidden) as f64),
+            None,
         ));
     }
     for (name, cases) in [("bce", &suite.bce), ("mse", &suite.mse)] {

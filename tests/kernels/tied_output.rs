@@ -1,7 +1,8 @@
 //! The tied output projection with its chunked, fused cross-entropy (`nn::tied_output`):
 //! loss, dx and d(word embeddings) against the f64 reference (`reference::loss::
 //! tied_cross_entropy`, itself checked by finite differences), over awkward sizes (1 row,
-//! prime vocabularies, chunks that do not divide the rows, a chunk with no labelled row).
+//! prime vocabularies, vocabularies cut into several slices with a tail, chunks that do not
+//! divide the rows, a chunk with no labelled row).
 //! Tolerance: 1e-5 absolute + 1e-4 relative.
 
 use std::collections::BTreeMap;
@@ -102,6 +103,10 @@ fn chunked_loss_and_gradients_match_reference() {
         (13, 8, 257, 5, 0.1),
         (13, 8, 257, 13, 0.1),
         (20, 12, 31, 64, 0.0),
+        // the backward cuts vocabularies over 2,048 into slices (3 here, a tail of 7) ...
+        (9, 8, 4099, 4, 0.0),
+        // ... and at most 32 (a tail of 113), with an odd width.
+        (5, 5, 70001, 5, 0.1),
     ]
     .iter()
     .enumerate()
