@@ -2,6 +2,15 @@
 //! task data (any supported format) as one taskgate JSONL file, `{"text", "text_pair"?,
 //! "labels": {task: label}}` per line, e.g. to fine-tune in the browser page. With
 //! `--per-task N`, N examples evenly spaced through each task's file; tasks interleaved.
+//!
+//! `taskgate export-data CONFIG --batches N [--output FILE.jsonl]`: instead, the batches of the
+//! first N steps of a fresh `taskgate train CONFIG`, in order, tokenized, one line per step:
+//! `{"step": s, "batches": [{"task", "examples": [index in the task's training examples],
+//! "input_ids": [[..]], "token_type_ids": [[..]], "labels": [..]}]}`, unpadded. Labels:
+//! class indices (into the label set `run.toml` lists), index lists (multilabel), value lists
+//! (regression), one tag index per word (token tasks), `{"text", "tokens"}` (generation:
+//! the decoder's `[CLS] t1 .. tn [SEP]`). `scripts/generation_torch_baseline.py` trains
+//! PyTorch on exactly these batches.
 
 use std::io::Write;
 use std::path::Path;
@@ -13,8 +22,8 @@ use crate::config::{DataSource, TaskConfig};
 use crate::data::formats::read_records;
 use crate::data::splits::{Split, label_value};
 use crate::files::Output;
-use crate::tasks::TaskSpec;
-use crate::train::run::resolve_paths;
+use crate::tasks::{Label, TaskSpec};
+use crate::train::run::{batch_order, resolve_paths};
 
 pub fn run(
     config: &Path,
@@ -77,4 +86,60 @@ pub fn run(
         eprintln!("wrote {total} examples to {}", p.display());
     }
     Ok(())
+}
+
+/// `--batches N`: the first `steps` steps' batches of a fresh run, as the module says.
+pub fn run_batches(config: &Path, steps: u64, output: Option<&Path>) -> Result<()> {
+    if steps == 0 {
+        bail!("--batches must be at least 1");
+    }
+    let order = batch_order(config, steps)?;
+    let mut inputs: Vec<&Path> = vec![config];
+    let sources: Vec<DataSource> = resolve_paths(config, None)?
+        .tasks
+        .iter()
+        .map(TaskConfig::source)
+        .collect();
+    for source in &sources {
+        for split in [Split::Train, Split::Dev, Split::Test] {
+            inputs.extend(split.path(source));
+        }
+    }
+    let mut out = Output::open(output, &inputs, "--output")?;
+    for (step, drawn) in order.steps.iter().enumerate() {
+        let batches: Vec<Value> = drawn
+            .iter()
+            .map(|(task, indices)| {
+                let examples: Vec<_> = indices.iter().map(|&i| &order.pools[*task][i]).collect();
+                json!({
+                    "task": order.tasks[*task].name,
+                    "examples": indices,
+                    "input_ids": examples.iter().map(|e| &e.encoded.ids).collect::<Vec<_>>(),
+                    "token_type_ids":
+                        examples.iter().map(|e| &e.encoded.type_ids).collect::<Vec<_>>(),
+                    "labels": examples
+                        .iter()
+                        .map(|e| e.labels[*task].as_ref().map_or(Value::Null, label_json))
+                        .collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        writeln!(out, "{}", json!({"step": step + 1, "batches": batches}))?;
+    }
+    out.finish()?;
+    if let Some(p) = output {
+        eprintln!("wrote the batches of {steps} steps to {}", p.display());
+    }
+    Ok(())
+}
+
+/// A label as `--batches` writes it.
+fn label_json(label: &Label) -> Value {
+    match label {
+        Label::Class(c) => json!(c),
+        Label::Classes(cs) => json!(cs),
+        Label::Values(v) => json!(v),
+        Label::Tags(t) => json!(t),
+        Label::Text { text, tokens } => json!({"text": text, "tokens": tokens}),
+    }
 }

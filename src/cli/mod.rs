@@ -159,8 +159,12 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = DataSplit::Train)]
         split: DataSplit,
         /// At most this many examples per task, evenly spaced through its file.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "batches")]
         per_task: Option<usize>,
+        /// Instead: the batches of the first N training steps of a fresh `train CONFIG`, in
+        /// order and tokenized, one JSONL line per step (to train another framework on them).
+        #[arg(long, value_name = "N", conflicts_with = "split")]
+        batches: Option<u64>,
         /// Where to write (default: standard output).
         #[arg(long)]
         output: Option<PathBuf>,
@@ -335,9 +339,16 @@ pub fn run(cli: Cli) -> Result<()> {
         ),
         Command::ExportData {
             config,
+            batches: Some(steps),
+            output,
+            ..
+        } => export_data::run_batches(&config, steps, output.as_deref()),
+        Command::ExportData {
+            config,
             split,
             per_task,
             output,
+            batches: None,
         } => {
             let split = match split {
                 DataSplit::Train => Split::Train,

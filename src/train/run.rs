@@ -102,6 +102,41 @@ pub fn load_eval_sets(
     Ok(sets)
 }
 
+/// What a fresh `taskgate train CONFIG` trains on, in order: the tasks, each task's training
+/// examples (tokenized), and the first `steps` steps' batches, each a task and the indices of
+/// its examples (`export-data --batches`, to train another framework on the same batches).
+pub struct BatchOrder {
+    pub tasks: Vec<TaskSpec>,
+    pub pools: Vec<Vec<Example>>,
+    pub steps: Vec<Vec<(usize, Vec<usize>)>>,
+}
+
+/// The [`BatchOrder`] of a fresh run of `config_path` (no adapter needed: the model is built
+/// on the host only for its tokenizer and resolved tasks).
+pub fn batch_order(config_path: &Path, steps: u64) -> Result<BatchOrder> {
+    let config = resolve_fresh(config_path, None)?;
+    let train = config.train.clone().unwrap_or_default();
+    train
+        .validate()
+        .and_then(|()| train.validate_for_tasks(config.tasks.len()))
+        .map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
+    let model = init_from_config(&config, config_path, None)?;
+    let tokenizer =
+        TextTokenizer::from_bytes(&model.tokenizer_json, model.spec.encoder.max_length)?;
+    let sources: Vec<DataSource> = config.tasks.iter().map(TaskConfig::source).collect();
+    let pools: Vec<Vec<Example>> = load_all(&model.spec.tasks, &sources, Split::Train, &tokenizer)?
+        .into_iter()
+        .map(Option::unwrap_or_default)
+        .collect();
+    let mut batches = Batches::new(&train, pools.clone(), tokenizer.pad_id());
+    let steps = (0..steps).map(|_| batches.sampler.next_step()).collect();
+    Ok(BatchOrder {
+        tasks: model.spec.tasks,
+        pools,
+        steps,
+    })
+}
+
 /// [`resolve_paths`], then every missing label set inferred from its training file, and the
 /// result checked: the configuration a fresh run trains with.
 pub fn resolve_fresh(config_path: &Path, only: Option<&str>) -> Result<ModelConfig> {

@@ -182,3 +182,77 @@ fn bad_generation_input_is_refused_with_one_line() {
         "{err}"
     );
 }
+
+/// `export-data --batches N` lists what `train` draws: per step the round-robin task, at most
+/// `batch_size` distinct examples given by their index in the task's training file (the
+/// echo task's labels are the targets of those lines), the same list every time, another
+/// with another seed; `--batches 0` is refused.
+#[test]
+fn export_data_lists_each_steps_batches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_data(tmp.path(), 8, 0);
+    add_echo_task(&config, "decoder = { layers = 1, max_length = 6 }");
+    let export = |config: &Path, name: &str| -> Vec<serde_json::Value> {
+        let out = tmp.path().join(name);
+        ok(&taskgate(
+            &[
+                "export-data",
+                p(config),
+                "--batches",
+                "8",
+                "--output",
+                p(&out),
+            ],
+            &[],
+        ));
+        std::fs::read_to_string(&out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let steps = export(&config, "batches.jsonl");
+    assert_eq!(steps.len(), 8);
+    let targets: Vec<String> = std::fs::read_to_string(tmp.path().join("train.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["target"].to_string())
+        .collect();
+    let order = ["sentiment", "score", "tags", "echo"];
+    for (s, step) in steps.iter().enumerate() {
+        assert_eq!(step["step"], s + 1);
+        let batches = step["batches"].as_array().unwrap();
+        assert_eq!(batches.len(), 1, "one task a step: {step}");
+        let batch = &batches[0];
+        assert_eq!(batch["task"], order[s % 4], "round robin: {step}");
+        let examples: Vec<usize> = batch["examples"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i.as_u64().unwrap() as usize)
+            .collect();
+        assert!(!examples.is_empty() && examples.len() <= 8, "{step}");
+        let mut distinct = examples.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), examples.len(), "{step}");
+        assert_eq!(batch["input_ids"].as_array().unwrap().len(), examples.len());
+        if batch["task"] == "echo" {
+            for (k, &i) in examples.iter().enumerate() {
+                let label = &batch["labels"][k];
+                assert_eq!(label["text"].to_string(), targets[i], "{step}");
+                assert!(label["tokens"].as_array().unwrap().len() >= 3, "{label}");
+            }
+        }
+    }
+    assert_eq!(export(&config, "again.jsonl"), steps, "the same every time");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let reseeded = tmp.path().join("reseeded.toml");
+    std::fs::write(&reseeded, text.replace("seed = 5", "seed = 6")).unwrap();
+    assert_ne!(export(&reseeded, "other.jsonl"), steps, "another seed");
+    fails_with(
+        &["export-data", p(&config), "--batches", "0"],
+        &[],
+        &["--batches must be at least 1"],
+    );
+}
