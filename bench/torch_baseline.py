@@ -5,6 +5,13 @@ in the same JSON schema, so `taskgate bench compare` can put them side by side.
     python3 bench/torch_baseline.py kernels --json torch-kernels.json
     python3 bench/torch_baseline.py train --model minilm-l6 --batch 16 --seq 64 --json torch-train.json
     python3 bench/torch_baseline.py all --json torch.json          # both
+    python3 bench/torch_baseline.py decode --model minilm-l2 --batch 8 --seq 32 --new-tokens 16
+
+`decode` times text generation as `taskgate bench decode` does: a 2-layer decoder
+(tests/reference/decoder.py's modules, random weights) over a random encoder output of
+--batch x --seq, --new-tokens tokens per input (the end token never honoured), greedy and
+beam 4, with the key/value cache and without it (each step re-running the prefixes); the
+search is vectorized (argmax, top-k over beams x vocabulary), as PyTorch users write it.
 
 PyTorch runs eagerly (no torch.compile) in float32 on the CPU with as many threads as the
 machine has (or --threads), or on CUDA with --device cuda. Attention is Hugging Face's default
@@ -250,15 +257,86 @@ def train(args, device, timer):
     return [r]
 
 
+def decode(args, device, timer):
+    """Generated tokens per second, greedy and beam 4, with and without the cache."""
+    sys.path.insert(0, str(ROOT.parent / "tests" / "reference"))
+    from decoder import DecoderConfig, DecoderModel
+
+    m = MODELS[args.model]
+    n, B, T = args.new_tokens, args.batch, args.seq
+    cfg = DecoderConfig(vocab_size=VOCAB, hidden=m["hidden"], heads=m["heads"], layers=2,
+                        intermediate=m["intermediate"], max_length=n)
+    g = torch.Generator(device="cpu").manual_seed(0)
+    model = DecoderModel(cfg)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "LayerNorm" in name:
+                p.fill_(1.0 if name.endswith("weight") else 0.0)
+            else:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.02)
+    model.to(device)
+    memory = torch.randn(B, T, m["hidden"], generator=g).to(device)
+    mask = torch.ones(B, T, device=device)
+    bos = 101
+
+    def greedy(cached):
+        if cached:
+            cache = model.start_cache(memory, mask)
+            last = torch.full((B,), bos, device=device)
+            for _ in range(n):
+                last = model.step(cache, last).argmax(-1)
+            return
+        seqs = torch.full((B, 1), bos, device=device)
+        for _ in range(n):
+            nxt = model(seqs, memory, mask)[:, -1].argmax(-1)
+            seqs = torch.cat([seqs, nxt[:, None]], 1)
+
+    def beam(cached, K=4):
+        scores = torch.zeros(B, 1, device=device)
+        if cached:
+            cache = model.start_cache(memory, mask)
+            last = torch.full((B,), bos, device=device)
+        else:
+            seqs = torch.full((B, 1), bos, device=device)
+        for _ in range(n):
+            k = scores.shape[1]
+            if cached:
+                logits = model.step(cache, last)
+            else:
+                logits = model(seqs, memory.repeat_interleave(k, 0), mask.repeat_interleave(k, 0))[:, -1]
+            total = scores[:, :, None] + torch.log_softmax(logits, -1).view(B, k, VOCAB)
+            scores, idx = total.view(B, -1).topk(K, dim=-1)
+            rows = (torch.arange(B, device=device)[:, None] * k + idx // VOCAB).view(-1)
+            tokens = (idx % VOCAB).view(-1)
+            if cached:
+                cache.select(rows.tolist())
+                last = tokens
+            else:
+                seqs = torch.cat([seqs[rows], tokens[:, None]], 1)
+
+    out = []
+    print(f"{args.model} decoder 2 layers, batch {B}, input {T} tokens, {n} new tokens per input")
+    with torch.no_grad():
+        for search, fn in [("greedy", greedy), ("beam 4", beam)]:
+            for cached in (True, False):
+                med, mn = timer.measure(lambda: fn(cached), args.warmup, args.samples)
+                cache = "kv cache" if cached else "none"
+                out.append(result("decode", f"{search} {cache}", f"b{B} t{T} n{n}", med, mn,
+                                  args.samples, tokens_per_s=B * n / med))
+                print(f"{search:<8} {cache:<10} {med:>8.3f} s {B * n / med:>10.1f} tokens/s", flush=True)
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("suite", choices=["kernels", "train", "all"])
+    parser.add_argument("suite", choices=["kernels", "train", "all", "decode"])
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--model", default="minilm-l6", choices=sorted(MODELS))
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seq", type=int, default=64)
+    parser.add_argument("--new-tokens", type=int, default=16, help="decode: tokens generated per input")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--samples", type=int, default=5)
     parser.add_argument("--filter", help='only the kernel cases whose "name shape" contains this text')
@@ -271,6 +349,8 @@ def main():
         results += kernels(args, device, timer)
     if args.suite in ("train", "all"):
         results += train(args, device, timer)
+    if args.suite == "decode":
+        results += decode(args, device, timer)
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({args.threads} threads)"
     report = {
         "framework": f"pytorch {torch.__version__}",

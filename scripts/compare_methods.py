@@ -1,4 +1,4 @@
-"""Every multi-task weighting method on the demo, side by side: trains demo/demo.toml with
+"""Every multi-task weighting method on the demo, side by side: trains demo/four-tasks.toml with
 `mixing = "all_tasks"` under each `[train] weighting` for the same step budget and seeds, and
 each task alone (`--only TASK`, the same steps and seed) as the single-task baseline; then
 evaluates every run on the test splits and prints one table: per-task test metrics, Delta-m %
@@ -6,7 +6,7 @@ against the single-task baselines, training time per step and peak memory, each 
 (and spread, max - min) over the seeds.
 
     python3 scripts/compare_methods.py [--steps 50] [--seeds 1,2] [--methods "static dwa:period=10"]
-                                       [--config demo/demo.toml] [--runs runs/compare]
+                                       [--config demo/four-tasks.toml] [--runs runs/compare]
 
 Delta-m % = 100 / T * sum_i s_i (M_mt,i - M_st,i) / M_st,i over the T tasks' primary metrics,
 s_i = +1 where higher is better (all of the demo's), for each seed against that seed's
@@ -102,7 +102,7 @@ def spread(values):
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default=str(ROOT / "demo" / "demo.toml"))
+    ap.add_argument("--config", default=str(ROOT / "demo" / "four-tasks.toml"))
     ap.add_argument("--runs", default=str(ROOT / "runs" / "compare"))
     ap.add_argument("--steps", type=int, default=50,
                     help="steps per run (all_tasks: one batch of every task per step)")

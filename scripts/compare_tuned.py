@@ -1,7 +1,7 @@
 """Did tuning help? Compares a finished `taskgate tune` study's best trial with the hand-set
 config on the test splits, which the study never saw.
 
-    python3 scripts/compare_tuned.py runs/tune [--config demo/demo.toml] [--long-steps 700]
+    python3 scripts/compare_tuned.py runs/tune [--config demo/four-tasks.toml] [--long-steps 700]
         [--long-handset runs/demo]
 
 1. The hand-set config trained with the study's steps per trial (`taskgate train CONFIG
@@ -44,7 +44,7 @@ def row(name, metrics, tasks):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("study")
-    ap.add_argument("--config", default=str(ROOT / "demo" / "demo.toml"))
+    ap.add_argument("--config", default=str(ROOT / "demo" / "four-tasks.toml"))
     ap.add_argument("--long-steps", type=int)
     ap.add_argument("--long-handset")
     args = ap.parse_args()

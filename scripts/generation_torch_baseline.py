@@ -239,7 +239,7 @@ def train_torch(model, spec, train, batches_path, pad_id, threads):
             recent = losses[-50:]
             print(f"  torch step {s}/{total}: loss {sum(recent) / len(recent):.3f} "
                   f"({(time.time() - start) / s:.2f} s/step)", flush=True)
-    return time.time() - start
+    return time.time() - start, losses
 
 
 def decode_torch(model, task, tokenizer, texts, max_new_tokens, bos, eos, pad_id):
@@ -337,7 +337,7 @@ def main():
             tokenizer.enable_truncation(spec["encoder"].get("max_length", 512))
             pad_id = tokenizer.token_to_id("[PAD]")
             bos, eos = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
-            seconds = train_torch(model, spec, train, batches, pad_id, args.threads)
+            seconds, losses = train_torch(model, spec, train, batches, pad_id, args.threads)
             metrics = {}
             for t in spec["task"]:
                 pairs = read_pairs(t["test"])
@@ -351,7 +351,7 @@ def main():
                 metrics[t["name"]] = scores(hyps, [p[1] for p in pairs])
                 metrics[t["name"]]["examples"] = [{"input": p[0], "target": p[1], "output": h}
                                                   for p, h in list(zip(pairs, hyps))[:12]]
-            results[f"torch/{key}"] = {"seconds": seconds, "metrics": metrics}
+            results[f"torch/{key}"] = {"seconds": seconds, "metrics": metrics, "losses": losses}
             save()
 
     print_table(args, cfg, results)

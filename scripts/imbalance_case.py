@@ -5,7 +5,7 @@ untouched test split (296 sentences, about half uncertain) and on a 1:9 subsampl
 
     python3 scripts/imbalance_case.py [--steps 300] [--seeds 1,2] [--runs runs/imbalance]
 
-Both runs keep everything else equal (demo/demo.toml's encoder and [train], eval only at the
+Both runs keep everything else equal (demo/four-tasks.toml's encoder and [train], eval only at the
 end: the models compared are the last checkpoints, with no selection on the dev split).
 Prints a table of accuracy, macro-F1 and MCC (the minority class is what macro-F1 and MCC
 see). The subsample is seeded; data go to data/imbalance/ (made from data/demo/, never
@@ -54,7 +54,7 @@ def make_data():
 
 
 def config_text(steps, seed, weighted, test):
-    demo = tomllib.loads((ROOT / "demo" / "demo.toml").read_text())
+    demo = tomllib.loads((ROOT / "demo" / "four-tasks.toml").read_text())
     enc = demo["encoder"]
     train = demo["train"]
     return f"""# Written by scripts/imbalance_case.py: the hedge task alone, trained on a 1:9 subsample.

@@ -1,8 +1,8 @@
-"""Multi-task vs single-task on the demo: trains demo/demo.toml once as one multi-task model
+"""Multi-task vs single-task on the demo: trains demo/four-tasks.toml once as one multi-task model
 and once per task with `--only TASK` (same settings and steps), evaluates every model on the
 test splits and prints a table of per-task test metrics and Delta-m.
 
-    python3 scripts/single_task_baselines.py [--config demo/demo.toml] [--runs runs/baselines]
+    python3 scripts/single_task_baselines.py [--config demo/four-tasks.toml] [--runs runs/baselines]
 
 Delta-m % = 100 / T * sum_i s_i * (M_mt,i - M_st,i) / M_st,i over the T tasks, with M the
 task's primary metric (accuracy, Pearson, token accuracy) and s_i = +1 when higher is better
@@ -40,7 +40,7 @@ def test_metrics(run):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default=str(ROOT / "demo" / "demo.toml"))
+    ap.add_argument("--config", default=str(ROOT / "demo" / "four-tasks.toml"))
     ap.add_argument("--runs", default=str(ROOT / "runs" / "baselines"))
     ap.add_argument("--multitask-run", help="use this finished multi-task run (e.g. runs/demo) instead of training one")
     args = ap.parse_args()

@@ -26,11 +26,16 @@ fn the_demo_data_loads_with_the_demo_config() {
     }
     let config = resolve_fresh(&root.join("demo/demo.toml"), None).unwrap();
     let full = resolve_fresh(&root.join("demo/demo-full.toml"), None).unwrap();
-    assert_eq!(full.tasks.len(), 4, "the GPU setting reads the same data");
+    let four = resolve_fresh(&root.join("demo/four-tasks.toml"), None).unwrap();
+    assert_eq!(full.tasks.len(), 5, "the GPU setting reads the same data");
     assert_eq!(full.encoder.layers, Some(6));
+    let names = |c: &taskgate::config::ModelConfig| -> Vec<String> {
+        c.tasks.iter().map(|t| t.name.clone()).collect()
+    };
+    assert_eq!(names(&four), names(&config)[..4], "the demo without its generation task");
     let tokenizer = TextTokenizer::from_file(&tokenizer_path, 64).unwrap();
     let names: Vec<&str> = config.tasks.iter().map(|t| t.name.as_str()).collect();
-    assert_eq!(names, ["sentiment", "intensity", "pos", "hedge"]);
+    assert_eq!(names, ["sentiment", "intensity", "pos", "hedge", "inflect"]);
     let labels = |i: usize| config.tasks[i].labels.clone().unwrap_or_default();
     assert_eq!(labels(0), ["negative", "positive"]);
     assert_eq!(labels(3), ["uncertain", "certain"]);

@@ -272,7 +272,7 @@ fn bad_tune_input_is_a_one_line_error_naming_the_field() {
 }
 
 /// The README's study (demo/tune.toml) is the demo config with a [tune] section: the part
-/// above `[tune]` must stay what demo/demo.toml says (its opening comment aside).
+/// above `[tune]` must stay what demo/four-tasks.toml says (its opening comment aside).
 #[test]
 fn the_demo_study_is_the_demo_config_plus_tune() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -285,12 +285,12 @@ fn the_demo_study_is_the_demo_config_plus_tune() {
             .trim()
             .to_string()
     };
-    let demo = std::fs::read_to_string(root.join("demo/demo.toml")).unwrap();
+    let demo = std::fs::read_to_string(root.join("demo/four-tasks.toml")).unwrap();
     let tune = std::fs::read_to_string(root.join("demo/tune.toml")).unwrap();
     assert!(tune.contains("\n[tune]\n"));
     assert_eq!(
         body(&tune),
         body(&demo),
-        "demo/tune.toml drifted from demo/demo.toml"
+        "demo/tune.toml drifted from demo/four-tasks.toml"
     );
 }
