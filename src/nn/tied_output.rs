@@ -125,8 +125,14 @@ fn rows_of(embeddings: &Tensor, x: &Tensor) -> Result<usize> {
     Ok(x.numel() / hidden)
 }
 
-/// Writes the logits of rows `from..from + n` of `x` into `logits [n, V]`: `E x^T` into a
-/// `[V, n4]` scratch, then transposed.
+/// Rows from which the logits are computed as `E x^T` (then transposed): the CPU adapters'
+/// subgroup kernel fills 32 columns of a product per subgroup, so fewer rows (a decoding step
+/// of a few beams) run faster as `x E^T` directly.
+const TRANSPOSED_LOGITS_ROWS: usize = 32;
+
+/// Writes the logits of rows `from..from + n` of `x` into `logits [n, V]`: with at least
+/// `TRANSPOSED_LOGITS_ROWS` rows, `E x^T` into a `[V, n4]` scratch, then transposed; else
+/// `x E^T`.
 fn logits_into(
     embeddings: &Tensor,
     x: &Tensor,
@@ -135,6 +141,11 @@ fn logits_into(
     logits: &Tensor,
 ) -> Result<()> {
     let (vocab, hidden) = (embeddings.shape()[0], embeddings.shape()[1]);
+    if n < TRANSPOSED_LOGITS_ROWS {
+        let mut spec = Matmul::new(1, n, vocab, hidden, false, true);
+        spec.a.offset = from * hidden;
+        return matmul_into(x, embeddings, None, logits, &spec, 1.0, 0.0, Kernel::Auto);
+    }
     let n4 = n.next_multiple_of(4);
     let transposed = Tensor::empty(x.gpu(), &[vocab, n4], DType::F32)?;
     let mut spec = Matmul::new(1, vocab, n, hidden, false, true);

@@ -2,7 +2,8 @@
 //! loss, dx and d(word embeddings) against the f64 reference (`reference::loss::
 //! tied_cross_entropy`, itself checked by finite differences), over awkward sizes (1 row,
 //! prime vocabularies, vocabularies cut into several slices with a tail, chunks that do not
-//! divide the rows, a chunk with no labelled row).
+//! divide the rows, chunks on both sides of the transposed-logits threshold, a chunk with no
+//! labelled row).
 //! Tolerance: 1e-5 absolute + 1e-4 relative.
 
 use std::collections::BTreeMap;
@@ -107,6 +108,10 @@ fn chunked_loss_and_gradients_match_reference() {
         (9, 8, 4099, 4, 0.0),
         // ... and at most 32 (a tail of 113), with an odd width.
         (5, 5, 70001, 5, 0.1),
+        // chunks of 32 rows or more compute their logits transposed (E x^T) ...
+        (37, 8, 4099, 64, 0.1),
+        // ... next to shorter ones (33, 33 and 4 rows).
+        (70, 6, 61, 33, 0.0),
     ]
     .iter()
     .enumerate()
