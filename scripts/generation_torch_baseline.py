@@ -321,6 +321,13 @@ def main():
                                 capture_output=True, text=True).stdout)
             results[f"taskgate/{key}"] = {"seconds": seconds, "metrics": ev["metrics"]}
             save()
+        if not args.skip_taskgate and f"taskgate/{key}" in results:
+            for t in cfg["task"]:
+                m = results[f"taskgate/{key}"]["metrics"][t["name"]]
+                if "samples" not in m:
+                    m["samples"] = taskgate_examples(args.out / f"taskgate-{key}", t["name"],
+                                                      resolve(args.config, t["test"]), args.out)
+                    save()
         if not args.skip_torch and f"torch/{key}" not in results:
             init_dir = args.out / f"init-{key}"
             if not (init_dir / "model.safetensors").exists():
@@ -349,12 +356,22 @@ def main():
                 hyps = decode_torch(model, t["name"], tokenizer, [p[0] for p in pairs], max_new,
                                     bos, eos, pad_id)
                 metrics[t["name"]] = scores(hyps, [p[1] for p in pairs])
-                metrics[t["name"]]["examples"] = [{"input": p[0], "target": p[1], "output": h}
+                metrics[t["name"]]["samples"] = [{"input": p[0], "target": p[1], "output": h}
                                                   for p, h in list(zip(pairs, hyps))[:12]]
             results[f"torch/{key}"] = {"seconds": seconds, "metrics": metrics, "losses": losses}
             save()
 
     print_table(args, cfg, results)
+
+
+def taskgate_examples(run_dir, task, test_path, out, n=12):
+    """The first `n` test inputs through `taskgate predict` (the best checkpoint)."""
+    pairs = read_pairs(test_path)[:n]
+    inputs = out / f"examples-{task}.jsonl"
+    inputs.write_text("".join(json.dumps({"text": p[0]}) + "\n" for p in pairs))
+    preds = run([TG, "predict", run_dir, "--input", inputs], capture_output=True, text=True).stdout
+    texts = [json.loads(line)["predictions"][task]["text"] for line in preds.splitlines() if line.strip()]
+    return [{"input": p[0], "target": p[1], "output": h} for p, h in zip(pairs, texts)]
 
 
 def resolve(config: pathlib.Path, value: str) -> pathlib.Path:
@@ -392,10 +409,9 @@ def print_table(args, cfg, results):
         print(f"| {name} | {system} | {run_name} | {m['exact_match']:.3f} | {m['bleu']:.2f} | "
               f"{m['chrf']:.2f} | {secs} |")
     for key, r in sorted(results.items()):
-        if key.startswith("torch/"):
-            for name, m in r["metrics"].items():
-                for e in m.get("examples", [])[:6]:
-                    print(f"  {key} {name}: {e['input']!r} -> {e['output']!r} (target {e['target']!r})")
+        for name, m in r["metrics"].items():
+            for e in m.get("samples", [])[:8]:
+                print(f"  {key} {name}: {e['input']!r} -> {e['output']!r} (target {e['target']!r})")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,11 @@ fn the_demo_data_loads_with_the_demo_config() {
     let names = |c: &taskgate::config::ModelConfig| -> Vec<String> {
         c.tasks.iter().map(|t| t.name.clone()).collect()
     };
-    assert_eq!(names(&four), names(&config)[..4], "the demo without its generation task");
+    assert_eq!(
+        names(&four),
+        names(&config)[..4],
+        "the demo without its generation task"
+    );
     let tokenizer = TextTokenizer::from_file(&tokenizer_path, 64).unwrap();
     let names: Vec<&str> = config.tasks.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["sentiment", "intensity", "pos", "hedge", "inflect"]);
