@@ -51,9 +51,7 @@ def seeded_config(config: pathlib.Path, seed: int, out: pathlib.Path) -> pathlib
         line = re.sub(r"^(\s*seed\s*=\s*)\d+", lambda m: f"{m.group(1)}{seed}", line)
         m = re.match(r'^(\s*(%s)\s*=\s*)"([^"]+)"(.*)$' % "|".join(PATH_KEYS), line)
         if m and not pathlib.Path(m.group(3)).is_absolute():
-            beside = (config.parent / m.group(3)).resolve()
-            path = beside if beside.exists() else pathlib.Path(m.group(3)).resolve()
-            line = f'{m.group(1)}"{path}"{m.group(4)}'
+            line = f'{m.group(1)}"{resolve(config, m.group(3))}"{m.group(4)}'
         lines.append(line)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"seed{seed}.toml"
@@ -81,11 +79,10 @@ def read_pairs(path):
 
 
 def scores(hyps, refs):
-    import sacrebleu
-    em = sum(h.strip() == r.strip() for h, r in zip(hyps, refs)) / max(len(refs), 1)
-    return {"exact_match": em,
-            "bleu": sacrebleu.corpus_bleu(hyps, [refs]).score,
-            "chrf": sacrebleu.corpus_chrf(hyps, [refs]).score}
+    """scripts/generation_baselines.py's metrics, by name."""
+    from generation_baselines import scores as metrics   # this script's directory
+    exact, bleu, chrf = metrics(hyps, refs)
+    return {"exact_match": exact, "bleu": bleu, "chrf": chrf}
 
 
 # ---------------------------------------------------------------------------------------------

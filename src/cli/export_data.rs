@@ -37,15 +37,8 @@ pub fn run(
     // Labels are written as the files hold them: no label set needs inferring.
     let config_data = resolve_paths(config, None)?;
     let tasks = TaskSpec::all_in(&config_data, config)?;
-    // The output is never the config or one of its data files (any split).
-    let mut inputs: Vec<&Path> = vec![config];
     let sources: Vec<DataSource> = config_data.tasks.iter().map(TaskConfig::source).collect();
-    for source in &sources {
-        for split in [Split::Train, Split::Dev, Split::Test] {
-            inputs.extend(split.path(source));
-        }
-    }
-    let mut out = Output::open(output, &inputs, "--output")?;
+    let mut out = open_output(config, &sources, output)?;
     let mut per_task_lines: Vec<Vec<Value>> = Vec::new();
     for (task, source) in tasks.iter().zip(&sources) {
         let Some(path) = split.path(source) else {
@@ -94,18 +87,7 @@ pub fn run_batches(config: &Path, steps: u64, output: Option<&Path>) -> Result<(
         bail!("--batches must be at least 1");
     }
     let order = batch_order(config, steps)?;
-    let mut inputs: Vec<&Path> = vec![config];
-    let sources: Vec<DataSource> = resolve_paths(config, None)?
-        .tasks
-        .iter()
-        .map(TaskConfig::source)
-        .collect();
-    for source in &sources {
-        for split in [Split::Train, Split::Dev, Split::Test] {
-            inputs.extend(split.path(source));
-        }
-    }
-    let mut out = Output::open(output, &inputs, "--output")?;
+    let mut out = open_output(config, &order.sources, output)?;
     for (step, drawn) in order.steps.iter().enumerate() {
         let batches: Vec<Value> = drawn
             .iter()
@@ -131,6 +113,18 @@ pub fn run_batches(config: &Path, steps: u64, output: Option<&Path>) -> Result<(
         eprintln!("wrote the batches of {steps} steps to {}", p.display());
     }
     Ok(())
+}
+
+/// `--output` (standard output without it), never the config or one of its data files (any
+/// split).
+fn open_output(config: &Path, sources: &[DataSource], output: Option<&Path>) -> Result<Output> {
+    let mut inputs: Vec<&Path> = vec![config];
+    for source in sources {
+        for split in [Split::Train, Split::Dev, Split::Test] {
+            inputs.extend(split.path(source));
+        }
+    }
+    Output::open(output, &inputs, "--output")
 }
 
 /// A label as `--batches` writes it.

@@ -344,9 +344,8 @@ fn chunk_backward(
     let mut dx_spec = Matmul::new(slices, hidden, n4, part, true, false);
     dx_spec.a = layout(hidden, part * hidden, 0);
     dx_spec.b = layout(width, n4, 0);
-    let mut tail_beta = 1.0;
     match slices {
-        0 => tail_beta = 0.0,
+        0 => {}
         1 => matmul_into(
             embeddings,
             &dlt,
@@ -375,6 +374,8 @@ fn chunk_backward(
     let mut dx_tail = Matmul::new(1, hidden, n4, tail, true, false);
     dx_tail.a.offset = head * hidden;
     dx_tail.b.offset = head * n4;
+    // The tail adds to the slices' sum, or writes dx^T alone when there are no slices.
+    let tail_beta = if slices == 0 { 0.0 } else { 1.0 };
     if tail > 0 {
         matmul_into(
             embeddings,

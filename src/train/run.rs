@@ -107,6 +107,8 @@ pub fn load_eval_sets(
 /// its examples (`export-data --batches`, to train another framework on the same batches).
 pub struct BatchOrder {
     pub tasks: Vec<TaskSpec>,
+    /// Each task's data files, as the resolved config names them.
+    pub sources: Vec<DataSource>,
     pub pools: Vec<Vec<Example>>,
     pub steps: Vec<Vec<(usize, Vec<usize>)>>,
 }
@@ -132,6 +134,7 @@ pub fn batch_order(config_path: &Path, steps: u64) -> Result<BatchOrder> {
     let steps = (0..steps).map(|_| batches.sampler.next_step()).collect();
     Ok(BatchOrder {
         tasks: model.spec.tasks,
+        sources,
         pools,
         steps,
     })

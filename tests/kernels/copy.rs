@@ -6,10 +6,48 @@ use taskgate::ops::copy::{Block, Repeat, copy_block, copy_blocks, transpose_bloc
 
 use crate::common::*;
 
+/// One block: (rows, cols, src_ld, src_offset, dst_ld, dst_offset, dst_len).
+type Case = (usize, usize, usize, usize, usize, usize, usize);
+
+/// Copies `case`'s block of random values (seeded by `seed`), straight or transposed, into
+/// a destination filled with -7, and compares the whole destination with a host copy.
+fn matches_host(case: Case, seed: u64, transpose: bool) {
+    let (rows, cols, sld, soff, dld, doff, dlen) = case;
+    let src: Vec<f32> = uniform(&mut rng(seed), soff + rows * sld, -1.0, 1.0);
+    let dst0 = vec![-7.0f32; dlen];
+    let dst = upload(&dst0, &[dlen]);
+    let at = |ld, offset| Block { ld, offset };
+    let copy = if transpose {
+        transpose_block
+    } else {
+        copy_block
+    };
+    copy(
+        &upload(&src, &[src.len()]),
+        at(sld, soff),
+        &dst,
+        at(dld, doff),
+        rows,
+        cols,
+    )
+    .unwrap();
+    let mut want = dst0.clone();
+    for r in 0..rows {
+        for c in 0..cols {
+            let to = if transpose { c * dld + r } else { r * dld + c };
+            want[doff + to] = src[soff + r * sld + c];
+        }
+    }
+    assert_eq!(
+        download(&dst),
+        want,
+        "rows{rows} cols{cols} transpose {transpose}"
+    );
+}
+
 #[test]
 fn block_copy_matches_host_copy() {
-    // (rows, cols, src_ld, src_offset, dst_ld, dst_offset, dst_len)
-    for &(rows, cols, sld, soff, dld, doff, dlen) in &[
+    for case in [
         (1, 1, 1, 0, 1, 0, 1),
         (3, 5, 7, 2, 11, 4, 40),
         // the cache append: B = 2 rows of keys|values (2d = 8) from [B, 3d = 12] at column
@@ -17,31 +55,7 @@ fn block_copy_matches_host_copy() {
         (2, 8, 12, 4, 40, 16, 80),
         (13, 257, 300, 17, 263, 1, 13 * 263 + 1),
     ] {
-        let src: Vec<f32> = uniform(&mut rng(rows as u64), soff + rows * sld, -1.0, 1.0);
-        let dst0 = vec![-7.0f32; dlen];
-        let dst = upload(&dst0, &[dlen]);
-        copy_block(
-            &upload(&src, &[src.len()]),
-            Block {
-                ld: sld,
-                offset: soff,
-            },
-            &dst,
-            Block {
-                ld: dld,
-                offset: doff,
-            },
-            rows,
-            cols,
-        )
-        .unwrap();
-        let mut want = dst0.clone();
-        for r in 0..rows {
-            for c in 0..cols {
-                want[doff + r * dld + c] = src[soff + r * sld + c];
-            }
-        }
-        assert_eq!(download(&dst), want, "rows{rows} cols{cols}");
+        matches_host(case, case.0 as u64, false);
     }
 }
 
@@ -57,8 +71,7 @@ fn blocks_that_do_not_fit_are_refused() {
 
 #[test]
 fn transposed_copy_matches_host_transpose() {
-    // (rows, cols, src_ld, src_offset, dst_ld, dst_offset, dst_len)
-    for &(rows, cols, sld, soff, dld, doff, dlen) in &[
+    for case in [
         (1, 1, 1, 0, 1, 0, 1),
         (1, 7, 7, 0, 1, 0, 7),
         (7, 1, 1, 0, 7, 0, 7),
@@ -66,26 +79,7 @@ fn transposed_copy_matches_host_transpose() {
         (13, 61, 61, 0, 16, 0, 61 * 16),
         (5, 257, 263, 3, 11, 2, 257 * 11 + 2),
     ] {
-        let src: Vec<f32> = uniform(&mut rng(cols as u64), soff + rows * sld, -1.0, 1.0);
-        let dst0 = vec![-7.0f32; dlen];
-        let dst = upload(&dst0, &[dlen]);
-        let at = |ld, offset| Block { ld, offset };
-        transpose_block(
-            &upload(&src, &[src.len()]),
-            at(sld, soff),
-            &dst,
-            at(dld, doff),
-            rows,
-            cols,
-        )
-        .unwrap();
-        let mut want = dst0.clone();
-        for r in 0..rows {
-            for c in 0..cols {
-                want[doff + c * dld + r] = src[soff + r * sld + c];
-            }
-        }
-        assert_eq!(download(&dst), want, "rows{rows} cols{cols}");
+        matches_host(case, case.1 as u64, true);
     }
 }
 
