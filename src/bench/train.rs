@@ -138,6 +138,47 @@ pub struct TrainBench {
     /// Weighting methods to time on steps over every task (one batch of `batch` examples
     /// per task, `mixing = "all_tasks"`); empty: one-batch steps as before.
     pub weighting: Vec<Weighting>,
+    /// Target tokens of a fourth task, a generation task (2-layer decoder warm-started from
+    /// the encoder, output tied to the word embeddings); 0: no generation task.
+    pub generation: usize,
+}
+
+/// `spec` with a generation task appended: a 2-layer decoder over a vector gate, targets of
+/// up to `target` tokens.
+pub fn with_generation(mut spec: ModelSpec, target: usize) -> ModelSpec {
+    let mut task = TaskSpec::new("generation", TaskKind::GENERATION);
+    task.gate = GateMode::Vector;
+    task.decoder = Some(crate::config::DecoderConfig {
+        layers: Some(2),
+        max_length: Some(target.max(1)),
+        ..Default::default()
+    });
+    spec.tasks.push(task);
+    spec.resolve_decoders();
+    spec
+}
+
+/// Teacher-forced targets padded to `target` tokens: row `r` carries `target - r % target`
+/// of them (`[BOS] t1 ..` in, `t1 .. [EOS]` out), the rest padding, as a batch of targets of
+/// mixed lengths does (the rows labelled: (target + 1) / (2 target) of them, 60% at 5).
+pub fn synthetic_sequences(batch: usize, target: usize) -> TaskTargets {
+    let target = target.max(1);
+    let token = |i: usize| (1000 + (i * 104_729) % 20000) as u32;
+    let mut inputs = vec![0u32; batch * target];
+    let mut labels = vec![crate::tasks::IGNORE; batch * target];
+    for r in 0..batch {
+        let n = target - r % target;
+        for k in 0..n {
+            let at = r * target + k;
+            inputs[at] = if k == 0 { 101 } else { token(at - 1) };
+            labels[at] = token(at) as i32;
+        }
+    }
+    TaskTargets::Sequences {
+        inputs,
+        labels,
+        seq: target,
+    }
 }
 
 /// The optimizer settings of every benchmarked step.
@@ -271,7 +312,10 @@ fn run_weighting(
 
 /// Times training steps; prints the per-kernel-family profile when asked.
 pub fn run(gpu: &Gpu, opts: &TrainBench) -> Result<Report> {
-    let spec = bench_spec(&opts.model)?;
+    let mut spec = bench_spec(&opts.model)?;
+    if opts.generation > 0 {
+        spec = with_generation(spec, opts.generation);
+    }
     if opts.seq > spec.encoder.max_positions || opts.seq == 0 || opts.batch == 0 {
         bail!(
             "--seq must be in 1..={} and --batch at least 1",
@@ -288,28 +332,26 @@ pub fn run(gpu: &Gpu, opts: &TrainBench) -> Result<Report> {
     drop(params);
     let options = bench_options();
     let mut trainer = Trainer::new(model, options)?;
-    let batch = synthetic_batch(opts.batch, opts.seq);
+    let mut batch = synthetic_batch(opts.batch, opts.seq);
+    if opts.generation > 0 {
+        batch
+            .targets
+            .push(synthetic_sequences(opts.batch, opts.generation));
+    }
     let samples = measure(gpu, opts.runs, true, || {
         trainer.train_step(&batch).map(|_| ())
     })?;
     let stats = gpu.pool_stats();
-    let mut result = BenchResult::from_samples(
-        "train",
-        &opts.model,
-        format!("b{} t{}", opts.batch, opts.seq),
-        &samples,
-        None,
-        None,
-    );
+    let mut result =
+        BenchResult::from_samples("train", &opts.model, step_shape(opts), &samples, None, None);
     result.tokens_per_s = Some((opts.batch * opts.seq) as f64 / (result.median_ms / 1e3));
     result.peak_mem_mb = Some(stats.peak_allocated as f64 / (1 << 20) as f64);
     result.peak_mem_kind =
         Some("device memory allocated by taskgate (buffers and textures, pooled)".into());
     println!(
-        "train {} b{} t{}: {:.0} ms/step (min {:.0}), {:.1} tokens/s, peak {:.0} MiB allocated ({:.0} MiB in use)",
+        "train {} {}: {:.0} ms/step (min {:.0}), {:.1} tokens/s, peak {:.0} MiB allocated ({:.0} MiB in use)",
         opts.model,
-        opts.batch,
-        opts.seq,
+        step_shape(opts),
         result.median_ms,
         result.min_ms,
         result.tokens_per_s.unwrap_or_default(),
@@ -328,6 +370,16 @@ pub fn run(gpu: &Gpu, opts: &TrainBench) -> Result<Report> {
         timing: "wall clock per step (submitted and completed)".into(),
         results: vec![result],
     })
+}
+
+/// The shape column of a step: `b16 t64`, with ` gen8` when a generation task's targets are
+/// padded to 8 tokens.
+fn step_shape(opts: &TrainBench) -> String {
+    let mut shape = format!("b{} t{}", opts.batch, opts.seq);
+    if opts.generation > 0 {
+        shape.push_str(&format!(" gen{}", opts.generation));
+    }
+    shape
 }
 
 /// Share of step time per kernel family (the shader file) and per kernel.
@@ -360,4 +412,59 @@ pub fn profile_table(times: &[crate::gpu::KernelTime], mode: crate::gpu::Profile
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tasks::IGNORE;
+
+    #[test]
+    fn synthetic_sequences_are_teacher_forced_with_padding() {
+        let TaskTargets::Sequences {
+            inputs,
+            labels,
+            seq,
+        } = synthetic_sequences(7, 5)
+        else {
+            panic!("sequences expected");
+        };
+        assert_eq!((seq, inputs.len(), labels.len()), (5, 35, 35));
+        for r in 0..7 {
+            let labels_r = &labels[r * 5..(r + 1) * 5];
+            let inputs_r: Vec<i32> = inputs[r * 5..(r + 1) * 5]
+                .iter()
+                .map(|&i| i as i32)
+                .collect();
+            let n = 5 - r % 5;
+            assert!(labels_r[..n].iter().all(|&l| l != IGNORE), "row {r}");
+            assert!(labels_r[n..].iter().all(|&l| l == IGNORE), "row {r}");
+            assert_eq!(inputs_r[0], 101, "row {r} starts with [BOS]");
+            assert_eq!(
+                inputs_r[1..n],
+                labels_r[..n - 1],
+                "row {r} is shifted by one"
+            );
+        }
+        // One-token targets: every row is [BOS] -> t1.
+        let TaskTargets::Sequences { labels, .. } = synthetic_sequences(3, 1) else {
+            panic!("sequences expected");
+        };
+        assert!(labels.iter().all(|&l| l != IGNORE));
+    }
+
+    #[test]
+    fn the_generation_task_is_added_with_a_resolved_decoder() {
+        let spec = with_generation(bench_spec("tiny").unwrap(), 6);
+        let task = spec.tasks.last().unwrap();
+        assert_eq!(spec.tasks.len(), 4);
+        assert_eq!(task.kind, TaskKind::GENERATION);
+        let decoder = task.decoder.as_ref().unwrap();
+        assert_eq!((decoder.layers, decoder.max_length), (Some(2), Some(6)));
+        let encoder = &spec.encoder;
+        assert_eq!(
+            (decoder.heads, decoder.intermediate),
+            (Some(encoder.heads), Some(encoder.intermediate))
+        );
+    }
 }

@@ -53,6 +53,10 @@ pub enum BenchCommand {
         /// the ratios); `--samples` rounds, the methods interleaved.
         #[arg(long, value_delimiter = ',', value_parser = parse_weighting)]
         weighting: Vec<Weighting>,
+        /// Add a generation task (2-layer decoder, tied output over the 30,522-token
+        /// vocabulary) whose targets have this many tokens; 0: none.
+        #[arg(long, default_value_t = 0)]
+        generation: usize,
         #[arg(long)]
         json: Option<PathBuf>,
     },
@@ -130,11 +134,16 @@ pub fn run(request: &AdapterRequest, what: BenchCommand) -> Result<()> {
             profile,
             autotune,
             weighting,
+            generation,
             json,
         } => {
             gpu.set_autotune(autotune || gpu.autotune_enabled());
+            if generation > 0 && !weighting.is_empty() {
+                anyhow::bail!("--generation times one-batch steps; leave out --weighting");
+            }
             let opts = TrainBench {
                 weighting,
+                generation,
                 model,
                 batch,
                 seq,

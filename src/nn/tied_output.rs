@@ -16,6 +16,10 @@
 //! so that `dE += dlogits^T x` is one batch of products over the slices and `dx^T = E^T
 //! dlogits^T` is a batch of partial sums that a column sum adds up.
 //!
+//! Rows without a label (the padding of a batch's shorter targets) are left out before any
+//! of this: the labelled rows are gathered into a packed `[labelled, d]` (`ops::embedding`'s
+//! row gather), and their dx scattered back, so a batch pays for its real target tokens only.
+//!
 //! What it keeps at a time: one chunk's logits, their transpose, their gradient and its
 //! transpose (four `[chunk_rows, V]` blocks, at most `chunk_bytes` each: 32 MiB by default,
 //! 274 rows at V = 30,522), dx's partial sums (`[slices, d, n4]`), the rows' losses and the
@@ -27,6 +31,7 @@ use super::params::{ArenaSet, ParamRef};
 use crate::gpu::{DType, Tensor};
 use crate::ops::copy::{Block, Repeat, copy_block, copy_blocks, transpose_block};
 use crate::ops::elementwise::accumulate;
+use crate::ops::embedding::{EmbeddingGradIndex, embedding_backward_into, embedding_forward};
 use crate::ops::loss::{CrossEntropyOptions, cross_entropy};
 use crate::ops::matmul::{Kernel, Matmul, matmul_into};
 use crate::ops::reduce::colsum_into;
@@ -217,6 +222,54 @@ pub fn tied_cross_entropy(
         normalizer: Some(normalizer),
         ..opts.clone()
     };
+    let kept: Vec<u32> = (0..rows as u32)
+        .filter(|&r| labelled(&targets[r as usize]))
+        .collect();
+    if kept.len() == rows || kept.is_empty() {
+        return labelled_rows_loss(
+            embeddings,
+            dembeddings,
+            x,
+            targets,
+            &chunk_opts,
+            chunk_bytes,
+        );
+    }
+    // Unlabelled rows (a batch's padding) add nothing to the loss or either gradient: the
+    // labelled rows are gathered, the projection runs on them alone, and their dx is
+    // scattered back into a zero `[rows, d]`.
+    let index = Tensor::from_slice(gpu, &kept, &[kept.len()])?;
+    let packed = embedding_forward(&index, x)?;
+    let packed_targets: Vec<i32> = kept.iter().map(|&r| targets[r as usize]).collect();
+    let out = labelled_rows_loss(
+        embeddings,
+        dembeddings,
+        &packed,
+        &packed_targets,
+        &chunk_opts,
+        chunk_bytes,
+    )?;
+    let dx = Tensor::zeros(gpu, &[rows, hidden], DType::F32)?;
+    if dembeddings.is_some() {
+        let scatter = EmbeddingGradIndex::new(gpu, &kept, rows)?;
+        embedding_backward_into(&scatter, &out.dx, &dx)?;
+    }
+    Ok(VocabLoss { loss: out.loss, dx })
+}
+
+/// The chunked loss and backward of [`tied_cross_entropy`] over every row of `x`,
+/// `opts.normalizer` set.
+fn labelled_rows_loss(
+    embeddings: &Tensor,
+    dembeddings: Option<&Tensor>,
+    x: &Tensor,
+    targets: &[i32],
+    chunk_opts: &CrossEntropyOptions,
+    chunk_bytes: usize,
+) -> Result<VocabLoss> {
+    let gpu = x.gpu();
+    let (rows, vocab, hidden) = (targets.len(), embeddings.shape()[0], embeddings.shape()[1]);
+    let labelled = |t: &i32| *t != chunk_opts.ignore_index;
     let loss = Tensor::zeros(gpu, &[1], DType::F32)?;
     let dx = Tensor::zeros(gpu, &[rows, hidden], DType::F32)?;
     let chunk = chunk_rows(chunk_bytes, vocab);
@@ -228,7 +281,7 @@ pub fn tied_cross_entropy(
         }
         let logits = Tensor::empty(gpu, &[n, vocab], DType::F32)?;
         logits_into(embeddings, x, from, n, &logits)?;
-        let out = cross_entropy(&logits, part, &chunk_opts)?;
+        let out = cross_entropy(&logits, part, chunk_opts)?;
         drop(logits);
         accumulate(&loss, &out.loss, 1.0)?;
         if let Some(de) = dembeddings {
