@@ -1,9 +1,12 @@
 // Headless-Chromium test of taskgate's browser page (web/index.html + the wasm in web/pkg/).
 //   node web/test/browser_test.mjs --model DIR --data FILE.jsonl --expected NATIVE.jsonl \
 //        --screenshot OUT.png [--steps 30] [--timeout 600] [--pkg DIR] [--self-check-page-error]
+//        [--predict-only]
 // Drives the real UI: checks predictions against the native CLI's (`taskgate predict DIR
-// --input S.jsonl --gates --logits` wrote NATIVE.jsonl), trains on FILE, checks the loss fell,
-// screenshots the page and checks the downloaded model.safetensors. Any page error, console
+// --input S.jsonl --gates --logits` wrote NATIVE.jsonl: logits and gates, and for generation
+// tasks the generated text and beams), trains on FILE, checks the loss fell, screenshots the
+// page and checks the downloaded model.safetensors. With --predict-only it stops after the
+// predictions (and a screenshot). Any page error, console
 // error or taskgateApp.errors entry fails the run at once. Exit 0 = pass, 1 = fail, 2 = usage.
 
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -13,19 +16,24 @@ import { chromium } from 'playwright-core';
 import { startServer } from '../serve.mjs';
 
 const TOL = 1e-3;
+// Beam scores (summed log-probabilities over a few steps, f32 logits read back and searched in
+// f64) agree to about 1e-7 between the page and native; their input-to-input differences on
+// the test's tiny untrained model are about 1e-4, which TOL would not tell apart.
+const SCORE_TOL = 1e-5;
 const log = (msg) => console.log(`browser test: ${msg}`);
 
 // ---------- arguments ----------
 
 function parseArgs(argv) {
-  const o = { steps: 30, timeout: 600, pkg: null, selfCheckPageError: false };
+  const o = { steps: 30, timeout: 600, pkg: null, selfCheckPageError: false, predictOnly: false };
   const usage =
     'usage: node web/test/browser_test.mjs --model DIR --data FILE.jsonl --expected NATIVE.jsonl ' +
     '--screenshot OUT.png [--steps 30] [--timeout 600] [--pkg DIR] [--native-training FILE.jsonl] ' +
-    '[--self-check-page-error]';
+    '[--self-check-page-error] [--predict-only]';
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--self-check-page-error') o.selfCheckPageError = true;
+    else if (a === '--predict-only') o.predictOnly = true;
     else if (['--model', '--data', '--expected', '--screenshot', '--steps', '--timeout', '--pkg', '--native-training'].includes(a) && i + 1 < argv.length)
       o[a.slice(2).replace(/-(\w)/g, (_, c) => c.toUpperCase())] = argv[++i]; // --native-training -> nativeTraining
     else throw new Error(`${usage}\n(bad argument: ${a})`);
@@ -123,15 +131,20 @@ function maxAbsDiff(got, want, where) {
 function comparePrediction(got, want) {
   const problems = [];
   const report = [];
-  const tasks = Object.keys(want.logits ?? {});
-  if (!tasks.length) throw new Error('the expected line has no "logits" (write it with taskgate predict --gates --logits)');
-  const extra = Object.keys(got.logits ?? {}).filter((t) => !tasks.includes(t));
+  if (!want.logits) throw new Error('the expected line has no "logits" (write it with taskgate predict --gates --logits)');
+  // every task predicts; generation tasks have text (and beams) where the others have logits
+  const tasks = Object.keys(want.predictions ?? {});
+  if (!tasks.length) throw new Error('the expected line has no "predictions"');
+  const extra = Object.keys(got.predictions ?? {}).filter((t) => !tasks.includes(t));
   if (extra.length) problems.push(`tasks in the browser but not native: ${extra.join(', ')}`);
   for (const task of tasks) {
     try {
-      const d = maxAbsDiff(got.logits?.[task], want.logits[task], `logits.${task}`);
-      let line = `${task}: logits max |diff| ${d.toExponential(2)}`;
-      if (d > TOL) problems.push(`${task}: logits differ by ${d.toExponential(3)} > ${TOL}`);
+      let line = `${task}:`;
+      if (task in want.logits) {
+        const d = maxAbsDiff(got.logits?.[task], want.logits[task], `logits.${task}`);
+        line += ` logits max |diff| ${d.toExponential(2)}`;
+        if (d > TOL) problems.push(`${task}: logits differ by ${d.toExponential(3)} > ${TOL}`);
+      } else if (got.logits?.[task]) problems.push(`${task}: the browser has logits, native has none`);
       const wg = want.gates?.[task];
       if (wg) {
         const gg = got.gates?.[task];
@@ -141,17 +154,40 @@ function comparePrediction(got, want) {
           const toks = wg.map((x, i) => [x.token, gg[i].token]).filter(([a, b]) => a !== b);
           if (toks.length) problems.push(`${task}: gate tokens differ, e.g. native ${JSON.stringify(toks[0][0])} vs browser ${JSON.stringify(toks[0][1])}`);
           const gd = maxAbsDiff(gg.map((x) => x.gate), wg.map((x) => x.gate), `gates.${task}`);
-          line += `, gates max |diff| ${gd.toExponential(2)}`;
+          line += ` gates max |diff| ${gd.toExponential(2)}`;
           if (gd > TOL) problems.push(`${task}: gates differ by ${gd.toExponential(3)} > ${TOL}`);
         }
       } else if (got.gates?.[task]) problems.push(`${task}: the browser has gates, native has none`);
+      const text = compareText(task, got.predictions?.[task], want.predictions?.[task]);
+      if (text.line) line += ` ${text.line}`;
       report.push(line);
+      problems.push(...text.problems);
       problems.push(...compareLabels(task, got.predictions?.[task], want.predictions?.[task]));
     } catch (e) {
       problems.push(e.message);
     }
   }
   return { problems, report };
+}
+
+/** Generated text: the same text and, with beam search, the same beams in the same order,
+ * their scores within SCORE_TOL (a beam's score is its length-normalised log-probability). */
+function compareText(task, got, want) {
+  if (!want || !('text' in want)) return { problems: [] };
+  if (!got) return { problems: [`${task}: no prediction in the browser`] };
+  const problems = [];
+  if (got.text !== want.text) problems.push(`${task}: text ${JSON.stringify(got.text)}, native ${JSON.stringify(want.text)}`);
+  const [gb, wb] = [got.beams ?? [], want.beams ?? []];
+  if (gb.length !== wb.length) {
+    problems.push(`${task}: ${gb.length} beams in the browser, ${wb.length} native`);
+    return { problems, line: `text ${JSON.stringify(got.text)}` };
+  }
+  const texts = wb.map((b, i) => [b.text, gb[i].text]).filter(([a, b]) => a !== b);
+  if (texts.length) problems.push(`${task}: beams differ, e.g. native ${JSON.stringify(texts[0][0])} vs browser ${JSON.stringify(texts[0][1])}`);
+  const d = wb.length ? maxAbsDiff(gb.map((b) => b.score), wb.map((b) => b.score), `${task}.beams`) : 0;
+  if (d > SCORE_TOL) problems.push(`${task}: beam scores differ by ${d.toExponential(3)} > ${SCORE_TOL}`);
+  const line = `text ${JSON.stringify(got.text)}` + (wb.length ? `, ${wb.length} beams, scores max |diff| ${d.toExponential(2)}` : '');
+  return { problems, line };
 }
 
 function compareLabels(task, got, want) {
@@ -239,6 +275,11 @@ async function run(page, url, passed) {
   log(`max |browser - native| per task: ${Object.entries(worst).map(([t, d]) => `${t} ${d.toExponential(2)}`).join(', ')}`);
   if (problems.length) throw new Error(`predictions differ from native (tolerance ${TOL}):\n  ${problems.join('\n  ')}`);
   passed.push('native parity');
+  if (opts.predictOnly) {
+    await within('the screenshot', 60_000, page.screenshot({ path: opts.screenshot, fullPage: true }));
+    log(`screenshot: ${opts.screenshot}`);
+    return;
+  }
 
   // training on the demo data
   await within('setting #steps', 30_000, page.fill('#steps', String(opts.steps)));

@@ -5,8 +5,10 @@
 # (web/test/browser_test.mjs): the page's logits must match native ones within 1e-3, 30
 # training steps in the page must lower the loss and match native fine-tuning with the same
 # engine (examples/finetune_session.rs) step by step, and the downloaded weights, loaded back
-# through the page's file input, must predict what the trained page did. Then
-# it checks that the test itself fails fast on a page error. Outputs (the screenshot
+# through the page's file input, must predict what the trained page did. A second model with a
+# generation task (web/test/tiny-generation.toml, beam search) must generate in the page the
+# same text and beams, with the same scores, as natively. Then it checks that the test itself
+# fails fast on a page error. Outputs (the screenshot
 # page-after-training.png among them) go to target/browser-test/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -32,6 +34,14 @@ args=(--model "$out/run/best" --data "$out/demo.jsonl" --expected "$out/native.j
 timeout 1000 node web/test/browser_test.mjs "${args[@]}" \
     --native-training "$out/native-training.jsonl" \
     --screenshot "$out/page-after-training.png" --steps 30 --timeout 900
+
+# Generation in the page: text and beams as native predict writes them (page-generation.png).
+"$taskgate" init web/test/tiny-generation.toml --out "$out/generation"
+"$taskgate" predict "$out/generation" --input web/test/nouns.jsonl --gates --logits \
+    --output "$out/native-generation.jsonl"
+timeout 600 node web/test/browser_test.mjs --model "$out/generation" --data "$out/demo.jsonl" \
+    --expected "$out/native-generation.jsonl" --screenshot "$out/page-generation.png" \
+    --predict-only --timeout 500
 
 # The test must fail, and fast, when the page throws.
 if timeout 300 node web/test/browser_test.mjs "${args[@]}" --screenshot "$out/self-check.png" \

@@ -34,6 +34,7 @@ export function showAdapter(box, info) {
 export function showSummary(box, s, from) {
   const enc = s.encoder ?? {};
   const labels = (t) => {
+    if (t.kind === 'generation') return 'text';
     if (!t.labels) return t.outputs != null ? `${t.outputs} value${t.outputs === 1 ? '' : 's'}` : '—';
     const shown = t.labels.slice(0, 12).join(', ');
     return t.labels.length > 12 ? `${shown}, … (${t.labels.length})` : shown;
