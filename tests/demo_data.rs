@@ -28,6 +28,20 @@ fn the_demo_data_loads_with_the_demo_config() {
     let full = resolve_fresh(&root.join("demo/demo-full.toml"), None).unwrap();
     let four = resolve_fresh(&root.join("demo/four-tasks.toml"), None).unwrap();
     assert_eq!(full.tasks.len(), 5, "the GPU setting reads the same data");
+    // The generation configs of the README: both generation tasks, and inflect alone.
+    for (file, tasks) in [
+        ("demo/generation.toml", &["define", "inflect"][..]),
+        ("demo/inflect-baseline.toml", &["inflect"][..]),
+    ] {
+        let c = resolve_fresh(&root.join(file), None).unwrap();
+        let got: Vec<&str> = c.tasks.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(got, tasks, "{file}");
+        let specs = TaskSpec::all_from(&c).unwrap();
+        assert!(
+            specs.iter().all(|t| t.kind.generates_text()),
+            "{file}: generation tasks only"
+        );
+    }
     assert_eq!(full.encoder.layers, Some(6));
     let names = |c: &taskgate::config::ModelConfig| -> Vec<String> {
         c.tasks.iter().map(|t| t.name.clone()).collect()
