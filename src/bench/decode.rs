@@ -8,8 +8,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 
-use super::train::bench_spec;
-use crate::config::DecoderConfig;
+use super::train::{bench_spec, generation_task};
 use crate::data::{Batch, TaskTargets};
 use crate::gpu::Gpu;
 use crate::model::MultiTaskModel;
@@ -19,7 +18,6 @@ use crate::model::init::init_missing;
 use crate::model::multitask::TaskHead;
 use crate::nn::decoder::Memory;
 use crate::nn::{DeviceBatch, Mode};
-use crate::tasks::{TaskKind, TaskSpec};
 
 /// Options of `bench decode`.
 #[derive(Clone, Debug)]
@@ -35,13 +33,7 @@ pub struct DecodeBench {
 /// after one warm-up).
 pub fn run(gpu: &Gpu, opts: &DecodeBench) -> Result<()> {
     let mut spec = bench_spec(&opts.model)?;
-    let mut task = TaskSpec::new("generation", TaskKind::GENERATION);
-    task.decoder = Some(DecoderConfig {
-        layers: Some(2),
-        max_length: Some(opts.new_tokens.max(1)),
-        ..Default::default()
-    });
-    spec.tasks = vec![task];
+    spec.tasks = vec![generation_task(opts.new_tokens)];
     spec.resolve_decoders();
     let mut params = HostParams::new();
     init_missing(&spec, &mut params)?;

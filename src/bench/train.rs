@@ -143,16 +143,23 @@ pub struct TrainBench {
     pub generation: usize,
 }
 
-/// `spec` with a generation task appended: a 2-layer decoder over a vector gate, targets of
-/// up to `target` tokens.
-pub fn with_generation(mut spec: ModelSpec, target: usize) -> ModelSpec {
+/// The benchmarks' generation task: a 2-layer decoder (sizes otherwise following the
+/// encoder's once the spec resolves them) for targets of up to `max_length` tokens.
+pub fn generation_task(max_length: usize) -> TaskSpec {
     let mut task = TaskSpec::new("generation", TaskKind::GENERATION);
-    task.gate = GateMode::Vector;
     task.decoder = Some(crate::config::DecoderConfig {
         layers: Some(2),
-        max_length: Some(target.max(1)),
+        max_length: Some(max_length.max(1)),
         ..Default::default()
     });
+    task
+}
+
+/// `spec` with [`generation_task`] appended over a vector gate, targets of up to `target`
+/// tokens.
+pub fn with_generation(mut spec: ModelSpec, target: usize) -> ModelSpec {
+    let mut task = generation_task(target);
+    task.gate = GateMode::Vector;
     spec.tasks.push(task);
     spec.resolve_decoders();
     spec

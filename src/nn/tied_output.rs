@@ -23,7 +23,7 @@
 //! What it keeps at a time: one chunk's logits, their transpose, their gradient and its
 //! transpose (four `[chunk_rows, V]` blocks, at most `chunk_bytes` each: 32 MiB by default,
 //! 274 rows at V = 30,522), dx's partial sums (`[slices, d, n4]`), the rows' losses and the
-//! `[rows, d]` dx. Chunks with no labelled row are skipped.
+//! `[rows, d]` dx. A set with no labelled row runs no product at all.
 
 use anyhow::{Result, bail};
 
@@ -225,7 +225,14 @@ pub fn tied_cross_entropy(
     let kept: Vec<u32> = (0..rows as u32)
         .filter(|&r| labelled(&targets[r as usize]))
         .collect();
-    if kept.len() == rows || kept.is_empty() {
+    if kept.is_empty() {
+        // Nothing to predict: no loss and no gradient, and no product is run.
+        return Ok(VocabLoss {
+            loss: Tensor::zeros(gpu, &[1], DType::F32)?,
+            dx: Tensor::zeros(gpu, &[rows, hidden], DType::F32)?,
+        });
+    }
+    if kept.len() == rows {
         return labelled_rows_loss(
             embeddings,
             dembeddings,
@@ -257,8 +264,8 @@ pub fn tied_cross_entropy(
     Ok(VocabLoss { loss: out.loss, dx })
 }
 
-/// The chunked loss and backward of [`tied_cross_entropy`] over every row of `x`,
-/// `opts.normalizer` set.
+/// The chunked loss and backward of [`tied_cross_entropy`] over the rows of `x`, every one
+/// labelled, `opts.normalizer` set.
 fn labelled_rows_loss(
     embeddings: &Tensor,
     dembeddings: Option<&Tensor>,
@@ -269,16 +276,12 @@ fn labelled_rows_loss(
 ) -> Result<VocabLoss> {
     let gpu = x.gpu();
     let (rows, vocab, hidden) = (targets.len(), embeddings.shape()[0], embeddings.shape()[1]);
-    let labelled = |t: &i32| *t != chunk_opts.ignore_index;
     let loss = Tensor::zeros(gpu, &[1], DType::F32)?;
     let dx = Tensor::zeros(gpu, &[rows, hidden], DType::F32)?;
     let chunk = chunk_rows(chunk_bytes, vocab);
     for from in (0..rows).step_by(chunk) {
         let n = chunk.min(rows - from);
         let part = &targets[from..from + n];
-        if !part.iter().any(labelled) {
-            continue;
-        }
         let logits = Tensor::empty(gpu, &[n, vocab], DType::F32)?;
         logits_into(embeddings, x, from, n, &logits)?;
         let out = cross_entropy(&logits, part, chunk_opts)?;

@@ -3,7 +3,7 @@
 //! tied_cross_entropy`, itself checked by finite differences), over awkward sizes (1 row,
 //! prime vocabularies, vocabularies cut into several slices with a tail, chunks that do not
 //! divide the rows, chunks on both sides of the transposed-logits threshold, a chunk with no
-//! labelled row).
+//! labelled row, a set with none).
 //! Tolerance: 1e-5 absolute + 1e-4 relative.
 
 use std::collections::BTreeMap;
@@ -147,6 +147,21 @@ fn loss_without_backward_is_the_same() {
         .unwrap();
     let (loss, _, _) = tied_cross_entropy(&to_f64(&x), &to_f64(&e), &t, d, 0.0);
     assert_close("loss only", &download(&got.loss), &[loss], 1e-5, 1e-4);
+    assert!(download(&store.grads.arenas[0]).iter().all(|&v| v == 0.0));
+    // A set with no labelled row has no loss and no gradient.
+    let none = vec![-100; rows];
+    let dword = store.grads.get(&output.word).unwrap();
+    let got = output
+        .loss_and_backward(
+            &store.params,
+            Some(&dword),
+            &upload(&x, &[rows, d]),
+            &none,
+            &opts,
+        )
+        .unwrap();
+    assert_eq!(download(&got.loss), [0.0]);
+    assert_eq!(download(&got.dx), vec![0.0; rows * d]);
     assert!(download(&store.grads.arenas[0]).iter().all(|&v| v == 0.0));
     // Bad targets are refused with the row named.
     let mut bad = t.clone();
