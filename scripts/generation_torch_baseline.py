@@ -2,7 +2,7 @@
 """Generation quality, taskgate against PyTorch trained the same way, on the test split.
 
     python3 scripts/generation_torch_baseline.py CONFIG.toml [--seeds 1 2] [--out runs/genbase]
-        [--threads N] [--skip-taskgate] [--skip-torch]
+        [--threads N] [--skip-taskgate] [--skip-torch] [--torch-mask-seed N]
 
 CONFIG's tasks must all be generation tasks. For each seed S (written into every `seed =` line
 of a copy of CONFIG, its data paths made absolute):
@@ -283,6 +283,9 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-taskgate", action="store_true")
     ap.add_argument("--skip-torch", action="store_true")
+    ap.add_argument("--torch-mask-seed", type=int, default=None,
+                    help="seed PyTorch's generator (its dropout masks) with this instead of the "
+                         "config's seed; initial weights and batches stay the config seed's")
     args = ap.parse_args()
     cfg = tomllib.loads(args.config.read_text())
     kinds = {t.get("kind") for t in cfg.get("task", [])}
@@ -333,7 +336,7 @@ def main():
             if not batches.exists():
                 run([TG, "export-data", config, "--batches", train["steps"], "--output", batches])
             import torch
-            torch.manual_seed(seed)
+            torch.manual_seed(seed if args.torch_mask_seed is None else args.torch_mask_seed)
             from tokenizers import Tokenizer
             model, spec = build_torch(init_dir)
             tokenizer = Tokenizer.from_file(str(init_dir / "tokenizer.json"))
