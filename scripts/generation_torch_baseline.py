@@ -328,6 +328,11 @@ def main():
                     m["samples"] = taskgate_examples(args.out / f"taskgate-{key}", t["name"],
                                                       resolve(args.config, t["test"]), args.out)
                     save()
+        mask_seed = seed if args.torch_mask_seed is None else args.torch_mask_seed
+        done = results.get(f"torch/{key}")
+        if not args.skip_torch and done and done.get("mask_seed", seed) != mask_seed:
+            raise SystemExit(f"{results_path}: PyTorch's {key} was trained with masks from seed "
+                             f"{done.get('mask_seed', seed)}, not {mask_seed}: use another --out")
         if not args.skip_torch and f"torch/{key}" not in results:
             init_dir = args.out / f"init-{key}"
             if not (init_dir / "model.safetensors").exists():
@@ -336,7 +341,7 @@ def main():
             if not batches.exists():
                 run([TG, "export-data", config, "--batches", train["steps"], "--output", batches])
             import torch
-            torch.manual_seed(seed if args.torch_mask_seed is None else args.torch_mask_seed)
+            torch.manual_seed(mask_seed)
             from tokenizers import Tokenizer
             model, spec = build_torch(init_dir)
             tokenizer = Tokenizer.from_file(str(init_dir / "tokenizer.json"))
@@ -358,7 +363,8 @@ def main():
                 metrics[t["name"]] = scores(hyps, [p[1] for p in pairs])
                 metrics[t["name"]]["samples"] = [{"input": p[0], "target": p[1], "output": h}
                                                   for p, h in list(zip(pairs, hyps))[:12]]
-            results[f"torch/{key}"] = {"seconds": seconds, "metrics": metrics, "losses": losses}
+            results[f"torch/{key}"] = {"seconds": seconds, "metrics": metrics, "losses": losses,
+                                       "mask_seed": mask_seed}
             save()
 
     print_table(args, cfg, results)
@@ -395,7 +401,9 @@ def print_table(args, cfg, results):
         for system in ("torch", "taskgate"):
             got = [(s, results[f"{system}/seed{s}"]) for s in args.seeds if f"{system}/seed{s}" in results]
             for seed, r in got:
-                rows.append((name, "PyTorch" if system == "torch" else "taskgate", f"seed {seed}",
+                masks = r.get("mask_seed", seed)
+                run_name = f"seed {seed}" + (f", masks from seed {masks}" if masks != seed else "")
+                rows.append((name, "PyTorch" if system == "torch" else "taskgate", run_name,
                              {**r["metrics"][name], "seconds": r["seconds"]}))
             if len(got) > 1:
                 mean = {k: sum(r["metrics"][name][k] for _, r in got) / len(got)
