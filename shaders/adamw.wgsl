@@ -8,7 +8,9 @@
 //     m = beta1 * m + (1 - beta1) * g;  v = beta2 * v + (1 - beta2) * g^2
 //     param -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps)  with bc = 1 - beta^step
 //   as torch.optim.AdamW after torch.nn.utils.clip_grad_norm_.
-//   adamw4: the same on vec4s (offset and n multiples of 4; n counts floats).
+//   The moments of element i sit at m[moment_offset + i - offset] (they hold only the
+//   parameters the optimizer updates: none for frozen ones).
+//   adamw4: the same on vec4s (offset, moment_offset and n multiples of 4; n counts floats).
 // Bindings: 0 params, 1 sumsq, 2 clip (3 floats), 3 param, 4 grad, 5 m, 6 v, and vec4 views
 // 7 param4, 8 grad4, 9 m4, 10 v4.
 // Dispatch: clip_coefficient (1, 1, 1); adamw ceil(n / WG) workgroups folded into x * y;
@@ -25,8 +27,8 @@ struct Params {
     bc1: f32,
     bc2: f32,
     max_norm: f32,
-    _pad0: u32,
-    _pad1: u32,
+    moment_offset: u32,
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -68,12 +70,13 @@ fn adamw(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
         return;
     }
     let i = p.offset + k;
+    let j = p.moment_offset + k;
     let g = grad[i] * clip[1];
     let w = param[i] * (1.0 - p.lr * p.weight_decay);
-    let mi = p.beta1 * m[i] + (1.0 - p.beta1) * g;
-    let vi = p.beta2 * v[i] + (1.0 - p.beta2) * g * g;
-    m[i] = mi;
-    v[i] = vi;
+    let mi = p.beta1 * m[j] + (1.0 - p.beta1) * g;
+    let vi = p.beta2 * v[j] + (1.0 - p.beta2) * g * g;
+    m[j] = mi;
+    v[j] = vi;
     let denom = sqrt(vi) / sqrt(p.bc2) + p.eps;
     param[i] = w - (p.lr / p.bc1) * mi / denom;
 }
@@ -86,12 +89,13 @@ fn adamw4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
         return;
     }
     let i = p.offset / 4u + k;
+    let j = p.moment_offset / 4u + k;
     let g = grad4[i] * clip[1];
     let w = param4[i] * (1.0 - p.lr * p.weight_decay);
-    let mi = p.beta1 * m4[i] + (1.0 - p.beta1) * g;
-    let vi = p.beta2 * v4[i] + (1.0 - p.beta2) * g * g;
-    m4[i] = mi;
-    v4[i] = vi;
+    let mi = p.beta1 * m4[j] + (1.0 - p.beta1) * g;
+    let vi = p.beta2 * v4[j] + (1.0 - p.beta2) * g * g;
+    m4[j] = mi;
+    v4[j] = vi;
     let denom = sqrt(vi) / sqrt(p.bc2) + vec4(p.eps);
     param4[i] = w - (p.lr / p.bc1) * mi / denom;
 }

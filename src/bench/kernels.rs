@@ -327,7 +327,7 @@ pub fn run(gpu: &Gpu, runs: Runs, filter: Option<&str>) -> Result<Report> {
         let mut step = 0;
         let samples = measure(gpu, runs, false, || {
             step += 1;
-            adamw_step(&param, &grad, &m, &v, &clip, &hp, step, 0..n)
+            adamw_step(&param, &grad, &m, &v, &clip, &hp, step, 0..n, 0)
         })?;
         push(BenchResult::from_samples(
             "kernels",

@@ -17,8 +17,9 @@ use crate::model::spec::{EncoderDims, ModelSpec};
 use crate::ops::activation::Activation;
 use crate::ops::adamw::AdamW;
 use crate::tasks::{TaskKind, TaskSpec};
+use crate::train::steps::param_plan;
 use crate::train::weighting::Weighter;
-use crate::train::{Decay, LrSchedule, TrainOptions, Trainer};
+use crate::train::{Decay, LrSchedule, Optimizer, TrainOptions, Trainer};
 
 /// Encoder sizes (as `bench/torch_baseline.py MODELS`): (hidden, layers, heads, intermediate).
 pub const MODELS: &[(&str, usize, usize, usize, usize)] = &[
@@ -141,6 +142,9 @@ pub struct TrainBench {
     /// Target tokens of a fourth task, a generation task (2-layer decoder warm-started from
     /// the encoder, output tied to the word embeddings); 0: no generation task.
     pub generation: usize,
+    /// Parameter-name prefixes to freeze (`[train] freeze`): steps are timed with every
+    /// parameter trained and with these frozen, interleaved; empty: no comparison.
+    pub freeze: Vec<String>,
 }
 
 /// The benchmarks' generation task: a 2-layer decoder (sizes otherwise following the
@@ -317,6 +321,87 @@ fn run_weighting(
     })
 }
 
+/// Times one-batch steps of the same model with every parameter trained and with
+/// `opts.freeze` frozen (two trainers, their samples interleaved round by round); reports
+/// ms/step and the frozen one's ratio to the full one.
+fn run_freeze(
+    gpu: &Gpu,
+    opts: &TrainBench,
+    spec: &ModelSpec,
+    params: &HostParams,
+    batch: &Batch,
+) -> Result<Report> {
+    let variants: [(&str, Vec<String>); 2] =
+        [("trained", Vec::new()), ("frozen", opts.freeze.clone())];
+    let mut trainers = Vec::new();
+    for (_, freeze) in &variants {
+        let config = TrainConfig {
+            freeze: freeze.clone(),
+            ..Default::default()
+        };
+        let plan = param_plan(&config, spec)?;
+        let mut model = MultiTaskModel::new(gpu, spec.clone(), params)?;
+        model.frozen_below = plan.frozen_below;
+        let options = bench_options();
+        let optimizer = Optimizer::with_plan(&model.store, options.adamw, options.clip, &plan)?;
+        let weighter = Weighter::new(&config, spec.tasks.len(), 1);
+        trainers.push(Trainer::with_parts(model, optimizer, options, weighter));
+    }
+    for trainer in &mut trainers {
+        for _ in 0..opts.runs.warmup.max(1) {
+            trainer.train_step(batch)?;
+        }
+    }
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+    for _ in 0..opts.runs.samples.max(1) {
+        for (v, trainer) in trainers.iter_mut().enumerate() {
+            gpu.wait_idle()?;
+            let start = std::time::Instant::now();
+            for _ in 0..STEPS_PER_SAMPLE {
+                trainer.train_step(batch)?;
+            }
+            gpu.wait_idle()?;
+            samples[v].push(start.elapsed().as_secs_f64() / STEPS_PER_SAMPLE as f64);
+        }
+    }
+    let mut results = Vec::new();
+    let mut first_ms = None;
+    for ((name, freeze), samples) in variants.iter().zip(&samples) {
+        let shape = match freeze.is_empty() {
+            true => format!("{} {name}", step_shape(opts)),
+            false => format!("{} {name} {}", step_shape(opts), freeze.join(",")),
+        };
+        let mut result = BenchResult::from_samples(
+            "train_freeze",
+            &opts.model,
+            shape.clone(),
+            samples,
+            None,
+            None,
+        );
+        let ms = result.median_ms;
+        let base = *first_ms.get_or_insert(ms);
+        result.tokens_per_s = Some((opts.batch * opts.seq) as f64 / (ms / 1e3));
+        println!(
+            "train {} {shape}: {ms:.0} ms/step (min {:.0}), {:.3}x the fully trained step",
+            opts.model,
+            result.min_ms,
+            ms / base
+        );
+        results.push(result);
+    }
+    Ok(Report {
+        framework: format!("taskgate {}", env!("CARGO_PKG_VERSION")),
+        device: device_name(gpu),
+        timing: format!(
+            "wall clock per step: {STEPS_PER_SAMPLE} steps recorded back to back, then one \
+             wait; trained and frozen interleaved, {} rounds",
+            opts.runs.samples.max(1)
+        ),
+        results,
+    })
+}
+
 /// Times training steps; prints the per-kernel-family profile when asked.
 pub fn run(gpu: &Gpu, opts: &TrainBench) -> Result<Report> {
     let mut spec = bench_spec(&opts.model)?;
@@ -334,17 +419,20 @@ pub fn run(gpu: &Gpu, opts: &TrainBench) -> Result<Report> {
     if !opts.weighting.is_empty() {
         return run_weighting(gpu, opts, &spec, &params);
     }
-    gpu.reset_peak_memory();
-    let model = MultiTaskModel::new(gpu, spec, &params)?;
-    drop(params);
-    let options = bench_options();
-    let mut trainer = Trainer::new(model, options)?;
     let mut batch = synthetic_batch(opts.batch, opts.seq);
     if opts.generation > 0 {
         batch
             .targets
             .push(synthetic_sequences(opts.batch, opts.generation));
     }
+    if !opts.freeze.is_empty() {
+        return run_freeze(gpu, opts, &spec, &params, &batch);
+    }
+    gpu.reset_peak_memory();
+    let model = MultiTaskModel::new(gpu, spec, &params)?;
+    drop(params);
+    let options = bench_options();
+    let mut trainer = Trainer::new(model, options)?;
     let samples = measure(gpu, opts.runs, true, || {
         trainer.train_step(&batch).map(|_| ())
     })?;

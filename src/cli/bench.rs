@@ -57,6 +57,11 @@ pub enum BenchCommand {
         /// vocabulary) whose targets have this many tokens; 0: none.
         #[arg(long, default_value_t = 0)]
         generation: usize,
+        /// Also time the steps with these parameter-name prefixes frozen (comma-separated,
+        /// as [train] freeze, e.g. encoder or embeddings,encoder.layer.0), interleaved with
+        /// fully trained steps of the same model.
+        #[arg(long, value_delimiter = ',')]
+        freeze: Vec<String>,
         #[arg(long)]
         json: Option<PathBuf>,
     },
@@ -135,15 +140,20 @@ pub fn run(request: &AdapterRequest, what: BenchCommand) -> Result<()> {
             autotune,
             weighting,
             generation,
+            freeze,
             json,
         } => {
             gpu.set_autotune(autotune || gpu.autotune_enabled());
             if generation > 0 && !weighting.is_empty() {
                 anyhow::bail!("--generation times one-batch steps; leave out --weighting");
             }
+            if !freeze.is_empty() && !weighting.is_empty() {
+                anyhow::bail!("--freeze times one-batch steps; leave out --weighting");
+            }
             let opts = TrainBench {
                 weighting,
                 generation,
+                freeze,
                 model,
                 batch,
                 seq,

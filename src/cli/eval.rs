@@ -13,21 +13,11 @@ use crate::files::Output;
 use crate::gpu::{AdapterRequest, Gpu};
 use crate::model::{ModelDir, MultiTaskModel};
 use crate::train::checkpoint;
-use crate::train::run::{BEST, LAST, describe, load_eval_sets};
+use crate::train::run::{describe, load_eval_sets};
 
-/// The model directory of a run directory (its best checkpoint, else its last; a copy left
-/// by an interrupted save when that is the complete one) or `dir` itself.
+/// The model directory of a run directory (its best checkpoint, else its last) or `dir`.
 pub fn model_dir(dir: &Path) -> PathBuf {
-    for name in [BEST, LAST] {
-        let (found, warnings) = checkpoint::find(dir, name);
-        for warning in warnings {
-            eprintln!("warning: {warning}; using another checkpoint");
-        }
-        if let Some(found) = found {
-            return found.dir;
-        }
-    }
-    dir.to_path_buf()
+    checkpoint::model_dir_of(dir)
 }
 
 /// How the metrics are reported: as text or JSON, to standard output or a file.

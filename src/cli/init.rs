@@ -1,22 +1,50 @@
-//! `taskgate init CONFIG.toml --out DIR`: writes a model directory.
+//! `taskgate init CONFIG.toml --out DIR [--init-from DIR]`: writes a model directory.
 
 use std::path::Path;
 
 use anyhow::{Result, bail};
 
+use crate::config::ModelConfig;
 use crate::files::refuse_input;
 use crate::model::ModelDir;
 use crate::model::dir::CONFIG_FILE;
-use crate::model::init::init_model;
+use crate::model::init::{InitSource, init_model, init_with_source};
+use crate::model::store::MAX_ARENA_BYTES;
+use crate::train::run::init_source;
 
-pub fn run(config: &Path, out: &Path, force: bool) -> Result<()> {
+pub fn run(config: &Path, out: &Path, force: bool, init_from: Option<&Path>) -> Result<()> {
     if out.join(CONFIG_FILE).exists() && !force {
         bail!(
             "{} already holds a model; pass --force to overwrite it",
             out.display()
         );
     }
-    let model = init_model(config)?;
+    // The model a run of this config would start from: `--init-from` (or `[train]
+    // init_from`) carries a trained encoder and tasks into it.
+    let parsed = ModelConfig::load(config)?;
+    let from_config = parsed
+        .train
+        .as_ref()
+        .and_then(|t| t.init_from.clone())
+        .map(|p| {
+            if p.is_relative() {
+                config.parent().unwrap_or(Path::new(".")).join(p)
+            } else {
+                p
+            }
+        });
+    let model = match init_from.map(Path::to_path_buf).or(from_config) {
+        None => init_model(config)?,
+        Some(dir) => {
+            let (dir, source) = init_source(&dir)?;
+            let cap = (MAX_ARENA_BYTES / 4) as usize;
+            let source = InitSource {
+                model: &source,
+                dir: &dir,
+            };
+            init_with_source(&parsed, config, Some(cap), Some(source))?
+        }
+    };
     let inputs: Vec<&Path> = model.inputs.iter().map(|p| p.as_path()).collect();
     for file in ModelDir::files(out) {
         refuse_input(&file, &inputs, "--out")?;

@@ -3,6 +3,7 @@
 mod bench;
 mod dump;
 mod eval;
+mod export;
 mod export_data;
 mod info;
 mod init;
@@ -64,6 +65,10 @@ pub enum Command {
         /// Overwrite a model already in --out.
         #[arg(long)]
         force: bool,
+        /// Take the encoder, and the tasks this config has unchanged, from this run or
+        /// model directory (as `train --init-from`).
+        #[arg(long, value_name = "DIR")]
+        init_from: Option<PathBuf>,
     },
     /// Benchmarks: kernels, whole training steps, and a side-by-side comparison.
     Bench {
@@ -87,6 +92,11 @@ pub enum Command {
         /// Override [train] steps.
         #[arg(long)]
         steps: Option<u64>,
+        /// Start from a trained model: a run directory (its best checkpoint) or a model
+        /// directory; its encoder and the tasks this config has unchanged are taken, new
+        /// tasks start fresh (sets [train] init_from).
+        #[arg(long, value_name = "DIR")]
+        init_from: Option<PathBuf>,
     },
     /// Search task weights and training settings ([tune] in the config, see README.md):
     /// `CONFIG.toml --out DIR` starts a study of trials, `--resume DIR` continues one.
@@ -168,6 +178,21 @@ pub enum Command {
         /// Where to write (default: standard output).
         #[arg(long)]
         output: Option<PathBuf>,
+    },
+    /// Write a trained model in another framework's form: `--format hf`, a Hugging Face BERT
+    /// directory (transformers' AutoModel and AutoTokenizer load it; the task gates and heads
+    /// beside it, so `train --init-from` reads it back).
+    Export {
+        /// A run directory (its best checkpoint is used) or a model directory.
+        dir: PathBuf,
+        #[arg(long, value_enum)]
+        format: export::ExportFormat,
+        /// The directory to write (new or empty).
+        #[arg(long)]
+        out: PathBuf,
+        /// Export even if the weights hold NaN or Inf values (refused by default).
+        #[arg(long)]
+        allow_non_finite: bool,
     },
     /// Run one forward and backward (dropout off) on a batch and write every output,
     /// loss and gradient to a safetensors file, to compare with PyTorch.
@@ -255,7 +280,18 @@ pub fn run(cli: Cli) -> Result<()> {
     let request = cli.adapter_request();
     match cli.command {
         Command::Info { json } => info::run(&request, json),
-        Command::Init { config, out, force } => init::run(&config, &out, force),
+        Command::Init {
+            config,
+            out,
+            force,
+            init_from,
+        } => init::run(&config, &out, force, init_from.as_deref()),
+        Command::Export {
+            dir,
+            format,
+            out,
+            allow_non_finite,
+        } => export::run(&dir, format, &out, allow_non_finite),
         Command::Dump { model, batch, out } => dump::run(&request, &model, &batch, &out),
         Command::Bench { what } => bench::run(&request, what),
         Command::Train {
@@ -264,7 +300,8 @@ pub fn run(cli: Cli) -> Result<()> {
             resume,
             only,
             steps,
-        } => train::run(&request, config, out, resume, only, steps),
+            init_from,
+        } => train::run(&request, config, out, resume, only, steps, init_from),
         Command::Tune {
             config,
             out,

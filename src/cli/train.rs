@@ -15,6 +15,7 @@ pub fn run(
     resume: Option<PathBuf>,
     only: Option<String>,
     steps: Option<u64>,
+    init_from: Option<PathBuf>,
 ) -> Result<()> {
     let options = match (config, out, resume) {
         (Some(config), Some(out), None) => RunOptions {
@@ -23,12 +24,16 @@ pub fn run(
             resume: false,
             only,
             steps,
+            init_from,
             progress: true,
             ..Default::default()
         },
         (None, None, Some(dir)) => {
-            if only.is_some() || steps.is_some() {
-                bail!("--resume continues a run as it was configured; drop --only and --steps");
+            if only.is_some() || steps.is_some() || init_from.is_some() {
+                bail!(
+                    "--resume continues a run as it was configured; drop --only, --steps and \
+                     --init-from"
+                );
             }
             RunOptions {
                 config: None,

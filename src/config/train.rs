@@ -99,6 +99,30 @@ pub struct TrainConfig {
     /// `[train.cagrad]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cagrad: Option<CagradOptions>,
+    /// A trained model whose encoder, and whose tasks that this config has with the same
+    /// shapes, start the run: a run directory (its best checkpoint), a model directory or a
+    /// `taskgate export --format hf` directory (`taskgate train --init-from DIR`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<std::path::PathBuf>,
+    /// Tasks of `init_from` to start fresh anyway (their labels or head changed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reinit: Vec<String>,
+    /// Parameters left as they are: prefixes of parameter names (`embeddings`,
+    /// `encoder.layer.0`, `tasks.NAME`, ...; `encoder` is the whole encoder, embeddings
+    /// included). They get no optimizer state and no update.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub freeze: Vec<String>,
+    /// Layer-wise learning-rate decay: the top encoder layer trains at `lr`, each layer below
+    /// at the factor times the one above, the embeddings last; tasks at `lr`. 1 is off.
+    #[serde(default = "default_layer_lr_decay", skip_serializing_if = "is_one")]
+    pub layer_lr_decay: f64,
+}
+
+fn default_layer_lr_decay() -> f64 {
+    1.0
+}
+fn is_one(x: &f64) -> bool {
+    *x == 1.0
 }
 
 fn default_batch_size() -> usize {
@@ -165,6 +189,18 @@ impl TrainConfig {
             bail!(
                 "[train] temperature must be positive, got {}",
                 self.temperature
+            );
+        }
+        if !(self.layer_lr_decay > 0.0 && self.layer_lr_decay <= 1.0) {
+            bail!(
+                "[train] layer_lr_decay must be in (0, 1] (1 is off), got {}",
+                self.layer_lr_decay
+            );
+        }
+        if let Some(empty) = self.freeze.iter().position(|p| p.trim().is_empty()) {
+            bail!(
+                "[train] freeze[{empty}] is empty; give parameter-name prefixes such as \
+                 \"encoder\", \"embeddings\", \"encoder.layer.0\" or \"tasks.NAME\""
             );
         }
         self.validate_weighting_tables()?;

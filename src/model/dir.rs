@@ -5,7 +5,11 @@ use std::path::Path;
 
 use anyhow::{Context, Result, anyhow};
 
-use super::host::{HostParams, NonFinite, check_finite, parse_params, serialize_params};
+use super::export_hf::{POOLER_PREFIX, TASKS_FILE};
+use super::host::{
+    HostParams, NonFinite, check_finite, params_from_tensors, parse_params, parse_safetensors,
+    serialize_params,
+};
 use super::spec::ModelSpec;
 use crate::config::{DataSource, ModelConfig, TaskConfig};
 use crate::files::write_atomic;
@@ -14,6 +18,15 @@ use crate::tokenize::TextTokenizer;
 pub const CONFIG_FILE: &str = "taskgate.toml";
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
+
+/// The weight files of a model directory.
+enum Weights<'a> {
+    /// `model.safetensors` with every parameter.
+    Model(&'a [u8]),
+    /// A `taskgate export --format hf` directory: BertModel's weights (pooler included) and
+    /// the tasks' file.
+    Export { encoder: &'a [u8], tasks: &'a [u8] },
+}
 
 /// A model directory read into memory.
 pub struct ModelDir {
@@ -54,10 +67,24 @@ impl ModelDir {
         let tokenizer_path = dir.join(TOKENIZER_FILE);
         let tokenizer_json = std::fs::read(&tokenizer_path)
             .with_context(|| format!("cannot read {}", tokenizer_path.display()))?;
-        let weights_path = dir.join(WEIGHTS_FILE);
-        let weights = std::fs::read(&weights_path)
-            .with_context(|| format!("cannot read {}", weights_path.display()))?;
-        Self::from_parts_with(&config_text, tokenizer_json, &weights, dir, non_finite)
+        let read = |name: &str| {
+            let path = dir.join(name);
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
+        };
+        let weights = read(WEIGHTS_FILE)?;
+        // A `taskgate export --format hf` directory: the tasks beside the BertModel weights.
+        let tasks = match dir.join(TASKS_FILE).exists() {
+            true => Some(read(TASKS_FILE)?),
+            false => None,
+        };
+        let weights = match &tasks {
+            Some(tasks) => Weights::Export {
+                encoder: &weights,
+                tasks,
+            },
+            None => Weights::Model(&weights),
+        };
+        Self::from_weights(&config_text, tokenizer_json, weights, dir, non_finite)
     }
 
     /// Reads a model directory from the contents of its three files (the browser's path:
@@ -79,14 +106,50 @@ impl ModelDir {
         dir: &Path,
         non_finite: NonFinite,
     ) -> Result<Self> {
+        Self::from_weights(
+            config_text,
+            tokenizer_json,
+            Weights::Model(weights),
+            dir,
+            non_finite,
+        )
+    }
+
+    fn from_weights(
+        config_text: &str,
+        tokenizer_json: Vec<u8>,
+        weights: Weights<'_>,
+        dir: &Path,
+        non_finite: NonFinite,
+    ) -> Result<Self> {
         let config_path = dir.join(CONFIG_FILE);
         let config = ModelConfig::parse(config_text, &config_path)?;
         let spec = ModelSpec::from_config(&config)
             .map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
         let tokenizer = TextTokenizer::from_bytes(&tokenizer_json, spec.encoder.max_length)
             .map_err(|e| anyhow!("{}: {e}", dir.join(TOKENIZER_FILE).display()))?;
-        let source = dir.join(WEIGHTS_FILE).display().to_string();
-        let params = parse_params(weights, &spec.param_specs(), &source)?;
+        let (params, source) = match weights {
+            Weights::Model(bytes) => {
+                let source = dir.join(WEIGHTS_FILE).display().to_string();
+                (parse_params(bytes, &spec.param_specs(), &source)?, source)
+            }
+            Weights::Export { encoder, tasks } => {
+                let source = format!(
+                    "{} with {}",
+                    dir.join(WEIGHTS_FILE).display(),
+                    dir.join(TASKS_FILE).display()
+                );
+                let mut tensors =
+                    parse_safetensors(encoder, &dir.join(WEIGHTS_FILE).display().to_string())?;
+                tensors.retain(|name, _| !name.starts_with(POOLER_PREFIX));
+                tensors.extend(parse_safetensors(
+                    tasks,
+                    &dir.join(TASKS_FILE).display().to_string(),
+                )?);
+                let params = params_from_tensors(tensors, &spec.param_specs(), &source)?;
+                (params, source)
+            }
+        };
         if non_finite == NonFinite::Reject {
             check_finite(
                 &params,

@@ -237,9 +237,19 @@ pub fn check_finite(params: &HostParams, source: &str, fix: &str) -> Result<()> 
 /// Parses safetensors `bytes` that must hold exactly the parameters in `specs` as f32;
 /// `source` names them in errors.
 pub fn parse_params(bytes: &[u8], specs: &[ParamSpec], source: &str) -> Result<HostParams> {
+    params_from_tensors(parse_safetensors(bytes, source)?, specs, source)
+}
+
+/// Tensors read from a file that must be exactly the parameters in `specs`, as f32; `source`
+/// names them in errors.
+pub fn params_from_tensors(
+    tensors: BTreeMap<String, FileTensor>,
+    specs: &[ParamSpec],
+    source: &str,
+) -> Result<HostParams> {
     let mut params = HostParams::new();
     let mut problems = Vec::new();
-    for (name, t) in parse_safetensors(bytes, source)? {
+    for (name, t) in tensors {
         match t {
             FileTensor::Float(t, Dtype::F32) => {
                 params.insert(name, t);

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 
+use super::dir::ModelDir;
 use super::hf::load_pretrained;
 use super::host::{HostParams, check_params, init_param};
 use super::size::{available_host_memory, check_model_memory};
@@ -60,7 +61,38 @@ pub fn init_from_config(
     config_path: &Path,
     binding_elements: Option<usize>,
 ) -> Result<InitializedModel> {
+    init_with_source(config, config_path, binding_elements, None)
+}
+
+/// A trained model whose encoder and matching tasks a new model starts from (`[train]
+/// init_from`): the model, and the directory it was read from (named in notes and errors).
+pub struct InitSource<'a> {
+    pub model: &'a ModelDir,
+    pub dir: &'a Path,
+}
+
+/// [`init_from_config`], the encoder (dimensions, weights, tokenizer) and every unchanged
+/// task taken from `source` when given (see `model::transfer`); `[encoder]` settings that
+/// size the encoder must then agree with it, and `pretrained` is not used.
+pub fn init_with_source(
+    config: &ModelConfig,
+    config_path: &Path,
+    binding_elements: Option<usize>,
+    source: Option<InitSource<'_>>,
+) -> Result<InitializedModel> {
     let mut inputs = vec![config_path.to_path_buf()];
+    if source.is_none()
+        && config
+            .train
+            .as_ref()
+            .is_some_and(|t| !t.reinit.is_empty() && t.init_from.is_none())
+    {
+        bail!(
+            "{}: [train] reinit names tasks to start fresh instead of taking them from \
+             init_from, but init_from is not set (give --init-from DIR)",
+            config_path.display()
+        );
+    }
     let mut tasks = TaskSpec::all_in(config, config_path)?;
     let mut sources: Vec<DataSource> = config.tasks.iter().map(TaskConfig::source).collect();
     // Data paths found beside the config (or in the working directory) are stored absolute,
@@ -92,32 +124,56 @@ pub fn init_from_config(
     let e = &config.encoder;
     let in_file = |msg: String| anyhow!("{}: {msg}", config_path.display());
     let mut notes = Vec::new();
-    let pretrained = match &e.pretrained {
-        Some(p) => {
+    // `[encoder]` sizes must agree with an encoder taken from elsewhere (`what`).
+    let check_dims = |dims: &EncoderDims, layers: bool, what: &str| -> Result<()> {
+        for (field, ours, theirs) in [
+            ("layers", e.layers.filter(|_| layers), dims.layers),
+            ("hidden", e.hidden, dims.hidden),
+            ("heads", e.heads, dims.heads),
+            ("intermediate", e.intermediate, dims.intermediate),
+            ("max_positions", e.max_positions, dims.max_positions),
+            ("vocab_size", e.vocab_size, dims.vocab_size),
+            ("type_vocab_size", e.type_vocab_size, dims.type_vocab_size),
+        ] {
+            if ours.is_some_and(|v| v != theirs) {
+                return Err(in_file(format!(
+                    "[encoder] {field} = {} conflicts with {what} ({theirs}); remove it (it is \
+                     for fresh encoders)",
+                    ours.unwrap()
+                )));
+            }
+        }
+        Ok(())
+    };
+    let pretrained = match (&source, &e.pretrained) {
+        (Some(source), _) => {
+            let what = format!("the model in {}", source.dir.display());
+            check_dims(&source.model.spec.encoder, true, &what)?;
+            let dims = &source.model.spec.encoder;
+            notes.push(format!(
+                "encoder: {} layer(s) of {} from {}{}",
+                dims.layers,
+                dims.hidden,
+                source.dir.display(),
+                if e.pretrained.is_some() {
+                    " ([encoder] pretrained is not used)"
+                } else {
+                    ""
+                }
+            ));
+            Some(super::hf::Pretrained {
+                dims: dims.clone(),
+                params: super::transfer::encoder_params(source.model),
+                ignored: Vec::new(),
+                tokenizer: None,
+            })
+        }
+        (None, Some(p)) => {
             let dir = resolve_path(config_path, p, "[encoder] pretrained directory")
                 .map_err(|e| in_file(e.to_string()))?;
             let loaded = load_pretrained(&dir, e.layers)?;
             inputs.extend(["config.json", "model.safetensors"].map(|f| dir.join(f)));
-            for (field, ours, theirs) in [
-                ("hidden", e.hidden, loaded.dims.hidden),
-                ("heads", e.heads, loaded.dims.heads),
-                ("intermediate", e.intermediate, loaded.dims.intermediate),
-                ("max_positions", e.max_positions, loaded.dims.max_positions),
-                ("vocab_size", e.vocab_size, loaded.dims.vocab_size),
-                (
-                    "type_vocab_size",
-                    e.type_vocab_size,
-                    loaded.dims.type_vocab_size,
-                ),
-            ] {
-                if ours.is_some_and(|v| v != theirs) {
-                    return Err(in_file(format!(
-                        "[encoder] {field} = {} conflicts with the pretrained model ({theirs}); \
-                         remove it (it is for fresh encoders)",
-                        ours.unwrap()
-                    )));
-                }
-            }
+            check_dims(&loaded.dims, false, "the pretrained model")?;
             notes.push(format!(
                 "encoder: {} layer(s) of {} from {}",
                 loaded.dims.layers,
@@ -132,25 +188,48 @@ pub fn init_from_config(
             }
             Some(loaded)
         }
-        None => None,
+        (None, None) => None,
     };
-    let tokenizer_path = match (
-        &e.tokenizer,
-        pretrained.as_ref().and_then(|p| p.tokenizer.clone()),
-    ) {
-        (Some(t), _) => resolve_path(config_path, t, "[encoder] tokenizer")
-            .map_err(|e| in_file(e.to_string()))?,
-        (None, Some(t)) => t,
-        (None, None) => {
-            return Err(in_file(
-                "[encoder] tokenizer is required (a tokenizer.json) unless the pretrained \
-                 directory has one"
-                    .into(),
-            ));
+    let (tokenizer_json, tokenizer_path) = match &source {
+        Some(source) => {
+            let path = source.dir.join(super::dir::TOKENIZER_FILE);
+            if let Some(t) = &e.tokenizer {
+                let named = resolve_path(config_path, t, "[encoder] tokenizer")
+                    .map_err(|e| in_file(e.to_string()))?;
+                let bytes = std::fs::read(&named)
+                    .with_context(|| format!("cannot read the tokenizer {}", named.display()))?;
+                if bytes != source.model.tokenizer_json {
+                    return Err(in_file(format!(
+                        "[encoder] tokenizer {} is not the tokenizer of the model in {} (its \
+                         encoder was trained with that one); remove the setting",
+                        named.display(),
+                        source.dir.display()
+                    )));
+                }
+            }
+            (source.model.tokenizer_json.clone(), path)
+        }
+        None => {
+            let path = match (
+                &e.tokenizer,
+                pretrained.as_ref().and_then(|p| p.tokenizer.clone()),
+            ) {
+                (Some(t), _) => resolve_path(config_path, t, "[encoder] tokenizer")
+                    .map_err(|e| in_file(e.to_string()))?,
+                (None, Some(t)) => t,
+                (None, None) => {
+                    return Err(in_file(
+                        "[encoder] tokenizer is required (a tokenizer.json) unless the \
+                         pretrained directory has one"
+                            .into(),
+                    ));
+                }
+            };
+            let bytes = std::fs::read(&path)
+                .with_context(|| format!("cannot read the tokenizer {}", path.display()))?;
+            (bytes, path)
         }
     };
-    let tokenizer_json = std::fs::read(&tokenizer_path)
-        .with_context(|| format!("cannot read the tokenizer {}", tokenizer_path.display()))?;
     inputs.push(tokenizer_path.clone());
     let probe = TextTokenizer::from_bytes(&tokenizer_json, 8)
         .map_err(|err| anyhow!("{}: {err}", tokenizer_path.display()))?;
@@ -219,6 +298,22 @@ pub fn init_from_config(
         .map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
     init_missing(&spec, &mut params)?;
     notes.extend(warm_start_decoders(&spec, &mut params)?);
+    if let Some(source) = &source {
+        let reinit = config
+            .train
+            .as_ref()
+            .map(|t| t.reinit.as_slice())
+            .unwrap_or_default();
+        let name = source.dir.display().to_string();
+        notes.extend(super::transfer::carry_tasks(
+            &spec,
+            &mut params,
+            source.model,
+            &name,
+            reinit,
+        )?);
+        inputs.extend(ModelDir::files(source.dir));
+    }
     check_params(&params, &spec.param_specs(), "the initialized model")?;
     let count: usize = params.values().map(|t| t.data.len()).sum();
     notes.push(format!("{count} parameters, {} task(s)", spec.tasks.len()));

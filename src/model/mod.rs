@@ -4,6 +4,7 @@
 pub mod dir;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod dump;
+pub mod export_hf;
 pub mod generate;
 pub mod hf;
 pub mod host;
@@ -14,6 +15,7 @@ pub mod prediction_json;
 pub mod size;
 pub mod spec;
 pub mod store;
+pub mod transfer;
 
 pub use crate::nn::DeviceBatch;
 pub use crate::nn::EncoderDims;

@@ -129,6 +129,10 @@ pub struct MultiTaskModel {
     task_weights: Tensor,
     pub encoder: Encoder,
     pub tasks: Vec<TaskModule>,
+    /// The encoder stages (embeddings 0, layer i at i + 1) below this one hold only frozen
+    /// parameters: the encoder's backward stops above them (0 unless training freezes the
+    /// bottom of the encoder; see `nn::encoder::encoder_stage`).
+    pub frozen_below: usize,
 }
 
 /// A task's forward results.
@@ -195,6 +199,7 @@ impl MultiTaskModel {
             store,
             encoder: layers.encoder,
             tasks: layers.tasks,
+            frozen_below: 0,
         })
     }
 
@@ -574,8 +579,15 @@ impl MultiTaskModel {
         g: &ArenaSet,
         mode: Mode,
     ) -> Result<()> {
-        self.encoder
-            .backward(self.params(), g, dhidden, &pass.encoder, batch, mode)
+        self.encoder.backward(
+            self.params(),
+            g,
+            dhidden,
+            &pass.encoder,
+            batch,
+            mode,
+            self.frozen_below,
+        )
     }
 
     /// The joint loss `sum_i w_i L_i` of every labelled task, back-propagated into `g`

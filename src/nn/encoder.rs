@@ -45,6 +45,18 @@ pub fn layer_prefix(i: usize) -> String {
     format!("encoder.layer.{i}")
 }
 
+/// The encoder stage a parameter belongs to, counted from the bottom: 0 for the embeddings,
+/// `i + 1` for layer `i`; `None` for parameters outside the encoder. The backward reaches a
+/// stage only when it or a stage below it trains ([`Encoder::backward`]'s `frozen_below`).
+pub fn encoder_stage(name: &str) -> Option<usize> {
+    if name.starts_with("embeddings.") {
+        return Some(0);
+    }
+    let rest = name.strip_prefix("encoder.layer.")?;
+    let (index, _) = rest.split_once('.')?;
+    index.parse::<usize>().ok().map(|i| i + 1)
+}
+
 impl Encoder {
     /// Declares every encoder parameter under `pb` with Hugging Face BertModel's names
     /// (`embeddings.*`, `encoder.layer.<i>.*`).
@@ -75,8 +87,11 @@ impl Encoder {
         Ok((x, EncoderSaved { embeddings, layers }))
     }
 
-    /// Back-propagates `dhidden` (the gradient of the encoder output) through every layer
-    /// and the embeddings, adding each parameter's gradient into `g`.
+    /// Back-propagates `dhidden` (the gradient of the encoder output) through the layers
+    /// and the embeddings, adding each parameter's gradient into `g`, down to stage
+    /// `frozen_below` (see [`encoder_stage`]): the stages below it are frozen, so the
+    /// backward stops above them (0: every stage; `layers + 1`: none).
+    #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self,
         w: &ArenaSet,
@@ -85,10 +100,17 @@ impl Encoder {
         saved: &EncoderSaved,
         batch: &DeviceBatch,
         mode: Mode,
+        frozen_below: usize,
     ) -> Result<()> {
         let mut grad = dhidden;
-        for (layer, s) in self.layers.iter().zip(&saved.layers).rev() {
+        for (i, (layer, s)) in self.layers.iter().zip(&saved.layers).enumerate().rev() {
+            if i + 1 < frozen_below {
+                return Ok(());
+            }
             grad = layer.backward(w, g, &grad, s, batch, mode)?;
+        }
+        if frozen_below > 0 {
+            return Ok(());
         }
         self.embeddings
             .backward(w, g, &grad, &saved.embeddings, batch, mode)

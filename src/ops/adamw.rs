@@ -26,7 +26,9 @@ pub(super) struct Params {
     bc1: f32,
     bc2: f32,
     max_norm: f32,
-    _pad: [u32; 2],
+    /// Where element `offset` of the range sits in `m` and `v`.
+    moment_offset: u32,
+    _pad: u32,
 }
 
 /// AdamW hyper-parameters (PyTorch's defaults).
@@ -84,8 +86,11 @@ pub fn grad_norm_clip(grads: &Tensor, max_norm: f32) -> Result<Tensor> {
     clip_coefficient(&sum_squares(grads)?, max_norm)
 }
 
-/// One AdamW step (`step` counts from 1) on `range` of the flat buffers `param`, `grad`,
-/// `m`, `v`, scaling the gradient by the coefficient in `clip` (see [`clip_coefficient`]).
+/// One AdamW step (`step` counts from 1) on `range` of the flat buffers `param` and `grad`,
+/// scaling the gradient by the coefficient in `clip` (see [`clip_coefficient`]). The moments
+/// `m` and `v` hold element `range.start`'s at `moment_start`: `range.start` when they are laid
+/// out like the parameters, less when they hold only the updated ones (the optimizer keeps no
+/// state for frozen parameters).
 #[allow(clippy::too_many_arguments)]
 pub fn adamw_step(
     param: &Tensor,
@@ -96,22 +101,33 @@ pub fn adamw_step(
     hp: &AdamW,
     step: u64,
     range: Range<usize>,
+    moment_start: usize,
 ) -> Result<()> {
     for (what, t) in [("param", param), ("grad", grad), ("m", m), ("v", v)] {
         ensure_f32(what, t)?;
-        if t.numel() != param.numel() {
-            bail!(
-                "adamw: {what} {:?} differs from param {:?}",
-                t.shape(),
-                param.shape()
-            );
-        }
+    }
+    if grad.numel() != param.numel() {
+        bail!(
+            "adamw: grad {:?} differs from param {:?}",
+            grad.shape(),
+            param.shape()
+        );
+    }
+    if m.numel() != v.numel() {
+        bail!("adamw: m {:?} differs from v {:?}", m.shape(), v.shape());
     }
     clip.expect_len("adamw: clip", 3, DType::F32)?;
     if range.start > range.end || range.end > param.numel() {
         bail!(
             "adamw: range {range:?} outside {} parameters",
             param.numel()
+        );
+    }
+    let moment_end = moment_start.saturating_add(range.end - range.start);
+    if moment_end > m.numel() {
+        bail!(
+            "adamw: moments {moment_start}..{moment_end} outside {} moments",
+            m.numel()
         );
     }
     if step == 0 {
@@ -130,9 +146,11 @@ pub fn adamw_step(
         bc1: bc(hp.beta1),
         bc2: bc(hp.beta2),
         max_norm: 0.0,
-        _pad: [0; 2],
+        moment_offset: to_u32("adamw moment offset", moment_start)?,
+        _pad: 0,
     };
-    let vec4 = n.is_multiple_of(4) && range.start.is_multiple_of(4);
+    let vec4 =
+        n.is_multiple_of(4) && range.start.is_multiple_of(4) && moment_start.is_multiple_of(4);
     let (entry, items) = if vec4 {
         ("adamw4", n / 4)
     } else {

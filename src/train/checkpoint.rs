@@ -138,7 +138,12 @@ fn checkpoint_files(
     let (m, v) = trainer.optimizer.moments();
     let gpu = model.params().gpu();
     let all: Vec<&crate::gpu::Tensor> = m.iter().chain(v).collect();
-    let values = gpu.read_f32_blocking(&all)?;
+    let mut values = gpu.read_f32_blocking(&all)?;
+    // Each buffer holds at least one element; the moments are its first `moment_lens`.
+    let lens = trainer.optimizer.moment_lens();
+    for (i, v) in values.iter_mut().enumerate() {
+        v.truncate(lens[i % lens.len()]);
+    }
     let shapes: Vec<[usize; 1]> = values.iter().map(|v| [v.len()]).collect();
     let mut tensors = Vec::new();
     for (i, (v, shape)) in values.iter().zip(&shapes).enumerate() {
@@ -380,6 +385,21 @@ pub fn find(run_dir: &Path, name: &str) -> (Option<Found>, Vec<String>) {
         }
     }
     (best, skipped)
+}
+
+/// The model directory of a run directory (its best checkpoint, else its last; a copy left
+/// by an interrupted save when that is the complete one), or `dir` itself.
+pub fn model_dir_of(dir: &Path) -> PathBuf {
+    for name in [super::run_dir::BEST, super::run_dir::LAST] {
+        let (found, warnings) = find(dir, name);
+        for warning in warnings {
+            eprintln!("warning: {warning}; using another checkpoint");
+        }
+        if let Some(found) = found {
+            return found.dir;
+        }
+    }
+    dir.to_path_buf()
 }
 
 /// Puts the newest complete checkpoint called `name` in place as `run_dir/name` (finishing a

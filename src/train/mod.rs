@@ -7,6 +7,7 @@ pub mod chart;
 pub mod checkpoint;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod eta;
+pub mod freeze;
 pub mod optimizer;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod run;

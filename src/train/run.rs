@@ -12,7 +12,7 @@ use super::chart::{ChartLines, Series, write_chart};
 use super::checkpoint::{self, Best, RunState};
 use super::eta::{Eta, evals_left};
 use super::run_dir::{ResumePoint, RunDir};
-use super::steps::{Batches, StepRead, Steps, build_trainer};
+use super::steps::{Batches, StepRead, Steps, build_trainer, param_plan};
 use super::weighting::WeightingState;
 use crate::config::{
     DataSource, Mixing, ModelConfig, SamplerKind, TaskConfig, TrainConfig, resolve_path,
@@ -27,9 +27,9 @@ use crate::fault;
 use crate::gpu::{AdapterRequest, Gpu};
 use crate::metrics::Metrics;
 use crate::model::host::HostParams;
-use crate::model::init::init_from_config;
+use crate::model::init::{InitSource, init_from_config, init_with_source};
 use crate::model::store::arena_capacity;
-use crate::model::{ModelSpec, MultiTaskModel};
+use crate::model::{ModelDir, ModelSpec, MultiTaskModel};
 use crate::tasks::TaskSpec;
 use crate::tokenize::TextTokenizer;
 
@@ -52,6 +52,8 @@ pub struct RunOptions {
     pub only: Option<String>,
     /// Overrides `[train] steps` (fresh runs).
     pub steps: Option<u64>,
+    /// Overrides `[train] init_from` (fresh runs): a run or model directory to start from.
+    pub init_from: Option<PathBuf>,
     /// Show a progress bar (it hides itself when stderr is not a terminal).
     pub progress: bool,
     /// Print nothing but warnings (a trial of `taskgate tune`).
@@ -205,6 +207,9 @@ pub fn resolve_paths(config_path: &Path, only: Option<&str>) -> Result<ModelConf
         "[encoder] pretrained directory",
     )?;
     absolute(&mut config.encoder.tokenizer, "[encoder] tokenizer")?;
+    if let Some(train) = config.train.as_mut() {
+        absolute(&mut train.init_from, "[train] init_from directory")?;
+    }
     Ok(config)
 }
 
@@ -412,6 +417,15 @@ impl Start {
             train.steps = Some(steps);
             train.epochs = None;
         }
+        if let Some(dir) = &options.init_from {
+            let full = std::fs::canonicalize(dir).map_err(|e| {
+                anyhow!(
+                    "--init-from {}: {e}; give a run or model directory",
+                    dir.display()
+                )
+            })?;
+            train.init_from = Some(full);
+        }
         train
             .validate()
             .and_then(|()| train.validate_for_tasks(tasks))
@@ -434,8 +448,16 @@ impl Start {
                 c.model.tokenizer_json.clone(),
             ),
             None => {
-                let model =
-                    init_from_config(&self.config, &self.config_path, Some(arena_capacity(gpu)))?;
+                let init_from = self.config.train.as_ref().and_then(|t| t.init_from.clone());
+                let source = init_from.as_deref().map(init_source).transpose()?;
+                let model = init_with_source(
+                    &self.config,
+                    &self.config_path,
+                    Some(arena_capacity(gpu)),
+                    source
+                        .as_ref()
+                        .map(|(dir, model)| InitSource { model, dir }),
+                )?;
                 for note in model.notes.iter().filter(|_| !quiet) {
                     eprintln!("{note}");
                 }
@@ -527,6 +549,34 @@ impl Start {
     }
 }
 
+/// The model `[train] init_from` names: a model directory (or `taskgate export` directory),
+/// or a run directory's best checkpoint (else its last).
+pub fn init_source(dir: &Path) -> Result<(PathBuf, ModelDir)> {
+    let what = format!("[train] init_from (--init-from) {}", dir.display());
+    if !dir.is_dir() {
+        bail!("{what} is not a directory; give a run or model directory");
+    }
+    let model_dir = if dir.join(crate::model::dir::CONFIG_FILE).exists() {
+        dir.to_path_buf()
+    } else if dir.join(RUN_CONFIG).exists() {
+        let found = checkpoint::model_dir_of(dir);
+        if found == dir {
+            bail!(
+                "{what} is a run directory without a complete checkpoint yet; resume that run \
+                 first (taskgate train --resume), or give another directory"
+            );
+        }
+        found
+    } else {
+        bail!(
+            "{what} is neither a run directory (no {RUN_CONFIG}) nor a model directory (no {})",
+            crate::model::dir::CONFIG_FILE
+        );
+    };
+    let model = ModelDir::load(&model_dir).with_context(|| format!("{what}: cannot read it"))?;
+    Ok((model_dir, model))
+}
+
 /// Time and tokens of this process's share of a run: the log's elapsed time, tokens/s and
 /// the ETA.
 struct Clock {
@@ -602,6 +652,16 @@ impl Training {
         // parameter is allocated.
         let gpu = pollster::block_on(Gpu::new(request))?;
         let (spec, params, tokenizer_json) = start.model(&gpu, options.quiet)?;
+        // `freeze` and `layer_lr_decay` checked against the model's parameters before
+        // anything is written.
+        let plan = param_plan(&train, &spec)
+            .map_err(|e| anyhow!("{}: {e}", start.config_path.display()))?;
+        if !options.quiet && (plan.any_frozen() || train.layer_lr_decay != 1.0) {
+            eprintln!(
+                "{}",
+                plan.describe(&spec.param_specs(), train.layer_lr_decay)
+            );
+        }
         let tokenizer = TextTokenizer::from_bytes(&tokenizer_json, spec.encoder.max_length)?;
 
         // Every data file is read and checked before anything is written.

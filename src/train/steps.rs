@@ -6,6 +6,7 @@
 
 use anyhow::{Result, bail};
 
+use super::freeze::ParamPlan;
 use super::optimizer::Optimizer;
 use super::schedule::LrSchedule;
 use super::trainer::{StepOutput, StepStats, TrainOptions, Trainer};
@@ -13,7 +14,7 @@ use super::weighting::Weighter;
 use crate::config::{Mixing, TrainConfig};
 use crate::data::sampler::Sampler;
 use crate::data::{Batch, Example, collate};
-use crate::model::MultiTaskModel;
+use crate::model::{ModelSpec, MultiTaskModel};
 use crate::ops::adamw::AdamW;
 use crate::tasks::TaskSpec;
 
@@ -47,10 +48,39 @@ pub fn build_trainer(
 ) -> std::result::Result<Trainer, (anyhow::Error, Box<MultiTaskModel>)> {
     let options = train_options(config, total_steps);
     let weighter = Weighter::new(config, model.spec.tasks.len(), steps_per_epoch);
-    match Optimizer::new(&model.store, options.adamw, options.clip) {
+    let mut model = model;
+    let optimizer = param_plan(config, &model.spec).and_then(|plan| {
+        model.frozen_below = plan.frozen_below;
+        Optimizer::with_plan(&model.store, options.adamw, options.clip, &plan)
+    });
+    match optimizer {
         Ok(optimizer) => Ok(Trainer::with_parts(model, optimizer, options, weighter)),
         Err(e) => Err((e, Box::new(model))),
     }
+}
+
+/// What `config`'s `freeze` and `layer_lr_decay` make of `model`'s parameters; a freeze that
+/// leaves nothing to train, or the whole encoder under a method that combines the tasks'
+/// encoder gradients, is an error.
+pub fn param_plan(config: &TrainConfig, spec: &ModelSpec) -> Result<ParamPlan> {
+    let specs = spec.param_specs();
+    let plan = ParamPlan::resolve(
+        &specs,
+        spec.encoder.layers,
+        &config.freeze,
+        config.layer_lr_decay,
+    )?;
+    if specs.iter().all(|s| plan.is_frozen(&s.name)) {
+        bail!("[train] freeze covers every parameter of the model: nothing would train");
+    }
+    if plan.encoder_frozen() && config.weighting.uses_task_gradients() {
+        bail!(
+            "[train] weighting = \"{}\" combines the tasks' gradients on the encoder, but \
+             freeze covers the whole encoder: unfreeze part of it, or use a loss weighting",
+            config.weighting.name()
+        );
+    }
+    Ok(plan)
 }
 
 /// The training examples of every task and the sampler that draws each step's task and

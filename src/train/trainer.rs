@@ -394,13 +394,8 @@ impl Trainer {
         let tasks = per_task.len();
         let store = &self.model.store;
         let gpu = store.grads.gpu().clone();
-        let encoder_segments: Vec<_> = store
-            .layout
-            .groups
-            .iter()
-            .filter(|g| g.owner == Owner::Encoder)
-            .flat_map(|g| g.segments.iter())
-            .collect();
+        // The trained part of the encoder (frozen parameters have no gradient to compare).
+        let encoder_segments = self.optimizer.encoder_segments(&store.layout);
         let view = |set: &ArenaSet, seg: &crate::model::store::Segment| {
             set.arenas[seg.arena].view(seg.start, &[seg.end - seg.start])
         };

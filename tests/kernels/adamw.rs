@@ -70,7 +70,7 @@ fn gpu_steps_match_reference() {
                 let g = uniform(&mut r, n, -2.0, 2.0);
                 let grad = upload(&g, &[n]);
                 let clip = grad_norm_clip(&grad, max_norm).unwrap();
-                adamw_step(&param, &grad, &m, &v, &clip, &hp, step, 0..n).unwrap();
+                adamw_step(&param, &grad, &m, &v, &clip, &hp, step, 0..n, 0).unwrap();
                 let (norm, coef) = ref_clip(&to_f64(&g), max_norm as f64);
                 let got_clip = download(&clip);
                 assert_close(
@@ -129,7 +129,7 @@ fn a_range_updates_only_its_parameter_group() {
         Tensor::zeros(gpu(), &[n], DType::F32).unwrap(),
     );
     let clip = grad_norm_clip(&grad, 0.0).unwrap();
-    adamw_step(&param, &grad, &m, &v, &clip, &AdamW::default(), 1, 3..7).unwrap();
+    adamw_step(&param, &grad, &m, &v, &clip, &AdamW::default(), 1, 3..7, 3).unwrap();
     let got = download(&param);
     for i in 0..n {
         if (3..7).contains(&i) {
@@ -152,7 +152,7 @@ fn non_finite_gradients_skip_the_step() {
         Tensor::zeros(gpu(), &[2], DType::F32).unwrap(),
     );
     let clip = clip_coefficient(&sum_squares(&grad).unwrap(), 1.0).unwrap();
-    adamw_step(&param, &grad, &m, &v, &clip, &AdamW::default(), 1, 0..2).unwrap();
+    adamw_step(&param, &grad, &m, &v, &clip, &AdamW::default(), 1, 0..2, 0).unwrap();
     let c = download(&clip);
     assert!(
         c[0].is_nan() && c[2] == 1.0,
@@ -163,4 +163,64 @@ fn non_finite_gradients_skip_the_step() {
     let inf = upload(&[f32::INFINITY, 1.0], &[2]);
     let c = download(&clip_coefficient(&sum_squares(&inf).unwrap(), 0.0).unwrap());
     assert_eq!(c[2], 1.0, "an infinite norm also skips: {c:?}");
+}
+
+/// Moments that hold only the updated range (frozen parameters have no optimizer state):
+/// `adamw_step` reads and writes them at their own offset and gives the same parameters
+/// as full-length moments; the vec4 path (range and moment offset multiples of 4) and the
+/// scalar one (an odd moment offset, a prime length) alike.
+#[test]
+fn compact_moments_update_like_full_ones() {
+    for (range, moment_start) in [(8..24usize, 4usize), (5..18, 3), (0..13, 0), (20..21, 7)] {
+        let n = 29;
+        let p0: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+        let g0: Vec<f32> = (0..n).map(|i| (i as f32 * 0.91).cos()).collect();
+        let len = range.end - range.start;
+        let (param_full, param_compact) = (upload(&p0, &[n]), upload(&p0, &[n]));
+        let grad = upload(&g0, &[n]);
+        let zeros = |k: usize| Tensor::zeros(gpu(), &[k], DType::F32).unwrap();
+        let (m_full, v_full) = (zeros(n), zeros(n));
+        let (m_compact, v_compact) = (zeros(moment_start + len + 2), zeros(moment_start + len + 2));
+        let clip = grad_norm_clip(&grad, 1.0).unwrap();
+        let hp = AdamW::default();
+        for step in 1..=3 {
+            for (param, m, v, start) in [
+                (&param_full, &m_full, &v_full, range.start),
+                (&param_compact, &m_compact, &v_compact, moment_start),
+            ] {
+                adamw_step(param, &grad, m, v, &clip, &hp, step, range.clone(), start).unwrap();
+            }
+        }
+        assert_eq!(download(&param_full), download(&param_compact), "{range:?}");
+        let m = download(&m_compact);
+        assert_eq!(
+            &m[moment_start..moment_start + len],
+            &download(&m_full)[range.clone()],
+            "{range:?}: the moments sit at their own offset"
+        );
+        assert!(
+            m[..moment_start]
+                .iter()
+                .chain(&m[moment_start + len..])
+                .all(|&x| x == 0.0),
+            "{range:?}: nothing outside the range's moments is written"
+        );
+    }
+    // Moments too short for the range are an error, not a wgpu fault.
+    let (param, grad) = (upload(&[0.0; 8], &[8]), upload(&[1.0; 8], &[8]));
+    let short = Tensor::zeros(gpu(), &[4], DType::F32).unwrap();
+    let clip = grad_norm_clip(&grad, 0.0).unwrap();
+    let err = adamw_step(
+        &param,
+        &grad,
+        &short,
+        &short,
+        &clip,
+        &AdamW::default(),
+        1,
+        0..8,
+        1,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("moments 1..9 outside 4"), "{err}");
 }

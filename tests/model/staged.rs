@@ -325,3 +325,114 @@ fn a_gradient_method_step_combines_the_task_gradients_by_its_coefficients() {
         }
     }
 }
+
+/// A backward that stops above frozen stages (`frozen_below`) computes the gradients of the
+/// stages it reaches exactly as the full backward does, and none below them; stopping above
+/// everything leaves the encoder without gradients and the heads' unchanged.
+#[test]
+fn a_backward_stopped_above_frozen_stages_keeps_the_gradients_above() {
+    let spec = spec(0.1);
+    let layers = spec.encoder.layers;
+    assert!(
+        layers >= 2,
+        "the test needs a layer on each side of the stop"
+    );
+    let params = init(&spec);
+    let mut model = MultiTaskModel::new(gpu(), spec.clone(), &params).unwrap();
+    let batch = collate(&examples(8, 11), &spec.tasks, 0);
+    let device_batch = DeviceBatch::new(gpu(), &batch, &spec.encoder, true).unwrap();
+    let mode = Mode::Train { seed: 3, step: 5 };
+    let grads = |model: &MultiTaskModel| -> HostParams {
+        model.store.zero_grads();
+        let pass = model.forward(&device_batch, mode, None).unwrap();
+        model
+            .backward(
+                &pass,
+                &device_batch,
+                &batch.targets,
+                &model.store.grads,
+                mode,
+            )
+            .unwrap();
+        model.store.download_grads().unwrap()
+    };
+    let full = grads(&model);
+    // Stages: embeddings 0, layer i at i + 1.
+    for frozen_below in [1, 2, layers + 1] {
+        model.frozen_below = frozen_below;
+        let stopped = grads(&model);
+        for (name, g) in &stopped {
+            let stage = taskgate::nn::encoder::encoder_stage(name);
+            if stage.is_some_and(|s| s < frozen_below) {
+                assert!(
+                    g.data.iter().all(|&x| x == 0.0),
+                    "{name}: below the stop ({frozen_below}), no gradient"
+                );
+            } else {
+                assert_eq!(
+                    g.data, full[name].data,
+                    "{name}: above the stop ({frozen_below})"
+                );
+            }
+        }
+    }
+}
+
+/// `layer_lr_decay`: after one AdamW step from fresh moments (an update of `lr * g / (|g| +
+/// eps)` plus decoupled weight decay, both proportional to the learning rate), each encoder
+/// tensor moved by its layer's factor times what the undecayed step moved it, and the tasks
+/// exactly as much.
+#[test]
+fn layer_lr_decay_scales_each_layers_step() {
+    use taskgate::config::TrainConfig;
+    use taskgate::train::Optimizer;
+    use taskgate::train::steps::param_plan;
+
+    let spec = spec(0.0);
+    let layers = spec.encoder.layers;
+    let params = init(&spec);
+    let batch = collate(&examples(8, 11), &spec.tasks, 0);
+    let moved = |decay: f64| -> HostParams {
+        let mut trainer = trainer(&spec, &params, 100);
+        let config = TrainConfig {
+            layer_lr_decay: decay,
+            ..Default::default()
+        };
+        let plan = param_plan(&config, &spec).unwrap();
+        let options = trainer.options;
+        trainer.optimizer =
+            Optimizer::with_plan(&trainer.model.store, options.adamw, options.clip, &plan).unwrap();
+        trainer.train_step(&batch).unwrap();
+        let after = trainer.model.store.download_params().unwrap();
+        after
+            .into_iter()
+            .map(|(name, mut t)| {
+                for (x, x0) in t.data.iter_mut().zip(&params[&name].data) {
+                    *x -= x0;
+                }
+                (name, t)
+            })
+            .collect()
+    };
+    let (base, decayed) = (moved(1.0), moved(0.5));
+    for (name, delta) in &decayed {
+        let scale = match taskgate::nn::encoder::encoder_stage(name) {
+            Some(stage) => 0.5f64.powi((layers - stage) as i32),
+            None => 1.0,
+        };
+        let (mut checked, mut worst) = (0, 0.0f64);
+        for (d, b) in delta.data.iter().zip(&base[name].data) {
+            if b.abs() > 1e-6 {
+                worst = worst.max((*d as f64 / *b as f64 - scale).abs() / scale);
+                checked += 1;
+            }
+        }
+        assert!(
+            worst < 1e-3,
+            "{name}: step ratio off {scale} by {worst} (relative)"
+        );
+        if !name.ends_with("attention.self.key.bias") {
+            assert!(checked > 0, "{name} moved");
+        }
+    }
+}

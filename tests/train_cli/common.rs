@@ -65,19 +65,12 @@ pub fn write_data(dir: &Path, steps: u64, eval_every: u64) -> PathBuf {
         std::fs::write(dir.join(format!("{split}.conll")), &conll).unwrap();
     }
     let config = dir.join("run.toml");
+    let encoder = tiny_encoder(1);
     std::fs::write(
         &config,
         format!(
             r#"
-[encoder]
-layers = 1
-hidden = 16
-heads = 2
-intermediate = 32
-max_positions = 32
-tokenizer = "{PARITY}/tokenizer.json"
-dropout = 0.1
-seed = 3
+{encoder}
 
 [[task]]
 name = "sentiment"
@@ -115,6 +108,15 @@ seed = 5
     )
     .unwrap();
     config
+}
+
+/// The `[encoder]` section of the tiny test models: `layers` layers of 16, the parity
+/// fixture's tokenizer, dropout 0.1, seed 3.
+pub fn tiny_encoder(layers: usize) -> String {
+    format!(
+        "[encoder]\nlayers = {layers}\nhidden = 16\nheads = 2\nintermediate = 32\n\
+         max_positions = 32\ntokenizer = \"{PARITY}/tokenizer.json\"\ndropout = 0.1\nseed = 3\n"
+    )
 }
 
 /// Runs taskgate with `args`, expects exit status 2 and one `error:` line containing every

@@ -4,9 +4,11 @@
 
 mod checkpoints;
 mod common;
+mod export;
 mod fault_injection;
 mod generation;
 mod inputs;
 mod outputs;
 mod runs;
+mod transfer;
 mod tune;
