@@ -18,14 +18,16 @@ mkdir -p "$out"
 
 # Seeded samples of the training file (the header kept), beside the configs that read them.
 python3 - "$out" <<'PY'
-import random, sys
+import csv, random, sys
 out = sys.argv[1]
-lines = open("data/demo/sentiment/train.csv", encoding="utf-8").read().splitlines()
-header, rows = lines[0], lines[1:]
+with open("data/demo/sentiment/train.csv", newline="", encoding="utf-8") as f:
+    header, *rows = list(csv.reader(f))   # records, not lines: a quoted text may hold a newline
 for n in (50, 200):
-    sample = random.Random(n).sample(rows, n)
-    with open(f"{out}/sentiment-train-{n}.csv", "w", encoding="utf-8") as f:
-        f.write("\n".join([header, *sample]) + "\n")
+    with open(f"{out}/sentiment-train-{n}.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(random.Random(n).sample(rows, n))
+PY
 PY
 
 finished() { [[ -f $1/last/state.json ]] && python3 -c "import json,sys; s=json.load(open(sys.argv[1])); sys.exit(s['step'] < s['total_steps'])" "$1/last/state.json"; }
@@ -65,7 +67,7 @@ for n in ("50", "200", "all"):
                                     check=True, capture_output=True, text=True).stdout
             m = json.loads(report)["metrics"]["sentiment"]
             cells.append(f"{m['accuracy']:.3f} / {m['macro_f1']:.3f}")
-        rows.append(f"| {'6,825' if n == 'all' else n} | {encoder} | {cells[0]} | {cells[1]} |")
+        rows.append(f"| {'6,824' if n == 'all' else n} | {encoder} | {cells[0]} | {cells[1]} |")
 source = subprocess.run([tg, "eval", f"{out}/source", "--split", "test"], check=True,
                         capture_output=True, text=True).stdout.strip()
 text = "\n".join(rows) + "\n\nsource model (test):\n" + source + "\n"

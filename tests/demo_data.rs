@@ -42,6 +42,16 @@ fn the_demo_data_loads_with_the_demo_config() {
             "{file}: generation tasks only"
         );
     }
+    // The transfer experiment: three tasks, then the fourth alone, as the demo defines it.
+    let source = resolve_fresh(&root.join("demo/transfer-source.toml"), None).unwrap();
+    let target = resolve_fresh(&root.join("demo/transfer-target.toml"), None).unwrap();
+    let task_names = |c: &taskgate::config::ModelConfig| -> Vec<String> {
+        c.tasks.iter().map(|t| t.name.clone()).collect()
+    };
+    assert_eq!(task_names(&source), ["intensity", "pos", "hedge"]);
+    assert_eq!(task_names(&target), ["sentiment"]);
+    assert_eq!(target.tasks[0].labels, config.tasks[0].labels);
+    assert_eq!(source.encoder.layers, target.encoder.layers);
     assert_eq!(full.encoder.layers, Some(6));
     let names = |c: &taskgate::config::ModelConfig| -> Vec<String> {
         c.tasks.iter().map(|t| t.name.clone()).collect()

@@ -8,11 +8,19 @@ use crate::config::ModelConfig;
 use crate::files::refuse_input;
 use crate::model::ModelDir;
 use crate::model::dir::CONFIG_FILE;
+use crate::model::export_hf::TASKS_FILE;
 use crate::model::init::{InitSource, init_model, init_with_source};
 use crate::model::store::MAX_ARENA_BYTES;
 use crate::train::run::init_source;
 
 pub fn run(config: &Path, out: &Path, force: bool, init_from: Option<&Path>) -> Result<()> {
+    if out.join(TASKS_FILE).exists() {
+        bail!(
+            "{} is a Hugging Face export (it has {TASKS_FILE}); write the model to another \
+             directory",
+            out.display()
+        );
+    }
     if out.join(CONFIG_FILE).exists() && !force {
         bail!(
             "{} already holds a model; pass --force to overwrite it",

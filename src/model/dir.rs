@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 
 use super::export_hf::{POOLER_PREFIX, TASKS_FILE};
 use super::host::{
@@ -41,9 +41,9 @@ pub struct ModelDir {
 }
 
 impl ModelDir {
-    /// The files a model directory `dir` consists of.
-    pub fn files(dir: &Path) -> [std::path::PathBuf; 3] {
-        [CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE].map(|name| dir.join(name))
+    /// The files a model directory `dir` consists of (and the tasks' file of an export).
+    pub fn files(dir: &Path) -> [std::path::PathBuf; 4] {
+        [CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE, TASKS_FILE].map(|name| dir.join(name))
     }
 
     /// Reads and checks `dir` (every parameter must match the configuration exactly and be
@@ -141,6 +141,15 @@ impl ModelDir {
                 );
                 let mut tensors =
                     parse_safetensors(encoder, &dir.join(WEIGHTS_FILE).display().to_string())?;
+                if let Some(task) = tensors.keys().find(|name| name.starts_with("tasks.")) {
+                    bail!(
+                        "{} holds task tensors ({task}), and so does {}: one of them is stale; \
+                         an export keeps its tasks only in the second, a model directory \
+                         only in the first: remove the one that does not belong",
+                        dir.join(WEIGHTS_FILE).display(),
+                        dir.join(TASKS_FILE).display()
+                    );
+                }
                 tensors.retain(|name, _| !name.starts_with(POOLER_PREFIX));
                 tensors.extend(parse_safetensors(
                     tasks,

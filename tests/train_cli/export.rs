@@ -220,6 +220,29 @@ fn a_trained_model_exports_as_a_hugging_face_bert_directory() {
             &["already exists and is not an empty directory"],
         );
     }
+    // Nor does `init` write a model directory into an export (its tasks' file would go stale).
+    fails_with(
+        &["init", p(&target), "--out", p(&export), "--force"],
+        &[],
+        &["is a Hugging Face export"],
+    );
+    // A directory with tasks in both weight files is refused, not merged silently.
+    let stale = tmp.path().join("stale");
+    std::fs::create_dir(&stale).unwrap();
+    for entry in std::fs::read_dir(&export).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), stale.join(entry.file_name())).unwrap();
+    }
+    std::fs::copy(
+        run.join("best/model.safetensors"),
+        stale.join("model.safetensors"),
+    )
+    .unwrap();
+    fails_with(
+        &["eval", p(&stale)],
+        &[],
+        &["holds task tensors", "one of them is stale"],
+    );
     assert!(
         leftovers(tmp.path()).is_empty(),
         "{:?}",
