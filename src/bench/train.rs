@@ -17,9 +17,9 @@ use crate::model::spec::{EncoderDims, ModelSpec};
 use crate::ops::activation::Activation;
 use crate::ops::adamw::AdamW;
 use crate::tasks::{TaskKind, TaskSpec};
-use crate::train::steps::param_plan;
+use crate::train::steps::trainer_with_options;
 use crate::train::weighting::Weighter;
-use crate::train::{Decay, LrSchedule, Optimizer, TrainOptions, Trainer};
+use crate::train::{Decay, LrSchedule, TrainOptions, Trainer};
 
 /// Encoder sizes (as `bench/torch_baseline.py MODELS`): (hidden, layers, heads, intermediate).
 pub const MODELS: &[(&str, usize, usize, usize, usize)] = &[
@@ -339,13 +339,10 @@ fn run_freeze(
             freeze: freeze.clone(),
             ..Default::default()
         };
-        let plan = param_plan(&config, spec)?;
-        let mut model = MultiTaskModel::new(gpu, spec.clone(), params)?;
-        model.frozen_below = plan.frozen_below;
-        let options = bench_options();
-        let optimizer = Optimizer::with_plan(&model.store, options.adamw, options.clip, &plan)?;
-        let weighter = Weighter::new(&config, spec.tasks.len(), 1);
-        trainers.push(Trainer::with_parts(model, optimizer, options, weighter));
+        let model = MultiTaskModel::new(gpu, spec.clone(), params)?;
+        let trainer =
+            trainer_with_options(model, &config, bench_options(), 1).map_err(|(e, _)| e)?;
+        trainers.push(trainer);
     }
     for trainer in &mut trainers {
         for _ in 0..opts.runs.warmup.max(1) {

@@ -2,9 +2,9 @@
 
 use std::path::Path;
 
-use anyhow::{Result, bail};
+use anyhow::{Result, anyhow, bail};
 
-use crate::config::ModelConfig;
+use crate::config::{ModelConfig, resolve_path};
 use crate::files::refuse_input;
 use crate::model::ModelDir;
 use crate::model::dir::CONFIG_FILE;
@@ -30,17 +30,14 @@ pub fn run(config: &Path, out: &Path, force: bool, init_from: Option<&Path>) -> 
     // The model a run of this config would start from: `--init-from` (or `[train]
     // init_from`) carries a trained encoder and tasks into it.
     let parsed = ModelConfig::load(config)?;
-    let from_config = parsed
-        .train
-        .as_ref()
-        .and_then(|t| t.init_from.clone())
-        .map(|p| {
-            if p.is_relative() {
-                config.parent().unwrap_or(Path::new(".")).join(p)
-            } else {
-                p
-            }
-        });
+    // (resolved as `train` resolves it: beside the config, else in the working directory)
+    let from_config = match parsed.train.as_ref().and_then(|t| t.init_from.as_deref()) {
+        Some(p) => Some(
+            resolve_path(config, p, "[train] init_from directory")
+                .map_err(|e| anyhow!("{}: {e}", config.display()))?,
+        ),
+        None => None,
+    };
     let model = match init_from.map(Path::to_path_buf).or(from_config) {
         None => init_model(config)?,
         Some(dir) => {

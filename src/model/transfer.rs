@@ -129,19 +129,23 @@ pub fn carry_tasks(
             names.join(", ")
         }
     };
-    let mut notes = vec![format!(
-        "from {source_name}: tasks taken: {}; started fresh: {}{}; left out: {}",
-        list(&carried),
-        list(&fresh),
-        if reinitialized.is_empty() {
-            String::new()
-        } else {
-            format!(" (new), {} (reinit)", reinitialized.join(", "))
-        },
-        list(&left_out)
-    )];
-    if fresh.is_empty() && reinitialized.is_empty() && left_out.is_empty() {
-        notes[0] = format!("from {source_name}: every task taken ({})", list(&carried));
-    }
+    let notes = if fresh.is_empty() && reinitialized.is_empty() && left_out.is_empty() {
+        vec![format!(
+            "from {source_name}: every task taken ({})",
+            list(&carried)
+        )]
+    } else {
+        vec![format!(
+            "from {source_name}: tasks taken: {}; started fresh: {}{}; left out: {}",
+            list(&carried),
+            list(&fresh),
+            if reinitialized.is_empty() {
+                String::new()
+            } else {
+                format!(" (new), {} (reinit)", reinitialized.join(", "))
+            },
+            list(&left_out)
+        )]
+    };
     Ok(notes)
 }

@@ -47,8 +47,18 @@ pub fn build_trainer(
     steps_per_epoch: u64,
 ) -> std::result::Result<Trainer, (anyhow::Error, Box<MultiTaskModel>)> {
     let options = train_options(config, total_steps);
+    trainer_with_options(model, config, options, steps_per_epoch)
+}
+
+/// [`build_trainer`] with the optimizer settings given (the benchmarks' own): `config`
+/// still gives the freezing, the layer decay and the weighting.
+pub fn trainer_with_options(
+    mut model: MultiTaskModel,
+    config: &TrainConfig,
+    options: TrainOptions,
+    steps_per_epoch: u64,
+) -> std::result::Result<Trainer, (anyhow::Error, Box<MultiTaskModel>)> {
     let weighter = Weighter::new(config, model.spec.tasks.len(), steps_per_epoch);
-    let mut model = model;
     let optimizer = param_plan(config, &model.spec).and_then(|plan| {
         model.frozen_below = plan.frozen_below;
         Optimizer::with_plan(&model.store, options.adamw, options.clip, &plan)
