@@ -1,10 +1,11 @@
 //! Evaluation of a model on a split of each task's data: batched inference, decoding, and the
 //! metrics of [`crate::metrics`].
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::data::splits::EvalSet;
 use crate::data::{Example, collate};
+use crate::dist::{Collective, Single};
 use crate::metrics::{Metrics, TaskEval};
 use crate::model::MultiTaskModel;
 use crate::model::infer::{InferOptions, decode, infer};
@@ -21,6 +22,19 @@ pub fn evaluate_task(
     set: &EvalSet,
     tokenizer: &TextTokenizer,
 ) -> Result<Metrics> {
+    evaluate_task_on(model, task_index, set, tokenizer, &Single)
+}
+
+/// [`evaluate_task`] shared by the ranks of a data-parallel job: rank r runs batches r,
+/// r + N, ... of the one-process order, every rank receives every rank's predictions and
+/// puts them back in that order, so every rank computes the metrics one process would.
+pub fn evaluate_task_on(
+    model: &MultiTaskModel,
+    task_index: usize,
+    set: &EvalSet,
+    tokenizer: &TextTokenizer,
+    comm: &dyn Collective,
+) -> Result<Metrics> {
     let pad_id = tokenizer.pad_id();
     let examples = &set.examples;
     let task = &model.spec.tasks[task_index];
@@ -30,8 +44,14 @@ pub fn evaluate_task(
     // Sorted by length so batches pad little; metrics do not depend on the order.
     let mut order: Vec<usize> = (0..examples.len()).collect();
     order.sort_by_key(|&i| examples[i].encoded.ids.len());
-    let mut gathered = TaskEval::default();
-    for chunk in order.chunks(EVAL_BATCH) {
+    let (rank, size) = (comm.rank(), comm.size());
+    // This rank's batches' predictions, each with its batch's index.
+    let mut mine: Vec<(usize, TaskEval)> = Vec::new();
+    for (index, chunk) in order.chunks(EVAL_BATCH).enumerate() {
+        if index % size != rank {
+            continue;
+        }
+        let mut gathered = TaskEval::default();
         let batch_examples: Vec<Example> = chunk.iter().map(|&i| examples[i].clone()).collect();
         let batch = collate(&batch_examples, &model.spec.tasks, pad_id);
         let outputs = infer(
@@ -49,9 +69,40 @@ pub fn evaluate_task(
                     .gather(&mut gathered, gold, prediction, labels.len());
             }
         }
+        mine.push((index, gathered));
     }
+    let gathered = gather_in_order(mine, comm)?;
     let known = task.labels.as_deref().unwrap_or(&[]).len();
     let mut metrics = task.kind.metrics(&gathered, &labels, known);
     metrics.insert("examples", gathered.len() as f64);
     Ok(metrics)
+}
+
+/// Every rank's `(batch index, predictions)` on every rank (each rank broadcasts its own in
+/// turn), merged in batch order.
+fn gather_in_order(mine: Vec<(usize, TaskEval)>, comm: &dyn Collective) -> Result<TaskEval> {
+    let mut all = if comm.size() == 1 {
+        mine
+    } else {
+        let own = serde_json::to_vec(&mine)?;
+        let mut all = Vec::new();
+        for root in 0..comm.size() {
+            let mut bytes = if root == comm.rank() {
+                own.clone()
+            } else {
+                Vec::new()
+            };
+            comm.broadcast_bytes(root, &mut bytes)?;
+            let part: Vec<(usize, TaskEval)> = serde_json::from_slice(&bytes)
+                .with_context(|| format!("the predictions rank {root} sent do not parse"))?;
+            all.extend(part);
+        }
+        all
+    };
+    all.sort_by_key(|(index, _)| *index);
+    let mut merged = TaskEval::default();
+    for (_, part) in all {
+        merged.append(part);
+    }
+    Ok(merged)
 }

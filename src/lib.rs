@@ -5,7 +5,8 @@
 //! source by `tests/layers.rs`):
 //! - at the bottom, [`tokenize`], [`shaders`] (the kernels' WGSL text) and the utilities
 //!   [`files`] (whole-file replacement, outputs, directory locks), `fault` (test-only crash
-//!   points) and [`error`];
+//!   points), [`dist`] (the ranks of a data-parallel job and their collectives) and
+//!   [`error`];
 //! - [`config`] (plain types read from files: the model, the tasks' settings and data
 //!   sources, `[train]`, and the choices they name);
 //! - [`gpu`] (device, tensors, dispatch, readback, the autotuning cache);
@@ -33,6 +34,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod data;
+pub mod dist;
 pub mod error;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod eval;

@@ -10,6 +10,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("error", 0),
     ("files", 0),
     ("fault", 0),
+    ("dist", 0),
     ("shaders", 0),
     ("tokenize", 0),
     ("config", 1),

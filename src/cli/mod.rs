@@ -13,7 +13,7 @@ mod tune;
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
 
 use crate::data::splits::Split;
@@ -229,6 +229,7 @@ impl Cli {
         AdapterRequest {
             backend: self.backend.clone(),
             name_contains: self.adapter.clone(),
+            local_rank: None,
         }
     }
 }
@@ -278,6 +279,15 @@ fn load_model(path: &std::path::Path, allow: bool) -> Result<crate::model::Model
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     let request = cli.adapter_request();
+    if let Some(n) = crate::dist::launcher_world_size().filter(|&n| n > 1)
+        && !matches!(cli.command, Command::Train { .. })
+    {
+        bail!(
+            "an MPI launcher started this command as one of {n} ranks; only `taskgate train` \
+             runs across ranks (the others would repeat the work and collide on their \
+             outputs): run it as one process"
+        );
+    }
     match cli.command {
         Command::Info { json } => info::run(&request, json),
         Command::Init {

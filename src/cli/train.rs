@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 
+use crate::dist::{Collective, world};
 use crate::gpu::AdapterRequest;
-use crate::train::run::{RunOptions, describe, run as run_training};
+use crate::train::run::{RunOptions, RunSummary, describe, run_on};
 
 pub fn run(
     request: &AdapterRequest,
@@ -49,7 +50,23 @@ pub fn run(
             bail!("give `CONFIG.toml --out DIR` to start a run, or `--resume DIR` to continue one")
         }
     };
-    let summary = run_training(request, &options)?;
+    let comm = world()?;
+    let summary = match run_on(request, &options, comm.clone()) {
+        Ok(summary) => summary,
+        Err(e) if comm.size() > 1 => end_job(&*comm, &e),
+        Err(e) => return Err(e),
+    };
+    if comm.rank() != 0 {
+        return Ok(());
+    }
+    if summary.ranks > 1 {
+        println!("{}", describe_reduce(&summary));
+    }
+    if let Some(n) = summary.replicas_checked {
+        println!(
+            "replicas checked: every rank's parameters identical to rank 0's after each of {n} steps"
+        );
+    }
     println!(
         "trained {} steps ({:.0} tokens/s); run directory {}",
         summary.steps,
@@ -72,4 +89,38 @@ pub fn run(
         );
     }
     Ok(())
+}
+
+/// A data-parallel run's error ends every rank, printed once: rank 0 prints and aborts the
+/// job at once; another rank waits two seconds first (when rank 0 fails too, its abort ends
+/// this rank before it prints), then prints with its rank and aborts.
+fn end_job(comm: &dyn Collective, error: &anyhow::Error) -> ! {
+    let line = crate::error::one_line(error, false);
+    if comm.rank() == 0 {
+        eprintln!("error: {line}");
+    } else {
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        eprintln!("error: rank {} of {}: {line}", comm.rank(), comm.size());
+    }
+    comm.abort(2)
+}
+
+/// What the gradient sums cost on rank 0: per step, the bytes each rank sent, and the shares
+/// of the step time spent reading the gradients back and in MPI.
+fn describe_reduce(summary: &RunSummary) -> String {
+    let r = &summary.reduce;
+    let steps = r.steps.max(1) as f64;
+    let step_ms = 1e3 * summary.step_s / summary.steps_here.max(1) as f64;
+    format!(
+        "data-parallel on {} ranks: {:.1} ms per step; gradient sum {:.2} MB per step per \
+         rank, {:.1} ms in MPI ({:.0}% of a step) after {:.1} ms reading the gradients back \
+         ({:.0}%, waiting for the backward included)",
+        summary.ranks,
+        step_ms,
+        r.bytes as f64 / steps / 1e6,
+        1e3 * r.reduce_s / steps,
+        100.0 * r.reduce_s / summary.step_s.max(1e-9),
+        1e3 * r.readback_s / steps,
+        100.0 * r.readback_s / summary.step_s.max(1e-9),
+    )
 }

@@ -86,6 +86,19 @@ impl Weighting {
     pub fn combines_tasks(self) -> bool {
         !matches!(self, Weighting::Static | Weighting::Equal)
     }
+
+    /// True when the task weights of a step are known before it (from the step number and
+    /// earlier steps' losses): what data-parallel training supports.
+    pub fn weights_before_step(self) -> bool {
+        matches!(
+            self,
+            Weighting::Static
+                | Weighting::Equal
+                | Weighting::Rlw
+                | Weighting::Dwa
+                | Weighting::Uncertainty
+        )
+    }
 }
 
 /// `[train.dwa]`.

@@ -23,12 +23,24 @@ pub struct Batch {
 
 /// Pads `examples` to the longest and lays out every task's targets.
 pub fn collate(examples: &[Example], tasks: &[TaskSpec], pad_id: u32) -> Batch {
+    collate_padded(examples, tasks, pad_id, 1)
+}
+
+/// [`collate`], padded to at least `min_seq` tokens (a data-parallel rank's rows padded as
+/// the whole batch is).
+pub fn collate_padded(
+    examples: &[Example],
+    tasks: &[TaskSpec],
+    pad_id: u32,
+    min_seq: usize,
+) -> Batch {
     let b = examples.len();
     let t = examples
         .iter()
         .map(|e| e.encoded.ids.len())
         .max()
         .unwrap_or(0)
+        .max(min_seq)
         .max(1);
     let mut ids = vec![pad_id; b * t];
     let mut type_ids = vec![0; b * t];

@@ -10,5 +10,5 @@ pub mod splits;
 pub mod targets;
 
 pub use crate::tasks::Label;
-pub use batch::{Batch, TaskTargets, collate};
+pub use batch::{Batch, TaskTargets, collate, collate_padded};
 pub use jsonl::{Example, read_examples};

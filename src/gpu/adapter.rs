@@ -21,6 +21,9 @@ pub struct AdapterRequest {
     pub backend: Option<String>,
     /// Case-insensitive substring of the adapter name.
     pub name_contains: Option<String>,
+    /// A data-parallel rank's place on its machine: without a name, it takes adapter
+    /// `local_rank mod n` of the `n` best-ranked ones (one GPU per rank).
+    pub local_rank: Option<usize>,
 }
 
 impl AdapterRequest {
@@ -30,6 +33,7 @@ impl AdapterRequest {
         Self {
             backend: read(BACKEND_ENV),
             name_contains: read(ADAPTER_ENV),
+            local_rank: None,
         }
     }
 
@@ -148,6 +152,21 @@ pub fn choose(infos: &[wgpu::AdapterInfo], request: &AdapterRequest) -> Result<u
             None => true,
         })
         .max_by_key(|(index, info)| (rank(info), std::cmp::Reverse(*index)));
+    // One adapter per rank of a machine: the best-ranked adapters, in the order listed.
+    let best = match (best, request.local_rank, &needle) {
+        (Some((_, top)), Some(local), None) => {
+            let peers: Vec<usize> = infos
+                .iter()
+                .enumerate()
+                .filter(|(_, info)| allowed.contains(wgpu::Backends::from(info.backend)))
+                .filter(|(_, info)| rank(info) == rank(top))
+                .map(|(index, _)| index)
+                .collect();
+            let index = peers[local % peers.len()];
+            Some((index, &infos[index]))
+        }
+        (best, _, _) => best,
+    };
     match best {
         Some((index, _)) => Ok(index),
         None => {
@@ -191,20 +210,46 @@ mod tests {
         let cpu = AdapterRequest {
             backend: None,
             name_contains: Some("LLVMPIPE".into()),
+            ..Default::default()
         };
         assert_eq!(choose(&infos, &cpu).unwrap(), 1);
         let gl = AdapterRequest {
             backend: Some("gl".into()),
-            name_contains: None,
+            ..Default::default()
         };
         assert_eq!(choose(&infos, &gl).unwrap(), 4);
         let missing = AdapterRequest {
             backend: None,
             name_contains: Some("radeon".into()),
+            ..Default::default()
         };
         let err = choose(&infos, &missing).unwrap_err().to_string();
         assert!(err.contains("NVIDIA H200"), "{err}");
         assert!(parse_backend("cuda").is_err());
         assert!(choose(&[], &none).is_err());
+    }
+
+    #[test]
+    fn ranks_of_a_machine_take_its_best_adapters_in_turn() {
+        use wgpu::{Backend, DeviceType};
+        let infos = vec![
+            info("llvmpipe", Backend::Vulkan, DeviceType::Cpu),
+            info("GPU A", Backend::Vulkan, DeviceType::DiscreteGpu),
+            info("GPU B", Backend::Vulkan, DeviceType::DiscreteGpu),
+        ];
+        let rank = |local| AdapterRequest {
+            local_rank: Some(local),
+            ..Default::default()
+        };
+        assert_eq!(choose(&infos, &rank(0)).unwrap(), 1);
+        assert_eq!(choose(&infos, &rank(1)).unwrap(), 2);
+        assert_eq!(choose(&infos, &rank(2)).unwrap(), 1);
+        // A name still decides (--adapter, TASKGATE_ADAPTER).
+        let named = AdapterRequest {
+            name_contains: Some("llvmpipe".into()),
+            local_rank: Some(1),
+            ..Default::default()
+        };
+        assert_eq!(choose(&infos, &named).unwrap(), 0);
     }
 }

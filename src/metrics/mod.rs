@@ -33,7 +33,7 @@ impl Metrics {
 }
 
 /// Predictions of one task gathered over an evaluation set.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TaskEval {
     /// classification: (predicted, gold) class per example.
     pub classes: Vec<(usize, usize)>,
@@ -59,5 +59,14 @@ impl TaskEval {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Appends `other`'s predictions after these.
+    pub fn append(&mut self, mut other: TaskEval) {
+        self.classes.append(&mut other.classes);
+        self.sets.append(&mut other.sets);
+        self.values.append(&mut other.values);
+        self.sentences.append(&mut other.sentences);
+        self.texts.append(&mut other.texts);
     }
 }

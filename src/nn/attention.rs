@@ -378,6 +378,8 @@ impl SelfAttention {
         let dqkv =
             self.core
                 .backward(&saved.qkv, probs, &dcontext, batch.batch, batch.seq, mode)?;
-        self.qkv.backward(w, g, x, &dqkv, Some(dx))
+        self.qkv.backward(w, g, x, &dqkv, Some(dx))?;
+        let d = self.output.out_features;
+        self.qkv.zero_bias_grad(g, d, d) // (the key bias: see Linear::zero_bias_grad)
     }
 }

@@ -376,6 +376,7 @@ impl DecoderLayer {
         )?;
         self.cross_kv
             .backward(w, g, memory, &dkv, Some(GradInto::Add(dmemory)))?;
+        self.cross_kv.zero_bias_grad(g, 0, d)?; // (the key bias: see Linear::zero_bias_grad)
         let da = dresidual2;
         self.cross_query
             .backward(w, g, &saved.norm1.y, &dquery, Some(GradInto::Add(&da)))?;
@@ -402,6 +403,7 @@ impl DecoderLayer {
         let dx = dresidual1;
         self.self_qkv
             .backward(w, g, &saved.input, &dqkv, Some(GradInto::Add(&dx)))?;
+        self.self_qkv.zero_bias_grad(g, d, d)?;
         Ok(dx)
     }
 }

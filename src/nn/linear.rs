@@ -108,6 +108,15 @@ impl Linear {
         )
     }
 
+    /// Zeroes the gradient of bias elements `start..start + len` in `g`: attention's key
+    /// bias, whose gradient is zero in exact arithmetic (softmax ignores a constant added to
+    /// every score of a row), so that Adam does not amplify the rounding noise a computed
+    /// sum leaves there into updates that differ between batch splits, GPUs and ranks.
+    pub fn zero_bias_grad(&self, g: &ArenaSet, start: usize, len: usize) -> Result<()> {
+        g.get(&self.bias)?.view(start, &[len])?.fill_zero();
+        Ok(())
+    }
+
     /// Adds dW and db into `g` and returns a new dx.
     pub fn backward_new(
         &self,

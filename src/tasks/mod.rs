@@ -65,6 +65,31 @@ impl TaskTargets {
             TaskTargets::Dense { mask, .. } => mask.iter().any(|&m| m != 0.0),
         }
     }
+
+    /// What the task's mean loss over these targets divides its sum by: the class weights
+    /// of the labelled rows or tokens (1 each without `class_weights`), the target tokens of
+    /// a generation task, the labelled rows times the outputs of a dense one. A data-parallel
+    /// rank scales its loss by its share of the global batch's denominator, so that the
+    /// ranks' gradients sum to the whole batch's.
+    pub fn loss_denominator(&self, class_weights: Option<&[f32]>) -> f64 {
+        let weight = |t: i32| {
+            class_weights
+                .and_then(|w| w.get(t as usize))
+                .map_or(1.0, |&w| w as f64)
+        };
+        match self {
+            TaskTargets::Classes(t) | TaskTargets::Tokens(t) => {
+                t.iter().filter(|&&v| v != IGNORE).map(|&v| weight(v)).sum()
+            }
+            TaskTargets::Sequences { labels, .. } => {
+                labels.iter().filter(|&&v| v != IGNORE).count() as f64
+            }
+            TaskTargets::Dense { targets, mask } => {
+                let width = targets.len() / mask.len().max(1);
+                mask.iter().map(|&m| m as f64).sum::<f64>() * width as f64
+            }
+        }
+    }
 }
 
 /// One example of a batch as the targets see it.
@@ -370,6 +395,38 @@ mod tests {
         assert!(
             register(&classification::Classification).is_ok(),
             "same kind twice is fine"
+        );
+    }
+
+    #[test]
+    fn loss_denominators_count_what_each_mean_divides_by() {
+        let classes = TaskTargets::Classes(vec![0, IGNORE, 2, 2]);
+        assert_eq!(classes.loss_denominator(None), 3.0);
+        assert_eq!(classes.loss_denominator(Some(&[0.5, 1.0, 2.0])), 4.5);
+        let tokens = TaskTargets::Tokens(vec![IGNORE, 1, IGNORE, 0]);
+        assert_eq!(tokens.loss_denominator(None), 2.0);
+        let dense = TaskTargets::Dense {
+            targets: vec![0.0; 6],
+            mask: vec![1.0, 0.0, 1.0],
+        };
+        assert_eq!(dense.loss_denominator(None), 4.0); // 2 rows x 2 outputs
+        let sequences = TaskTargets::Sequences {
+            inputs: vec![0; 6],
+            labels: vec![5, 6, IGNORE, 7, IGNORE, IGNORE],
+            seq: 3,
+        };
+        assert_eq!(sequences.loss_denominator(Some(&[9.0; 8])), 3.0);
+        // A batch split in two: the shares of its denominator add up to 1.
+        let whole = TaskTargets::Classes(vec![1, 0, IGNORE, 1, 0]);
+        let (a, b) = (
+            TaskTargets::Classes(vec![1, 0, IGNORE]),
+            TaskTargets::Classes(vec![1, 0]),
+        );
+        let w = Some(&[3.0f32, 1.0][..]);
+        let all = whole.loss_denominator(w);
+        assert_eq!(
+            a.loss_denominator(w) / all + b.loss_denominator(w) / all,
+            1.0
         );
     }
 }

@@ -13,6 +13,7 @@ use super::checkpoint::{self, Best, RunState};
 use super::eta::{Eta, evals_left};
 use super::run_dir::{ResumePoint, RunDir};
 use super::steps::{Batches, StepRead, Steps, build_trainer, param_plan};
+use super::trainer::ReduceStats;
 use super::weighting::WeightingState;
 use crate::config::{
     DataSource, Mixing, ModelConfig, SamplerKind, TaskConfig, TrainConfig, resolve_path,
@@ -22,7 +23,8 @@ use crate::data::sampler::Sampler;
 use crate::data::splits::{
     EvalSet, Split, infer_missing_labels, load_eval_split, load_split, resolve_all_balanced_weights,
 };
-use crate::eval::evaluate_task;
+use crate::dist::{Comm, single};
+use crate::eval::evaluate_task_on;
 use crate::fault;
 use crate::gpu::{AdapterRequest, Gpu};
 use crate::metrics::Metrics;
@@ -70,7 +72,22 @@ pub struct RunSummary {
     pub best: Option<Best>,
     /// The step the stop rule ended the run at, when it did.
     pub stopped_at: Option<u64>,
+    /// A data-parallel run: its ranks, and what the gradient sums cost in this process.
+    pub ranks: usize,
+    pub reduce: ReduceStats,
+    /// Wall-clock seconds of this process's training steps (evaluations apart).
+    pub step_s: f64,
+    /// Steps this process took.
+    pub steps_here: u64,
+    /// Steps after which every rank's parameters were found identical to rank 0's
+    /// ([`CHECK_REPLICAS_ENV`]; `None` unchecked).
+    pub replicas_checked: Option<u64>,
 }
+
+/// Environment variable: `1` checks after every step of a data-parallel run that every
+/// rank's parameters are bit-identical to rank 0's (a hash of them broadcast), and stops
+/// the job at the first difference.
+pub const CHECK_REPLICAS_ENV: &str = "TASKGATE_CHECK_REPLICAS";
 
 /// Every task's examples of one split (`None` where a task has no file for it).
 type SplitData = Vec<Option<Vec<Example>>>;
@@ -350,7 +367,15 @@ impl RunLog {
 
 /// Runs (or resumes) training as `options` says.
 pub fn run(request: &AdapterRequest, options: &RunOptions) -> Result<RunSummary> {
-    let mut training = Training::set_up(request, options)?;
+    run_on(request, options, single())
+}
+
+/// [`run`] as one rank of a data-parallel job (`comm`): rank 0 reads the configuration (or
+/// the run directory) and hands it to the others, broadcasts the initial parameters, and is
+/// the only one to write; every rank trains on its shard of each global batch and evaluates
+/// its share of the dev sets.
+pub fn run_on(request: &AdapterRequest, options: &RunOptions, comm: Comm) -> Result<RunSummary> {
+    let mut training = Training::set_up(request, options, comm)?;
     training.train()?;
     Ok(training.finish())
 }
@@ -371,6 +396,43 @@ impl Start {
         } else {
             Self::fresh(options)
         }
+    }
+
+    /// Rank 0's start handed to every rank of a data-parallel job: rank 0 sends its resolved
+    /// configuration and the checkpoint it resumes from; the others read that checkpoint
+    /// (a shared file system, as the data files) and write nothing.
+    fn shared(leader: Option<Self>, comm: &Comm) -> Result<Self> {
+        let mut bytes = match &leader {
+            Some(start) => serde_json::to_vec(&json!({
+                "config": toml::to_string(&start.config)?,
+                "config_path": start.config_path,
+                "checkpoint": start.resumed.as_ref().map(|c| c.dir.clone()),
+            }))?,
+            None => Vec::new(),
+        };
+        comm.broadcast_bytes(0, &mut bytes)?;
+        if let Some(start) = leader {
+            return Ok(start);
+        }
+        let sent: Value = serde_json::from_slice(&bytes)?;
+        let config_path = PathBuf::from(sent["config_path"].as_str().unwrap_or_default());
+        let config = ModelConfig::parse(sent["config"].as_str().unwrap_or_default(), &config_path)?;
+        let resumed = match sent["checkpoint"].as_str() {
+            Some(dir) => Some(checkpoint::load(Path::new(dir)).with_context(|| {
+                format!(
+                    "rank {}: cannot read the checkpoint rank 0 resumes from ({dir}); every \
+                     rank needs the run directory, as it needs the data files",
+                    comm.rank()
+                )
+            })?),
+            None => None,
+        };
+        Ok(Self {
+            config,
+            config_path,
+            opened: None,
+            resumed,
+        })
     }
 
     /// A resumed run: the directory locked and tidied first, then its configuration and the
@@ -584,6 +646,8 @@ struct Clock {
     /// Training time and tokens before this process (a resumed run's).
     elapsed_before: f64,
     tokens_before: u64,
+    /// The step this process started at.
+    step_before: u64,
     /// Wall-clock time of training steps alone (evaluations and checkpoints apart), for the
     /// ETA and tokens/s.
     eta: Eta,
@@ -598,6 +662,7 @@ impl Clock {
             started,
             elapsed_before: state.elapsed_s,
             tokens_before: state.tokens,
+            step_before: state.step,
             eta: Eta::default(),
             mark: (started, state.step),
         }
@@ -611,8 +676,12 @@ impl Clock {
     /// Tokens per second of this process's training steps (evaluations apart), `tokens`
     /// being the run's count so far.
     fn tokens_per_s(&self, tokens: u64) -> f64 {
-        let training_s = (self.started.elapsed().as_secs_f64() - self.eta.eval_secs()).max(1e-9);
-        (tokens - self.tokens_before) as f64 / training_s
+        (tokens - self.tokens_before) as f64 / self.training_secs()
+    }
+
+    /// Seconds of this process's training steps (evaluations apart).
+    fn training_secs(&self) -> f64 {
+        (self.started.elapsed().as_secs_f64() - self.eta.eval_secs()).max(1e-9)
     }
 }
 
@@ -629,8 +698,12 @@ struct Training {
     gpu: Gpu,
     steps: Steps,
     state: RunState,
-    run_dir: RunDir,
-    log: RunLog,
+    /// Rank 0's (the one writer's): the run directory and its log.
+    run_dir: Option<RunDir>,
+    log: Option<RunLog>,
+    comm: Comm,
+    /// Steps whose parameters were compared across the ranks (`None`: not checking).
+    replicas_checked: Option<u64>,
     bar: indicatif::ProgressBar,
     clock: Clock,
     /// The metrics of the latest evaluation.
@@ -644,19 +717,39 @@ impl Training {
     /// Everything before the first step: the configuration (fresh or resumed), the adapter,
     /// the model, every data file read and checked (before anything is written), the run
     /// directory, the trainer and its restored state, the log; then the header line.
-    fn set_up(request: &AdapterRequest, options: &RunOptions) -> Result<Self> {
+    fn set_up(request: &AdapterRequest, options: &RunOptions, comm: Comm) -> Result<Self> {
         let out = &options.out;
-        let mut start = Start::new(options)?;
+        let (leader, ranks) = (comm.rank() == 0, comm.size());
+        let quiet = options.quiet || !leader;
+        let mut start = if ranks == 1 {
+            Start::new(options)?
+        } else {
+            let start = leader.then(|| Start::new(options)).transpose()?;
+            Start::shared(start, &comm)?
+        };
         let train = start.config.train.clone().unwrap_or_default();
+        if ranks > 1 && !train.weighting.weights_before_step() {
+            bail!(
+                "{}: [train] weighting = \"{}\" reads the losses or the tasks' gradients within \
+                 a step, which training on {ranks} ranks does not support yet: use static, \
+                 equal, rlw, dwa or uncertainty, or train in one process",
+                start.config_path.display(),
+                train.weighting.name()
+            );
+        }
         // The adapter first: a fresh model's sizes are checked against its limits before any
-        // parameter is allocated.
-        let gpu = pollster::block_on(Gpu::new(request))?;
-        let (spec, params, tokenizer_json) = start.model(&gpu, options.quiet)?;
+        // parameter is allocated. The ranks of a machine take its GPUs in turn.
+        let mut request = request.clone();
+        if ranks > 1 && request.local_rank.is_none() {
+            request.local_rank = Some(comm.local_rank());
+        }
+        let gpu = pollster::block_on(Gpu::new(&request))?;
+        let (spec, params, tokenizer_json) = start.model(&gpu, quiet)?;
         // `freeze` and `layer_lr_decay` checked against the model's parameters before
         // anything is written.
         let plan = param_plan(&train, &spec)
             .map_err(|e| anyhow!("{}: {e}", start.config_path.display()))?;
-        if !options.quiet && (plan.any_frozen() || train.layer_lr_decay != 1.0) {
+        if !quiet && (plan.any_frozen() || train.layer_lr_decay != 1.0) {
             eprintln!(
                 "{}",
                 plan.describe(&spec.param_specs(), train.layer_lr_decay)
@@ -699,24 +792,39 @@ impl Training {
         let batches = Batches::new(&train, pools, tokenizer.pad_id());
         let total_steps = start.total_steps(&train, &batches.sampler);
 
-        let run_dir = start.run_dir(out)?;
+        let run_dir = leader.then(|| start.run_dir(out)).transpose()?;
         let model = MultiTaskModel::new(&gpu, spec.clone(), &params)?;
         let steps_per_epoch = batches.sampler.batches_per_epoch();
-        let trainer =
+        let mut trainer =
             build_trainer(model, &train, total_steps, steps_per_epoch).map_err(|(e, _)| e)?;
+        if ranks > 1 {
+            broadcast_params(&trainer.model, &comm)?;
+            trainer.comm = comm.clone();
+        }
         let mut steps = Steps::new(trainer, batches);
         let state = start.restore(&mut steps, total_steps)?;
-        let log = RunLog::open(out, state.step)?;
+        let log = leader.then(|| RunLog::open(out, state.step)).transpose()?;
 
         // (the ETA is in the message: see `Eta`)
         let template = "{bar:30} step {pos}/{len}  {msg}";
-        let bar = progress_bar(options.progress, total_steps, state.step, template);
+        let bar = progress_bar(
+            options.progress && leader,
+            total_steps,
+            state.step,
+            template,
+        );
         let adapter = &gpu.adapter_info().name;
-        if !options.quiet {
-            say(
-                &bar,
-                header(&train, &spec.tasks, &steps.batches.sampler, &state, adapter),
-            );
+        if !quiet {
+            let mut line = header(&train, &spec.tasks, &steps.batches.sampler, &state, adapter);
+            if ranks > 1 {
+                line.push_str(&format!(
+                    "; data-parallel on {} (global batch {}, about {} rows per rank)",
+                    comm.describe(),
+                    train.batch_size,
+                    train.batch_size.div_ceil(ranks)
+                ));
+            }
+            say(&bar, line);
         }
         Ok(Self {
             out: out.clone(),
@@ -734,7 +842,11 @@ impl Training {
             gpu,
             train,
             last_dev: Vec::new(),
-            quiet: options.quiet,
+            quiet,
+            replicas_checked: (ranks > 1
+                && std::env::var(CHECK_REPLICAS_ENV).is_ok_and(|v| v == "1"))
+            .then_some(0),
+            comm,
             stop_rule: options.stop_rule.clone(),
             stopped_at: None,
         })
@@ -749,6 +861,9 @@ impl Training {
             self.state.tokens += taken.tokens;
             self.state.step += 1;
             let step = self.state.step;
+            if self.replicas_checked.is_some() {
+                self.check_replicas(step)?;
+            }
             self.bar.set_position(step);
 
             let eval_every = self.train.eval_every;
@@ -775,12 +890,39 @@ impl Training {
         Ok(())
     }
 
+    /// Compares a hash of this rank's parameters with rank 0's ([`CHECK_REPLICAS_ENV`]).
+    fn check_replicas(&mut self, step: u64) -> Result<()> {
+        let params = self.steps.trainer.model.params();
+        let gpu = params.gpu();
+        let arenas: Vec<&crate::gpu::Tensor> = params.arenas.iter().collect();
+        let mut hasher = crc32fast::Hasher::new();
+        for bytes in gpu.block_on(gpu.read_bytes(&arenas))?? {
+            hasher.update(&bytes);
+        }
+        let mine = hasher.finalize().to_le_bytes().to_vec();
+        let mut rank0 = mine.clone();
+        self.comm.broadcast_bytes(0, &mut rank0)?;
+        if rank0 != mine {
+            bail!(
+                "rank {}: after step {step} its parameters differ from rank 0's ({CHECK_REPLICAS_ENV}); \
+                 the ranks' adapters or drivers compute differently: report it with `taskgate \
+                 info` from each machine",
+                self.comm.rank()
+            );
+        }
+        self.replicas_checked = self.replicas_checked.map(|n| n + 1);
+        Ok(())
+    }
+
     /// Reads the steps since the last log back (waiting for the GPU), then logs their mean
     /// loss per task, the learning rate, tokens/s and the ETA.
     fn log_progress(&mut self, step: u64) -> Result<()> {
         let total = self.state.total_steps;
         let advice = format!("lower [train] lr (now {}) or raise clip", self.train.lr);
         let read = self.gpu.block_on(self.steps.read(&advice))??;
+        let Some(log) = self.log.as_mut() else {
+            return Ok(()); // (another rank than 0: the losses are checked, rank 0 logs)
+        };
         let mut sums = vec![(0.0f64, 0usize); self.tasks.len()];
         let mut weight_sums = vec![0.0f64; self.tasks.len()];
         let mut cosine_sums: Vec<f64> = Vec::new();
@@ -858,7 +1000,7 @@ impl Training {
             }
             record["cosines"] = Value::Object(pairs);
         }
-        self.log.push(record)
+        log.push(record)
     }
 
     /// At an evaluation step: the dev sets evaluated, the best checkpoint replaced when the
@@ -873,8 +1015,10 @@ impl Training {
             .filter(|s| *s != WeightingState::Stateless);
         let score = self.evaluate(step)?;
         let improved = self.track_best(step, score);
-        self.save_checkpoints(improved)?;
-        self.write_chart()?;
+        if self.log.is_some() {
+            self.save_checkpoints(improved)?;
+            self.write_chart()?;
+        }
         self.clock
             .eta
             .add_eval(eval_started.elapsed().as_secs_f64());
@@ -891,7 +1035,13 @@ impl Training {
         let mut scores = Vec::new();
         for (i, task) in self.tasks.iter().enumerate() {
             if let Some(dev) = &self.dev_data[i] {
-                let m = evaluate_task(&self.steps.trainer.model, i, dev, &self.tokenizer)?;
+                let m = evaluate_task_on(
+                    &self.steps.trainer.model,
+                    i,
+                    dev,
+                    &self.tokenizer,
+                    &*self.comm,
+                )?;
                 if let Some(v) = m.get(task.kind.primary_metric()) {
                     scores.push(v);
                 }
@@ -900,14 +1050,16 @@ impl Training {
             }
         }
         let score = (!scores.is_empty()).then(|| scores.iter().sum::<f64>() / scores.len() as f64);
-        if !metrics.is_empty() {
+        if !metrics.is_empty()
+            && let Some(log) = self.log.as_mut()
+        {
             if !self.quiet {
                 say(
                     &self.bar,
                     format!("step {step}/{total} dev: {}", describe(&self.last_dev)),
                 );
             }
-            self.log.push(json!({"kind": "eval", "step": step, "split": "dev", "metrics": metrics, "score": score}))?;
+            log.push(json!({"kind": "eval", "step": step, "split": "dev", "metrics": metrics, "score": score}))?;
         }
         Ok(score)
     }
@@ -932,8 +1084,11 @@ impl Training {
     /// Saves the best checkpoint (when `improved`), then the last one, each after the log is
     /// on disk: a checkpoint never gets ahead of its log.
     fn save_checkpoints(&mut self, improved: bool) -> Result<()> {
+        let (Some(log), Some(run_dir)) = (self.log.as_ref(), self.run_dir.as_mut()) else {
+            return Ok(()); // (only rank 0 writes)
+        };
         for name in improved.then_some(BEST).into_iter().chain([LAST]) {
-            self.log.sync()?;
+            log.sync()?;
             checkpoint::save(
                 &self.out,
                 name,
@@ -942,14 +1097,17 @@ impl Training {
                 &self.sources,
                 &self.state,
             )?;
-            self.run_dir.keep(); // a checkpoint exists: keep the directory from here on
+            run_dir.keep(); // a checkpoint exists: keep the directory from here on
         }
         Ok(())
     }
 
     /// The chart of the log so far.
     fn write_chart(&self) -> Result<()> {
-        write_chart(&self.out.join(CHART_FILE), &self.log.series(&self.tasks))?;
+        let Some(log) = &self.log else {
+            return Ok(());
+        };
+        write_chart(&self.out.join(CHART_FILE), &log.series(&self.tasks))?;
         fault::point("run:chart");
         Ok(())
     }
@@ -963,8 +1121,42 @@ impl Training {
             dev: self.last_dev,
             best: self.state.best,
             stopped_at: self.stopped_at,
+            ranks: self.comm.size(),
+            reduce: self.steps.trainer.reduce_stats,
+            step_s: self.clock.training_secs(),
+            steps_here: self.state.step - self.clock.step_before,
+            replicas_checked: self.replicas_checked,
         }
     }
+}
+
+/// Rank 0's parameters on every rank (read back, broadcast, written), so that the ranks
+/// start from the same bits whatever each read or drew.
+fn broadcast_params(model: &MultiTaskModel, comm: &Comm) -> Result<()> {
+    let gpu = model.params().gpu();
+    for arena in &model.params().arenas {
+        let mut bytes = if comm.rank() == 0 {
+            gpu.block_on(gpu.read_bytes(&[arena]))??.remove(0)
+        } else {
+            Vec::new()
+        };
+        comm.broadcast_bytes(0, &mut bytes)?;
+        if comm.rank() != 0 {
+            if bytes.len() != arena.bytes() as usize {
+                bail!(
+                    "rank {}: rank 0 sent {} bytes for a parameter buffer of {}: the ranks \
+                     built different models (different files or versions?)",
+                    comm.rank(),
+                    bytes.len(),
+                    arena.bytes()
+                );
+            }
+            gpu.flush()?;
+            gpu.queue()
+                .write_buffer(arena.buffer(), arena.offset_bytes(), &bytes);
+        }
+    }
+    Ok(())
 }
 
 /// The line a run starts with: what it trains, where, and how it samples the tasks (or that

@@ -9,13 +9,15 @@ use anyhow::{Result, bail};
 use super::freeze::ParamPlan;
 use super::optimizer::Optimizer;
 use super::schedule::LrSchedule;
-use super::trainer::{StepOutput, StepStats, TrainOptions, Trainer};
+use super::trainer::{ShardPlan, StepOutput, StepStats, TrainOptions, Trainer};
 use super::weighting::Weighter;
 use crate::config::{Mixing, TrainConfig};
 use crate::data::sampler::Sampler;
-use crate::data::{Batch, Example, collate};
+use crate::data::{Batch, Example, collate, collate_padded};
+use crate::dist::shard_rows;
 use crate::model::{ModelSpec, MultiTaskModel};
 use crate::ops::adamw::AdamW;
+use crate::tasks::LossWeightKey;
 use crate::tasks::TaskSpec;
 
 /// The optimizer settings of `config` for a run of `total_steps` steps.
@@ -163,19 +165,19 @@ impl Steps {
     /// not wait for the GPU: the step's statistics stay pending until [`Steps::read`].
     pub async fn step(&mut self) -> Result<StepTaken> {
         let drawn = self.batches.sampler.next_step();
-        let batches: Vec<Batch> = drawn
+        let specs = &self.trainer.model.spec.tasks;
+        let examples: Vec<Vec<Example>> = drawn
             .iter()
             .map(|(task, indices)| {
-                let examples: Vec<Example> = indices
+                indices
                     .iter()
                     .map(|&i| self.batches.pools[*task][i].clone())
-                    .collect();
-                collate(
-                    &examples,
-                    &self.trainer.model.spec.tasks,
-                    self.batches.pad_id,
-                )
+                    .collect()
             })
+            .collect();
+        let batches: Vec<Batch> = examples
+            .iter()
+            .map(|e| collate(e, specs, self.batches.pad_id))
             .collect();
         let tokens = batches
             .iter()
@@ -184,12 +186,58 @@ impl Steps {
             .sum::<u64>();
         let tasks: Vec<usize> = drawn.iter().map(|(task, _)| *task).collect();
         let own_tasks = (self.batches.sampler.mixing() == Mixing::AllTasks).then_some(&tasks[..]);
-        let output = self
-            .trainer
-            .train_batches_async(&batches, own_tasks)
-            .await?;
+        let output = if self.trainer.comm.size() > 1 {
+            let (local, plan) = self.shard(&examples, &batches, own_tasks)?;
+            self.trainer
+                .train_shard_async(&local, own_tasks, &plan)
+                .await?
+        } else {
+            self.trainer
+                .train_batches_async(&batches, own_tasks)
+                .await?
+        };
         self.pending.push((tasks.clone(), output));
         Ok(StepTaken { tasks, tokens })
+    }
+
+    /// This rank's rows of the step's global batches (`examples`, collated as `global`),
+    /// padded to the global batches' lengths, and their shares of the global losses.
+    fn shard(
+        &self,
+        examples: &[Vec<Example>],
+        global: &[Batch],
+        own_tasks: Option<&[usize]>,
+    ) -> Result<(Vec<Batch>, ShardPlan)> {
+        let comm = &self.trainer.comm;
+        let specs = &self.trainer.model.spec.tasks;
+        let class_weights = specs
+            .iter()
+            .map(|t| t.loss_weight_vector(LossWeightKey::ClassWeights))
+            .collect::<Result<Vec<_>>>()?;
+        let mut plan = ShardPlan {
+            shares: Vec::with_capacity(global.len()),
+            labelled: vec![false; specs.len()],
+        };
+        let mut local = Vec::with_capacity(global.len());
+        for (k, (rows, whole)) in examples.iter().zip(global).enumerate() {
+            let mine = &rows[shard_rows(rows.len(), comm.rank(), comm.size())];
+            let part = collate_padded(mine, specs, self.batches.pad_id, whole.seq);
+            let mut shares = vec![0.0; specs.len()];
+            for (t, share) in shares.iter_mut().enumerate() {
+                if own_tasks.is_some_and(|own| own[k] != t) {
+                    continue;
+                }
+                let w = class_weights[t].as_deref();
+                let all = whole.targets[t].loss_denominator(w);
+                if all > 0.0 {
+                    *share = part.targets[t].loss_denominator(w) / all;
+                    plan.labelled[t] |= whole.targets[t].any_labelled();
+                }
+            }
+            plan.shares.push(shares);
+            local.push(part);
+        }
+        Ok((local, plan))
     }
 
     /// Reads the statistics of the steps taken since the last read, oldest first (awaiting

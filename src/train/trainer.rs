@@ -13,6 +13,7 @@ use super::schedule::LrSchedule;
 use super::weighting::{StepPlan, Weighter, methods};
 use crate::config::{TrainConfig, Weighting};
 use crate::data::Batch;
+use crate::dist::{Comm, single};
 use crate::gpu::Tensor;
 use crate::model::MultiTaskModel;
 use crate::model::multitask::{ForwardPass, HiddenGrads};
@@ -44,6 +45,31 @@ pub struct Trainer {
     /// One gradient set per task, for the methods that combine task gradients (made at
     /// their first step).
     task_grads: Vec<ArenaSet>,
+    /// The ranks of a data-parallel job (one process: rank 0 of 1).
+    pub comm: Comm,
+    /// What the gradient sums across ranks cost so far.
+    pub reduce_stats: ReduceStats,
+}
+
+/// A data-parallel rank's part of one step: for each of its (local) batches and each task,
+/// the share of the global batch's loss denominator its rows hold (see
+/// [`crate::tasks::TaskTargets::loss_denominator`]), and which tasks any rank's rows label.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ShardPlan {
+    pub shares: Vec<Vec<f64>>,
+    pub labelled: Vec<bool>,
+}
+
+/// The gradient sums of a data-parallel run so far.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReduceStats {
+    pub steps: u64,
+    /// Bytes each rank sent into the sums (gradients, losses).
+    pub bytes: u64,
+    /// Seconds spent reading the gradients back (this waits for the backward to finish).
+    pub readback_s: f64,
+    /// Seconds in the MPI sums (waiting for the other ranks included) and the upload.
+    pub reduce_s: f64,
 }
 
 /// The step's total loss: on the GPU, or computed on the host from losses read mid-step.
@@ -143,6 +169,8 @@ impl Trainer {
             step: 0,
             weighter,
             task_grads: Vec::new(),
+            comm: single(),
+            reduce_stats: ReduceStats::default(),
         }
     }
 
@@ -172,6 +200,9 @@ impl Trainer {
         batches: &[Batch],
         own_tasks: Option<&[usize]>,
     ) -> Result<StepOutput> {
+        if self.comm.size() > 1 {
+            bail!("a data-parallel rank trains through Trainer::train_shard_async");
+        }
         if batches.is_empty() {
             bail!("a training step needs at least one batch");
         }
@@ -270,6 +301,139 @@ impl Trainer {
         self.finish_step(lr, total, per_task, &labelled, weights, cosines)
     }
 
+    /// One optimizer step of a data-parallel rank: `batches` are its rows of the step's
+    /// global batches (see [`crate::dist::shard_rows`]), `plan` their shares of the global
+    /// losses. Each task's d(logits) is scaled by its weight times the share, so that the
+    /// ranks' gradients sum to the gradient of the global batch's mean losses; the
+    /// gradients of the trained parameters and the scaled losses are read back, summed
+    /// across the ranks (bit-identical everywhere) and written back, then every rank clips
+    /// and steps identically. Only weightings whose task weights are known before the step
+    /// are supported ([`crate::config::Weighting::weights_before_step`]).
+    pub async fn train_shard_async(
+        &mut self,
+        batches: &[Batch],
+        own_tasks: Option<&[usize]>,
+        plan: &ShardPlan,
+    ) -> Result<StepOutput> {
+        let tasks = self.model.spec.tasks.len();
+        if plan.shares.len() != batches.len()
+            || plan.shares.iter().any(|s| s.len() != tasks)
+            || plan.labelled.len() != tasks
+            || own_tasks.is_some_and(|t| t.len() != batches.len())
+        {
+            bail!("a shard plan needs one share per batch and task");
+        }
+        self.step += 1;
+        let lr = self.options.schedule.lr(self.step);
+        let weights: Vec<f32> = match self.weighter.plan(self.step) {
+            StepPlan::Fixed => self.model.spec.tasks.iter().map(|t| t.lambda).collect(),
+            StepPlan::Weights(w) => w.iter().map(|&x| x as f32).collect(),
+            _ => bail!(
+                "weighting \"{}\" reads the losses or the task gradients within a step, \
+                 which data-parallel training does not support yet: use static, equal, rlw, \
+                 dwa or uncertainty",
+                self.weighter.method.name()
+            ),
+        };
+        self.model.store.zero_grads();
+        // (task, share, loss) of every task each batch trained, and each batch's total.
+        let mut losses: Vec<(usize, f64, Tensor)> = Vec::new();
+        for (k, batch) in batches.iter().enumerate() {
+            if batch.batch == 0 {
+                continue; // no rows here: zero gradients into the sum
+            }
+            let scaled: Vec<f32> = weights
+                .iter()
+                .zip(&plan.shares[k])
+                .map(|(&w, &share)| (w as f64 * share) as f32)
+                .collect();
+            self.model.set_task_weights(&scaled)?;
+            let own = own_tasks.map(|t| t[k]);
+            let (device_batch, pass, mode) = self.forward_batch(k, batch, own)?;
+            let out = self.model.backward(
+                &pass,
+                &device_batch,
+                &batch.targets,
+                &self.model.store.grads,
+                mode,
+            )?;
+            for (t, loss) in out.per_task.into_iter().enumerate() {
+                if let Some(loss) = loss {
+                    losses.push((t, plan.shares[k][t], loss));
+                }
+            }
+        }
+        self.model.set_task_weights(&weights)?;
+        let per_task = self.sum_across_ranks(&losses).await?;
+        let total: f64 = per_task
+            .iter()
+            .zip(&weights)
+            .map(|(l, &w)| l * w as f64)
+            .sum();
+        if self.weighter.observes_losses() {
+            self.weighter.observe(&per_task, lr as f64);
+        }
+        let gpu = self.model.params().gpu().clone();
+        let per_task = per_task
+            .iter()
+            .zip(&plan.labelled)
+            .map(|(&l, &labelled)| {
+                labelled
+                    .then(|| Tensor::from_slice(&gpu, &[l as f32], &[1]))
+                    .transpose()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.finish_step(
+            lr,
+            Total::Host(total as f32),
+            per_task,
+            &plan.labelled,
+            weights,
+            None,
+        )
+    }
+
+    /// Sums the gradients of the trained parameters and each task's share-scaled losses
+    /// over the ranks: read back, summed by the job's collective, the gradients written
+    /// back. Returns each task's loss on the global batch.
+    async fn sum_across_ranks(&mut self, losses: &[(usize, f64, Tensor)]) -> Result<Vec<f64>> {
+        let tasks = self.model.spec.tasks.len();
+        let store = &self.model.store;
+        let views = self
+            .optimizer
+            .ranges()
+            .iter()
+            .map(|r| store.grads.arenas[r.arena].view(r.start, &[r.end - r.start]))
+            .collect::<Result<Vec<_>>>()?;
+        let mut tensors: Vec<&Tensor> = views.iter().collect();
+        tensors.extend(losses.iter().map(|(_, _, l)| l));
+        let started = std::time::Instant::now();
+        let values = store.grads.gpu().read_f32(&tensors).await?;
+        let read = started.elapsed().as_secs_f64();
+        let grads_len: usize = views.iter().map(Tensor::numel).sum();
+        let mut flat = Vec::with_capacity(grads_len + tasks);
+        for v in &values[..views.len()] {
+            flat.extend_from_slice(v);
+        }
+        let mut scaled = vec![0.0f64; tasks];
+        for ((t, share, _), v) in losses.iter().zip(&values[views.len()..]) {
+            scaled[*t] += share * v[0] as f64;
+        }
+        flat.extend(scaled.iter().map(|&l| l as f32));
+        self.comm.all_reduce_sum(&mut flat)?;
+        let mut at = 0;
+        for view in &views {
+            view.write(&flat[at..at + view.numel()])?;
+            at += view.numel();
+        }
+        let stats = &mut self.reduce_stats;
+        stats.steps += 1;
+        stats.bytes += 4 * flat.len() as u64;
+        stats.readback_s += read;
+        stats.reduce_s += started.elapsed().as_secs_f64() - read;
+        Ok(flat[grads_len..].iter().map(|&l| l as f64).collect())
+    }
+
     /// Batch `k` of this step uploaded and run forward with its own dropout seed, through the
     /// heads of the tasks it labels (only `own`'s when given).
     fn forward_batch(
@@ -287,7 +451,7 @@ impl Trainer {
             .collect();
         let device_batch = DeviceBatch::new(self.model.params().gpu(), batch, &spec.encoder, true)?;
         let mode = Mode::Train {
-            seed: batch_seed(spec.encoder.seed, k),
+            seed: rank_seed(batch_seed(spec.encoder.seed, k), self.comm.rank()),
             step: self.step,
         };
         let pass = self.model.forward(&device_batch, mode, Some(&run))?;
@@ -505,4 +669,10 @@ async fn read_losses(per_task: &[Option<Tensor>]) -> Result<Vec<f64>> {
 /// other (so the batches of one step do not share masks).
 fn batch_seed(seed: u64, k: usize) -> u64 {
     seed ^ (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// The dropout seed of data-parallel rank `rank` (rank 0, and a single process, keep
+/// `seed`): every rank's shard gets its own masks.
+fn rank_seed(seed: u64, rank: usize) -> u64 {
+    seed ^ (rank as u64).wrapping_mul(0xD1B5_4A32_D192_ED03)
 }

@@ -4,6 +4,8 @@
 
 mod checkpoints;
 mod common;
+#[cfg(feature = "mpi")]
+mod distributed;
 mod export;
 mod fault_injection;
 mod generation;
