@@ -273,17 +273,26 @@ impl Gpu {
     /// Submits every recorded command. Returns the first device error seen since the last
     /// check, if any.
     pub fn flush(&self) -> Result<()> {
-        {
+        self.flush_indexed().map(drop)
+    }
+
+    /// [`Gpu::flush`], returning the submission's index when something was submitted (what
+    /// a wait for this work alone, and not for work submitted later, needs).
+    pub fn flush_indexed(&self) -> Result<Option<wgpu::SubmissionIndex>> {
+        let index = {
             // Submit and recycle under the lock: a buffer retired by another thread after
             // this submit may be referenced by a newer encoder and must stay retiring.
             let mut pending = self.inner.pending.lock().unwrap();
             pending.dispatches = 0;
-            if let Some(encoder) = pending.encoder.take() {
-                self.inner.queue.submit([encoder.finish()]);
-            }
+            let index = pending
+                .encoder
+                .take()
+                .map(|encoder| self.inner.queue.submit([encoder.finish()]));
             self.inner.pool.after_submit();
-        }
-        self.take_error()
+            index
+        };
+        self.take_error()?;
+        Ok(index)
     }
 
     /// Blocks until the device has finished all submitted work (native only).

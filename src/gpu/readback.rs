@@ -47,6 +47,9 @@ impl Drop for StagedPart {
 pub struct PendingRead {
     gpu: Gpu,
     parts: Vec<StagedPart>,
+    /// The submission holding the copies (waited for natively; the browser drives maps).
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+    submission: Option<wgpu::SubmissionIndex>,
 }
 
 impl Gpu {
@@ -74,7 +77,7 @@ impl Gpu {
             }
             staged.push((staging, bytes));
         }
-        self.flush()?;
+        let submission = self.flush_indexed()?;
         let mut parts = Vec::with_capacity(staged.len());
         for (staging, bytes) in staged {
             let (sender, receiver) = futures_channel::oneshot::channel();
@@ -98,6 +101,7 @@ impl Gpu {
         Ok(PendingRead {
             gpu: self.clone(),
             parts,
+            submission,
         })
     }
 
@@ -167,6 +171,23 @@ impl Gpu {
 }
 
 impl PendingRead {
+    /// [`PendingRead::finish`] without waiting for work submitted after the copies: natively
+    /// the device is polled up to the copies' own submission first (so that the host can
+    /// use these bytes while later work still runs); in the browser it is `finish`.
+    pub async fn finish_in_order(self) -> Result<Vec<Vec<u8>>> {
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(index) = &self.submission {
+            self.gpu
+                .device()
+                .poll(wgpu::PollType::Wait {
+                    submission_index: Some(index.clone()),
+                    timeout: None,
+                })
+                .map_err(|e| anyhow!("waiting for the GPU failed: {e}"))?;
+        }
+        self.finish().await
+    }
+
     /// Waits for the maps and copies the bytes out.
     pub async fn finish(self) -> Result<Vec<Vec<u8>>> {
         let mut out = Vec::with_capacity(self.parts.len());

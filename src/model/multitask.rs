@@ -601,10 +601,36 @@ impl MultiTaskModel {
         g: &ArenaSet,
         mode: Mode,
     ) -> Result<Losses> {
+        self.backward_reporting(pass, batch, targets, g, mode, &mut |_| Ok(()))
+    }
+
+    /// [`MultiTaskModel::backward`], calling `done(stage)` once a stage's parameter
+    /// gradients are recorded, in the order the backward finishes them: `None` for the
+    /// tasks' gates and heads (and decoders), then `Some(encoder stage)` from the top layer
+    /// down (see [`crate::nn::encoder::encoder_stage`]; frozen stages are not reported).
+    pub fn backward_reporting(
+        &self,
+        pass: &ForwardPass,
+        batch: &DeviceBatch,
+        targets: &[TaskTargets],
+        g: &ArenaSet,
+        mode: Mode,
+        done: &mut dyn FnMut(Option<usize>) -> Result<()>,
+    ) -> Result<Losses> {
         let losses = self.task_losses(pass, targets, HiddenGrads::WeightedSum)?;
         let total = self.weighted_total(&losses)?;
         let dhidden = self.backward_tasks_summed(pass, batch, &losses, g)?;
-        self.backward_encoder(pass, batch, dhidden, g, mode)?;
+        done(None)?;
+        let stages = (
+            self.params(),
+            g,
+            &pass.encoder,
+            batch,
+            mode,
+            self.frozen_below,
+        );
+        self.encoder
+            .backward_reporting(dhidden, stages, &mut |stage| done(Some(stage)))?;
         Ok(Losses {
             total,
             per_task: losses

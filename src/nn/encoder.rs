@@ -57,6 +57,18 @@ pub fn encoder_stage(name: &str) -> Option<usize> {
     index.parse::<usize>().ok().map(|i| i + 1)
 }
 
+/// What an encoder backward reads: the parameters, the gradients it adds into, the forward's
+/// saved activations, the batch, the mode and the frozen stages (see
+/// [`Encoder::backward`]).
+pub type StageArgs<'a> = (
+    &'a ArenaSet,
+    &'a ArenaSet,
+    &'a EncoderSaved,
+    &'a DeviceBatch,
+    Mode,
+    usize,
+);
+
 impl Encoder {
     /// Declares every encoder parameter under `pb` with Hugging Face BertModel's names
     /// (`embeddings.*`, `encoder.layer.<i>.*`).
@@ -102,17 +114,33 @@ impl Encoder {
         mode: Mode,
         frozen_below: usize,
     ) -> Result<()> {
+        let mut no_report = |_| Ok(());
+        let stages = (w, g, saved, batch, mode, frozen_below);
+        self.backward_reporting(dhidden, stages, &mut no_report)
+    }
+
+    /// [`Encoder::backward`], calling `done(stage)` (see [`encoder_stage`]) once each stage's
+    /// parameter gradients are recorded, top stage first: a data-parallel rank starts
+    /// reading a stage's gradients back while the stages below still run.
+    pub fn backward_reporting(
+        &self,
+        dhidden: Tensor,
+        (w, g, saved, batch, mode, frozen_below): StageArgs<'_>,
+        done: &mut dyn FnMut(usize) -> Result<()>,
+    ) -> Result<()> {
         let mut grad = dhidden;
         for (i, (layer, s)) in self.layers.iter().zip(&saved.layers).enumerate().rev() {
             if i + 1 < frozen_below {
                 return Ok(());
             }
             grad = layer.backward(w, g, &grad, s, batch, mode)?;
+            done(i + 1)?;
         }
         if frozen_below > 0 {
             return Ok(());
         }
         self.embeddings
-            .backward(w, g, &grad, &saved.embeddings, batch, mode)
+            .backward(w, g, &grad, &saved.embeddings, batch, mode)?;
+        done(0)
     }
 }

@@ -14,12 +14,14 @@ use super::weighting::{StepPlan, Weighter, methods};
 use crate::config::{TrainConfig, Weighting};
 use crate::data::Batch;
 use crate::dist::{Comm, single};
+use crate::gpu::PendingRead;
 use crate::gpu::Tensor;
 use crate::model::MultiTaskModel;
 use crate::model::multitask::{ForwardPass, HiddenGrads};
 use crate::model::spec::Owner;
 use crate::nn::DeviceBatch;
 use crate::nn::Mode;
+use crate::nn::encoder::encoder_stage;
 use crate::nn::params::ArenaSet;
 use crate::ops::adamw::AdamW;
 use crate::ops::elementwise::accumulate;
@@ -49,6 +51,9 @@ pub struct Trainer {
     pub comm: Comm,
     /// What the gradient sums across ranks cost so far.
     pub reduce_stats: ReduceStats,
+    /// The trained gradient spans `(arena, start, end)` of a data-parallel step, in buckets
+    /// in the order the backward finishes them (made at the first such step).
+    grad_buckets: Vec<Vec<(usize, usize, usize)>>,
 }
 
 /// A data-parallel rank's part of one step: for each of its (local) batches and each task,
@@ -66,7 +71,8 @@ pub struct ReduceStats {
     pub steps: u64,
     /// Bytes each rank sent into the sums (gradients, losses).
     pub bytes: u64,
-    /// Seconds spent reading the gradients back (this waits for the backward to finish).
+    /// Seconds spent waiting for the gradients to be read back (waiting for the backward
+    /// of their stage included).
     pub readback_s: f64,
     /// Seconds in the MPI sums (waiting for the other ranks included) and the upload.
     pub reduce_s: f64,
@@ -171,6 +177,7 @@ impl Trainer {
             task_grads: Vec::new(),
             comm: single(),
             reduce_stats: ReduceStats::default(),
+            grad_buckets: Vec::new(),
         }
     }
 
@@ -336,7 +343,27 @@ impl Trainer {
             ),
         };
         self.model.store.zero_grads();
-        // (task, share, loss) of every task each batch trained, and each batch's total.
+        if self.grad_buckets.is_empty() {
+            self.grad_buckets = self.gradient_buckets();
+        }
+        let grads = self.model.store.grads.clone();
+        let gpu = grads.gpu().clone();
+        let views = self
+            .grad_buckets
+            .iter()
+            .map(|spans| {
+                spans
+                    .iter()
+                    .map(|&(arena, start, end)| grads.arenas[arena].view(start, &[end - start]))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let layers = self.model.spec.encoder.layers;
+        // Each bucket's readback starts once the backward of the step's last batch has
+        // recorded its stage, so that the lower stages run on the GPU meanwhile.
+        let mut reads: Vec<Option<PendingRead>> = views.iter().map(|_| None).collect();
+        let last = batches.iter().rposition(|b| b.batch > 0);
+        // (task, share, loss) of every task each batch trained.
         let mut losses: Vec<(usize, f64, Tensor)> = Vec::new();
         for (k, batch) in batches.iter().enumerate() {
             if batch.batch == 0 {
@@ -350,12 +377,20 @@ impl Trainer {
             self.model.set_task_weights(&scaled)?;
             let own = own_tasks.map(|t| t[k]);
             let (device_batch, pass, mode) = self.forward_batch(k, batch, own)?;
-            let out = self.model.backward(
+            let mut done = |stage: Option<usize>| -> Result<()> {
+                let b = bucket_of(stage, layers);
+                if Some(k) == last && reads[b].is_none() && !views[b].is_empty() {
+                    reads[b] = Some(gpu.begin_read(&views[b].iter().collect::<Vec<_>>())?);
+                }
+                Ok(())
+            };
+            let out = self.model.backward_reporting(
                 &pass,
                 &device_batch,
                 &batch.targets,
                 &self.model.store.grads,
                 mode,
+                &mut done,
             )?;
             for (t, loss) in out.per_task.into_iter().enumerate() {
                 if let Some(loss) = loss {
@@ -364,7 +399,7 @@ impl Trainer {
             }
         }
         self.model.set_task_weights(&weights)?;
-        let per_task = self.sum_across_ranks(&losses).await?;
+        let per_task = self.sum_across_ranks(&views, reads, &losses).await?;
         let total: f64 = per_task
             .iter()
             .zip(&weights)
@@ -393,45 +428,100 @@ impl Trainer {
         )
     }
 
-    /// Sums the gradients of the trained parameters and each task's share-scaled losses
-    /// over the ranks: read back, summed by the job's collective, the gradients written
-    /// back. Returns each task's loss on the global batch.
-    async fn sum_across_ranks(&mut self, losses: &[(usize, f64, Tensor)]) -> Result<Vec<f64>> {
+    /// Sums the gradients of the trained parameters (`views`, bucket by bucket, each read
+    /// back by its pending read or now) and each task's share-scaled losses over the
+    /// ranks, writing the sums back; the sum of a bucket runs while the GPU still computes
+    /// the stages of the buckets after it. Returns each task's loss on the global batch.
+    async fn sum_across_ranks(
+        &mut self,
+        views: &[Vec<Tensor>],
+        mut reads: Vec<Option<PendingRead>>,
+        losses: &[(usize, f64, Tensor)],
+    ) -> Result<Vec<f64>> {
         let tasks = self.model.spec.tasks.len();
-        let store = &self.model.store;
-        let views = self
-            .optimizer
-            .ranges()
-            .iter()
-            .map(|r| store.grads.arenas[r.arena].view(r.start, &[r.end - r.start]))
-            .collect::<Result<Vec<_>>>()?;
-        let mut tensors: Vec<&Tensor> = views.iter().collect();
-        tensors.extend(losses.iter().map(|(_, _, l)| l));
+        let gpu = self.model.store.grads.gpu().clone();
+        let (mut read_s, mut reduce_s, mut elements) = (0.0, 0.0, 0usize);
+        for (bucket, read) in views.iter().zip(&mut reads) {
+            if bucket.is_empty() {
+                continue;
+            }
+            let started = std::time::Instant::now();
+            let read = match read.take() {
+                Some(read) => read,
+                None => gpu.begin_read(&bucket.iter().collect::<Vec<_>>())?,
+            };
+            let bytes = read.finish_in_order().await?;
+            let mut flat: Vec<f32> = bytes
+                .iter()
+                .flat_map(|b| b.chunks_exact(4))
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            let summing = std::time::Instant::now();
+            read_s += (summing - started).as_secs_f64();
+            self.comm.all_reduce_sum(&mut flat)?;
+            let mut at = 0;
+            for view in bucket {
+                view.write(&flat[at..at + view.numel()])?;
+                at += view.numel();
+            }
+            elements += flat.len();
+            reduce_s += summing.elapsed().as_secs_f64();
+        }
         let started = std::time::Instant::now();
-        let values = store.grads.gpu().read_f32(&tensors).await?;
-        let read = started.elapsed().as_secs_f64();
-        let grads_len: usize = views.iter().map(Tensor::numel).sum();
-        let mut flat = Vec::with_capacity(grads_len + tasks);
-        for v in &values[..views.len()] {
-            flat.extend_from_slice(v);
+        let loss_tensors: Vec<&Tensor> = losses.iter().map(|(_, _, l)| l).collect();
+        let values = gpu.read_f32(&loss_tensors).await?;
+        let mut scaled = vec![0.0f32; tasks];
+        for ((t, share, _), v) in losses.iter().zip(&values) {
+            scaled[*t] += (share * v[0] as f64) as f32;
         }
-        let mut scaled = vec![0.0f64; tasks];
-        for ((t, share, _), v) in losses.iter().zip(&values[views.len()..]) {
-            scaled[*t] += share * v[0] as f64;
-        }
-        flat.extend(scaled.iter().map(|&l| l as f32));
-        self.comm.all_reduce_sum(&mut flat)?;
-        let mut at = 0;
-        for view in &views {
-            view.write(&flat[at..at + view.numel()])?;
-            at += view.numel();
-        }
+        self.comm.all_reduce_sum(&mut scaled)?;
+        reduce_s += started.elapsed().as_secs_f64();
         let stats = &mut self.reduce_stats;
         stats.steps += 1;
-        stats.bytes += 4 * flat.len() as u64;
-        stats.readback_s += read;
-        stats.reduce_s += started.elapsed().as_secs_f64() - read;
-        Ok(flat[grads_len..].iter().map(|&l| l as f64).collect())
+        stats.bytes += 4 * (elements + tasks) as u64;
+        stats.readback_s += read_s;
+        stats.reduce_s += reduce_s;
+        Ok(scaled.iter().map(|&l| l as f64).collect())
+    }
+
+    /// The trained spans of the gradient arenas (the optimizer's update ranges cut at
+    /// parameter boundaries, padding left out), in buckets by [`bucket_of`], each sorted
+    /// and merged.
+    fn gradient_buckets(&self) -> Vec<Vec<(usize, usize, usize)>> {
+        let layout = &self.model.store.layout;
+        let layers = self.model.spec.encoder.layers;
+        let mut buckets: Vec<Vec<(usize, usize, usize)>> = vec![Vec::new(); layers + 3];
+        for r in self.optimizer.ranges() {
+            for slot in layout.slots.iter().filter(|s| s.arena == r.arena) {
+                let end = slot.offset + slot.shape.iter().product::<usize>();
+                let (a, b) = (slot.offset.max(r.start), end.min(r.end));
+                if a < b {
+                    let stage = if slot.name.starts_with("tasks.") {
+                        None
+                    } else {
+                        Some(encoder_stage(&slot.name))
+                    };
+                    let bucket = match stage {
+                        None => bucket_of(None, layers),
+                        Some(Some(s)) => bucket_of(Some(s), layers),
+                        Some(None) => layers + 2, // (read after everything else)
+                    };
+                    buckets[bucket].push((slot.arena, a, b));
+                }
+            }
+        }
+        for spans in &mut buckets {
+            spans.sort_unstable();
+            let mut merged: Vec<(usize, usize, usize)> = Vec::with_capacity(spans.len());
+            for &(arena, a, b) in spans.iter() {
+                match merged.last_mut() {
+                    Some(last) if last.0 == arena && last.2 == a => last.2 = b,
+                    _ => merged.push((arena, a, b)),
+                }
+            }
+            *spans = merged;
+        }
+        buckets
     }
 
     /// Batch `k` of this step uploaded and run forward with its own dropout seed, through the
@@ -675,4 +765,14 @@ fn batch_seed(seed: u64, k: usize) -> u64 {
 /// `seed`): every rank's shard gets its own masks.
 fn rank_seed(seed: u64, rank: usize) -> u64 {
     seed ^ (rank as u64).wrapping_mul(0xD1B5_4A32_D192_ED03)
+}
+
+/// The bucket of a data-parallel step's gradients that a finished backward stage fills, in
+/// the order the backward finishes them: the tasks (`None`) first, then the encoder's stages
+/// from the top layer (stage `layers`) down to the embeddings (stage 0).
+fn bucket_of(stage: Option<usize>, layers: usize) -> usize {
+    match stage {
+        None => 0,
+        Some(s) => 1 + layers - s.min(layers),
+    }
 }
