@@ -78,13 +78,48 @@ pub fn evaluate_task_on(
     Ok(metrics)
 }
 
+/// One batch's predictions between ranks: its index, the predictions with the regression
+/// values taken out, and those values as their bits.
+type WireBatch = (usize, TaskEval, Vec<(u64, u64)>);
+
+/// Batches of predictions as bytes for another rank; regression values travel as their
+/// bits, since JSON has no NaN or Inf.
+fn to_wire(batches: Vec<(usize, TaskEval)>) -> Result<Vec<u8>> {
+    let wire: Vec<WireBatch> = batches
+        .into_iter()
+        .map(|(index, mut eval)| {
+            let bits = std::mem::take(&mut eval.values)
+                .iter()
+                .map(|(p, g)| (p.to_bits(), g.to_bits()))
+                .collect();
+            (index, eval, bits)
+        })
+        .collect();
+    Ok(serde_json::to_vec(&wire)?)
+}
+
+/// [`to_wire`]'s bytes back as batches of predictions.
+fn from_wire(bytes: &[u8]) -> Result<Vec<(usize, TaskEval)>> {
+    let wire: Vec<WireBatch> = serde_json::from_slice(bytes)?;
+    Ok(wire
+        .into_iter()
+        .map(|(index, mut eval, bits)| {
+            eval.values = bits
+                .iter()
+                .map(|&(p, g)| (f64::from_bits(p), f64::from_bits(g)))
+                .collect();
+            (index, eval)
+        })
+        .collect())
+}
+
 /// Every rank's `(batch index, predictions)` on every rank (each rank broadcasts its own in
 /// turn), merged in batch order.
 fn gather_in_order(mine: Vec<(usize, TaskEval)>, comm: &dyn Collective) -> Result<TaskEval> {
     let mut all = if comm.size() == 1 {
         mine
     } else {
-        let own = serde_json::to_vec(&mine)?;
+        let own = to_wire(mine)?;
         let mut all = Vec::new();
         for root in 0..comm.size() {
             let mut bytes = if root == comm.rank() {
@@ -93,9 +128,10 @@ fn gather_in_order(mine: Vec<(usize, TaskEval)>, comm: &dyn Collective) -> Resul
                 Vec::new()
             };
             comm.broadcast_bytes(root, &mut bytes)?;
-            let part: Vec<(usize, TaskEval)> = serde_json::from_slice(&bytes)
-                .with_context(|| format!("the predictions rank {root} sent do not parse"))?;
-            all.extend(part);
+            all.extend(
+                from_wire(&bytes)
+                    .with_context(|| format!("the predictions rank {root} sent do not parse"))?,
+            );
         }
         all
     };
@@ -105,4 +141,34 @@ fn gather_in_order(mine: Vec<(usize, TaskEval)>, comm: &dyn Collective) -> Resul
         merged.append(part);
     }
     Ok(merged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn predictions_cross_ranks_bit_for_bit_with_nan_and_infinity() {
+        let eval = TaskEval {
+            classes: vec![(1, 2)],
+            values: vec![
+                (f64::NAN, 0.5),
+                (f64::INFINITY, f64::NEG_INFINITY),
+                (-0.0, 1e-300),
+            ],
+            texts: vec![("a".into(), "b".into())],
+            ..TaskEval::default()
+        };
+        let sent = vec![(7, eval.clone())];
+        let got = from_wire(&to_wire(sent).unwrap()).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0, 7);
+        assert_eq!(got[0].1.classes, eval.classes);
+        assert_eq!(got[0].1.texts, eval.texts);
+        let bits = |v: &[(f64, f64)]| -> Vec<(u64, u64)> {
+            v.iter().map(|(p, g)| (p.to_bits(), g.to_bits())).collect()
+        };
+        assert_eq!(bits(&got[0].1.values), bits(&eval.values));
+        assert!(from_wire(b"not json").is_err());
+    }
 }

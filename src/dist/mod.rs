@@ -27,6 +27,12 @@ pub trait Collective {
     fn all_reduce_sum(&self, data: &mut [f32]) -> Result<()>;
     /// Rank `root`'s `data` on every rank (the length travels too).
     fn broadcast_bytes(&self, root: usize, data: &mut Vec<u8>) -> Result<()>;
+    /// [`Collective::broadcast_bytes`] without the time limit: where the other ranks wait
+    /// for rank `root`'s own file work (reading a run directory, writing checkpoints), which
+    /// may take long on slow storage; a rank that dies meanwhile still ends the job.
+    fn broadcast_untimed(&self, root: usize, data: &mut Vec<u8>) -> Result<()> {
+        self.broadcast_bytes(root, data)
+    }
     /// Ends every rank of the job with `code` (after this rank printed why).
     fn abort(&self, code: i32) -> !;
     /// What the job is, for the run's header line.

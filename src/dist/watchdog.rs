@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 pub const TIMEOUT_ENV: &str = "TASKGATE_MPI_TIMEOUT";
 /// The limit without [`TIMEOUT_ENV`].
 pub const DEFAULT_TIMEOUT_S: u64 = 300;
+/// The longest limit [`TIMEOUT_ENV`] may set (a year).
+pub const MAX_TIMEOUT_S: f64 = 365.0 * 24.0 * 3600.0;
 /// The exit status of a rank that timed out.
 pub const TIMEOUT_EXIT: i32 = 3;
 
@@ -29,10 +31,18 @@ fn epoch() -> Instant {
 pub fn timeout_from_env() -> anyhow::Result<Duration> {
     match std::env::var(TIMEOUT_ENV) {
         Err(_) => Ok(Duration::from_secs(DEFAULT_TIMEOUT_S)),
-        Ok(v) => match v.trim().parse::<f64>() {
-            Ok(s) if s.is_finite() && s > 0.0 => Ok(Duration::from_secs_f64(s)),
-            _ => anyhow::bail!("{TIMEOUT_ENV}={v:?}: give the seconds a collective may take (> 0)"),
-        },
+        Ok(v) => parse_timeout(&v),
+    }
+}
+
+/// Seconds as [`TIMEOUT_ENV`] gives them: more than 0, at most [`MAX_TIMEOUT_S`].
+fn parse_timeout(v: &str) -> anyhow::Result<Duration> {
+    match v.trim().parse::<f64>() {
+        Ok(s) if s > 0.0 && s <= MAX_TIMEOUT_S => Ok(Duration::from_secs_f64(s)),
+        _ => anyhow::bail!(
+            "{TIMEOUT_ENV}={v:?}: give the seconds a collective may take (more than 0, at most \
+             {MAX_TIMEOUT_S})"
+        ),
     }
 }
 
@@ -76,4 +86,19 @@ fn spawn_checker() {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_are_positive_finite_seconds_up_to_a_year() {
+        assert_eq!(parse_timeout(" 4 ").unwrap(), Duration::from_secs(4));
+        assert_eq!(parse_timeout("0.5").unwrap(), Duration::from_millis(500));
+        for bad in ["0", "-1", "nan", "inf", "1e300", "soon", ""] {
+            let err = parse_timeout(bad).unwrap_err().to_string();
+            assert!(err.contains(TIMEOUT_ENV), "{bad}: {err}");
+        }
+    }
 }

@@ -401,20 +401,25 @@ impl Start {
     /// Rank 0's start handed to every rank of a data-parallel job: rank 0 sends its resolved
     /// configuration and the checkpoint it resumes from; the others read that checkpoint
     /// (a shared file system, as the data files) and write nothing.
-    fn shared(leader: Option<Self>, comm: &Comm) -> Result<Self> {
+    /// Returns the start and whether rank 0 asks for the replica check
+    /// ([`CHECK_REPLICAS_ENV`]: rank 0's environment decides for every rank).
+    fn shared(leader: Option<Self>, comm: &Comm) -> Result<(Self, bool)> {
         let mut bytes = match &leader {
             Some(start) => serde_json::to_vec(&json!({
                 "config": toml::to_string(&start.config)?,
                 "config_path": start.config_path,
                 "checkpoint": start.resumed.as_ref().map(|c| c.dir.clone()),
+                "check_replicas": check_replicas_requested(),
             }))?,
             None => Vec::new(),
         };
-        comm.broadcast_bytes(0, &mut bytes)?;
+        // (untimed: rank 0 may spend long reading the data and a checkpoint first)
+        comm.broadcast_untimed(0, &mut bytes)?;
         if let Some(start) = leader {
-            return Ok(start);
+            return Ok((start, check_replicas_requested()));
         }
         let sent: Value = serde_json::from_slice(&bytes)?;
+        let check_replicas = sent["check_replicas"] == json!(true);
         let config_path = PathBuf::from(sent["config_path"].as_str().unwrap_or_default());
         let config = ModelConfig::parse(sent["config"].as_str().unwrap_or_default(), &config_path)?;
         let resumed = match sent["checkpoint"].as_str() {
@@ -427,12 +432,13 @@ impl Start {
             })?),
             None => None,
         };
-        Ok(Self {
+        let start = Self {
             config,
             config_path,
             opened: None,
             resumed,
-        })
+        };
+        Ok((start, check_replicas))
     }
 
     /// A resumed run: the directory locked and tidied first, then its configuration and the
@@ -721,8 +727,8 @@ impl Training {
         let out = &options.out;
         let (leader, ranks) = (comm.rank() == 0, comm.size());
         let quiet = options.quiet || !leader;
-        let mut start = if ranks == 1 {
-            Start::new(options)?
+        let (mut start, check_replicas) = if ranks == 1 {
+            (Start::new(options)?, false)
         } else {
             let start = leader.then(|| Start::new(options)).transpose()?;
             Start::shared(start, &comm)?
@@ -843,9 +849,7 @@ impl Training {
             train,
             last_dev: Vec::new(),
             quiet,
-            replicas_checked: (ranks > 1
-                && std::env::var(CHECK_REPLICAS_ENV).is_ok_and(|v| v == "1"))
-            .then_some(0),
+            replicas_checked: check_replicas.then_some(0),
             comm,
             stop_rule: options.stop_rule.clone(),
             stopped_at: None,
@@ -1019,6 +1023,10 @@ impl Training {
             self.save_checkpoints(improved)?;
             self.write_chart()?;
         }
+        if self.comm.size() > 1 {
+            // The other ranks wait, untimed, while rank 0 writes the checkpoints.
+            self.comm.broadcast_untimed(0, &mut Vec::new())?;
+        }
         self.clock
             .eta
             .add_eval(eval_started.elapsed().as_secs_f64());
@@ -1128,6 +1136,11 @@ impl Training {
             replicas_checked: self.replicas_checked,
         }
     }
+}
+
+/// True when [`CHECK_REPLICAS_ENV`] asks for the replica check.
+fn check_replicas_requested() -> bool {
+    std::env::var(CHECK_REPLICAS_ENV).is_ok_and(|v| v == "1")
 }
 
 /// Rank 0's parameters on every rank (read back, broadcast, written), so that the ranks

@@ -228,10 +228,12 @@ impl Steps {
                     continue;
                 }
                 let w = class_weights[t].as_deref();
+                // (labelled as one process decides: a batch of zero-weight classes still
+                // steps the task's optimizer group)
+                plan.labelled[t] |= whole.targets[t].any_labelled();
                 let all = whole.targets[t].loss_denominator(w);
                 if all > 0.0 {
                     *share = part.targets[t].loss_denominator(w) / all;
-                    plan.labelled[t] |= whole.targets[t].any_labelled();
                 }
             }
             plan.shares.push(shares);
