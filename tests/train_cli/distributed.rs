@@ -120,6 +120,30 @@ fn two_ranks_train_as_one_process_on_the_same_global_batches() {
         .map(|v| v["step"].as_u64().unwrap())
         .collect();
     assert_eq!(steps, (1..=10).map(|s| 2 * s).collect::<Vec<_>>());
+
+    // The dev metrics the ranks computed together at step 20 (each of the two dev batches on
+    // its own rank) are exactly those one process computes from the same parameters.
+    let logged = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .rfind(|v| v["kind"] == "eval" && v["step"] == 20)
+        .expect("a dev evaluation at step 20");
+    let out = taskgate(
+        &["eval", p(&two.join("last")), "--split", "dev", "--json"],
+        &[],
+    );
+    let alone: serde_json::Value = serde_json::from_str(ok(&out).trim()).unwrap();
+    for task in ["sentiment", "score", "tags"] {
+        assert_eq!(
+            alone["metrics"][task]["examples"].as_f64(),
+            Some(40.0),
+            "{alone}"
+        );
+        assert_eq!(
+            logged["metrics"][task], alone["metrics"][task],
+            "{task}: 2 ranks' dev metrics against one process's"
+        );
+    }
 }
 
 /// Polls `dir`'s log until it records step `step` or later.
