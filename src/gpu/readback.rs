@@ -112,15 +112,9 @@ impl Gpu {
 
     /// Reads f32 `tensors` back in one transfer, each as exactly its elements.
     pub async fn read_f32(&self, tensors: &[&Tensor]) -> Result<Vec<Vec<f32>>> {
-        for t in tensors {
-            t.check_read_type::<f32>()?;
-        }
+        check_f32(tensors)?;
         let bytes = self.read_bytes(tensors).await?;
-        Ok(bytes
-            .iter()
-            .zip(tensors)
-            .map(|(b, t)| cast_vec(b, t.numel()))
-            .collect())
+        Ok(cast_each(&bytes, tensors))
     }
 
     /// Drives `future`, which awaits this device's readbacks, to completion on this thread:
@@ -188,6 +182,14 @@ impl PendingRead {
         self.finish().await
     }
 
+    /// [`PendingRead::finish_in_order`] for the f32 `tensors` the read was begun on, each
+    /// as exactly its elements (as [`Gpu::read_f32`] gives them).
+    pub async fn finish_in_order_f32(self, tensors: &[&Tensor]) -> Result<Vec<Vec<f32>>> {
+        check_f32(tensors)?;
+        let bytes = self.finish_in_order().await?;
+        Ok(cast_each(&bytes, tensors))
+    }
+
     /// Waits for the maps and copies the bytes out.
     pub async fn finish(self) -> Result<Vec<Vec<u8>>> {
         let mut out = Vec::with_capacity(self.parts.len());
@@ -218,6 +220,20 @@ impl PendingRead {
         self.gpu.take_error()?;
         Ok(out)
     }
+}
+
+/// Refuses to read any of `tensors` as f32 unless it holds f32.
+fn check_f32(tensors: &[&Tensor]) -> Result<()> {
+    tensors.iter().try_for_each(|t| t.check_read_type::<f32>())
+}
+
+/// Each of `tensors`' read-back bytes as its elements.
+fn cast_each<T: Element>(bytes: &[Vec<u8>], tensors: &[&Tensor]) -> Vec<Vec<T>> {
+    bytes
+        .iter()
+        .zip(tensors)
+        .map(|(b, t)| cast_vec(b, t.numel()))
+        .collect()
 }
 
 fn cast_vec<T: Element>(bytes: &[u8], numel: usize) -> Vec<T> {

@@ -404,19 +404,20 @@ impl Start {
     /// Returns the start and whether rank 0 asks for the replica check
     /// ([`CHECK_REPLICAS_ENV`]: rank 0's environment decides for every rank).
     fn shared(leader: Option<Self>, comm: &Comm) -> Result<(Self, bool)> {
+        let check_replicas = check_replicas_requested();
         let mut bytes = match &leader {
             Some(start) => serde_json::to_vec(&json!({
                 "config": toml::to_string(&start.config)?,
                 "config_path": start.config_path,
                 "checkpoint": start.resumed.as_ref().map(|c| c.dir.clone()),
-                "check_replicas": check_replicas_requested(),
+                "check_replicas": check_replicas,
             }))?,
             None => Vec::new(),
         };
         // (untimed: rank 0 may spend long reading the data and a checkpoint first)
         comm.broadcast_untimed(0, &mut bytes)?;
         if let Some(start) = leader {
-            return Ok((start, check_replicas_requested()));
+            return Ok((start, check_replicas));
         }
         let sent: Value = serde_json::from_slice(&bytes)?;
         let check_replicas = sent["check_replicas"] == json!(true);
@@ -1164,9 +1165,7 @@ fn broadcast_params(model: &MultiTaskModel, comm: &Comm) -> Result<()> {
                     arena.bytes()
                 );
             }
-            gpu.flush()?;
-            gpu.queue()
-                .write_buffer(arena.buffer(), arena.offset_bytes(), &bytes);
+            arena.write(&bytemuck::pod_collect_to_vec::<u8, f32>(&bytes))?;
         }
     }
     Ok(())

@@ -446,16 +446,12 @@ impl Trainer {
                 continue;
             }
             let started = std::time::Instant::now();
+            let tensors: Vec<&Tensor> = bucket.iter().collect();
             let read = match read.take() {
                 Some(read) => read,
-                None => gpu.begin_read(&bucket.iter().collect::<Vec<_>>())?,
+                None => gpu.begin_read(&tensors)?,
             };
-            let bytes = read.finish_in_order().await?;
-            let mut flat: Vec<f32> = bytes
-                .iter()
-                .flat_map(|b| b.chunks_exact(4))
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
+            let mut flat = read.finish_in_order_f32(&tensors).await?.concat();
             let summing = std::time::Instant::now();
             read_s += (summing - started).as_secs_f64();
             self.comm.all_reduce_sum(&mut flat)?;
@@ -496,15 +492,13 @@ impl Trainer {
                 let end = slot.offset + slot.shape.iter().product::<usize>();
                 let (a, b) = (slot.offset.max(r.start), end.min(r.end));
                 if a < b {
-                    let stage = if slot.name.starts_with("tasks.") {
-                        None
+                    let bucket = if slot.name.starts_with("tasks.") {
+                        bucket_of(None, layers)
                     } else {
-                        Some(encoder_stage(&slot.name))
-                    };
-                    let bucket = match stage {
-                        None => bucket_of(None, layers),
-                        Some(Some(s)) => bucket_of(Some(s), layers),
-                        Some(None) => layers + 2, // (read after everything else)
+                        match encoder_stage(&slot.name) {
+                            Some(stage) => bucket_of(Some(stage), layers),
+                            None => layers + 2, // (read after everything else)
+                        }
                     };
                     buckets[bucket].push((slot.arena, a, b));
                 }

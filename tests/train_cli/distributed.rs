@@ -112,10 +112,13 @@ fn two_ranks_train_as_one_process_on_the_same_global_batches() {
     );
     assert!(worst[0].0 <= 1e-5, "{worst:?}");
     // Only rank 0 wrote: one log, with one line per logged step.
-    let log = std::fs::read_to_string(two.join("log.jsonl")).unwrap();
-    let steps: Vec<u64> = log
+    let log: Vec<serde_json::Value> = std::fs::read_to_string(two.join("log.jsonl"))
+        .unwrap()
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let steps: Vec<u64> = log
+        .iter()
         .filter(|v| v["kind"] == "train")
         .map(|v| v["step"].as_u64().unwrap())
         .collect();
@@ -124,8 +127,7 @@ fn two_ranks_train_as_one_process_on_the_same_global_batches() {
     // The dev metrics the ranks computed together at step 20 (each of the two dev batches on
     // its own rank) are exactly those one process computes from the same parameters.
     let logged = log
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .iter()
         .rfind(|v| v["kind"] == "eval" && v["step"] == 20)
         .expect("a dev evaluation at step 20");
     let out = taskgate(
